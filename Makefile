@@ -1,0 +1,41 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8501
+
+.PHONY: run test lint bench-help
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+
+# Stamp files: reinstall only when a requirements file changed.
+$(VENV)/.installed-run: requirements.txt | $(PY)
+	$(PY) -m pip install -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-test: requirements.txt requirements-test.txt | $(PY)
+	$(PY) -m pip install -r requirements.txt -r requirements-test.txt
+	touch $@
+
+# Browser tests use Debian's Chromium; no test tool downloads its own browser.
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" = "0" ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+		else \
+			echo "warning: /usr/bin/chromium is missing and you are not root; browser tests will be skipped"; \
+		fi; \
+	fi
+
+run: $(VENV)/.installed-run
+	$(PY) -m streamlit run streamlit_app.py --server.address 127.0.0.1 --server.port $(PORT)
+
+test: $(VENV)/.installed-test chromium
+	$(PY) -m pytest
+
+lint: $(VENV)/.installed-test
+	$(PY) -m ruff check .
+
+.PHONY: chromium

@@ -14,7 +14,8 @@ DEMO_COUNT = 300
 
 
 def chooser(current: Settings) -> None:
-    download_tab, folder_tab, demo_tab = st.tabs(["Download the official dataset", "Use a folder", "Generate a demo set"])
+    tabs = ["Download the official dataset", "Use a folder", "Generate a demo set"]
+    download_tab, folder_tab, demo_tab = st.tabs(tabs)
     with download_tab:
         _download(current)
     with folder_tab:

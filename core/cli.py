@@ -49,13 +49,15 @@ def cmd_download(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     download(settings.data, base_url=args.base_url)
+    print(f"dataset ready at {settings.data}")
     return 0
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
     from core.synth import generate
 
-    generate(Path(args.out), count=args.count, seed=args.seed)
+    out = generate(Path(args.out), count=args.count, seed=args.seed)
+    print(f"synthetic dataset written to {out}")
     return 0
 
 
@@ -75,9 +77,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
     else:
+        def fmt(value: float | None) -> str:
+            return "n/a" if value is None else f"{value:.4f}"
+
         print(
             f"{summary['run']} / {summary['split']}: {summary['images']} images, "
-            f"per-image pet IoU {summary['per_image_iou']:.4f}, dataset pet IoU {summary['dataset_iou']:.4f}\n"
+            f"per-image pet IoU {fmt(summary['per_image_iou'])}, dataset pet IoU {fmt(summary['dataset_iou'])}\n"
             f"metrics: {summary['metrics_path']}\npredictions: {summary['predictions_dir']}"
         )
     return 0
@@ -91,16 +96,19 @@ def cmd_corrections_import(args: argparse.Namespace) -> int:
     for result in results:
         print(result.line())
     refused = sum(1 for r in results if not r.ok)
-    print(f"{len(results) - refused} imported, {refused} refused")
+    imported = sum(1 for r in results if r.new_version)
+    print(f"{imported} imported, {len(results) - refused - imported} unchanged, {refused} refused")
     return 1 if refused and refused == len(results) else 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from core.export import export
+    from core.export import export_archive
 
     settings = _settings(args)
-    out = export(settings, fmt=args.format, out=Path(args.out) if args.out else None, only_corrected=args.only_corrected)
-    print(out)
+    out = Path(args.out) if args.out else None
+    report = export_archive(settings, fmt=args.format, out=out, only_corrected=args.only_corrected)
+    print(report.path)
+    print(report.summary(), file=sys.stderr)
     return 0
 
 

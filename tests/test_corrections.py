@@ -1,0 +1,406 @@
+"""core.corrections + core.db: versions, conflicts, history, revert, soft delete, import, hostile input."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from _tiny_dataset import copy_sample, ellipse_pet, make_tiny_dataset
+
+from core import cli, corrections, db
+from core.config import Settings
+from core.corrections import (
+    ConflictError,
+    collect_garbage,
+    effective_mask,
+    history,
+    import_folder,
+    latest,
+    latest_table,
+    latest_versions,
+    load_mask,
+    revert,
+    save,
+    soft_delete,
+)
+from core.dataset import load_trimap, open_dataset
+from core.errors import ImageUnreadable, PetSegError, UnknownImage
+from core.masks import BACKGROUND, BORDER, PET, binary_to_trimap, iou_pet
+
+ID = "Abyssinian_1"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, workspace: Path) -> Settings:
+    return Settings.resolve(data=make_tiny_dataset(tmp_path / "data"), workspace=workspace)
+
+
+@pytest.fixture
+def ds(settings: Settings):
+    return open_dataset(settings.data, settings.workspace)
+
+
+def _mask(ds, image_id: str = ID, shift: int = 2) -> np.ndarray:
+    height, width = int(ds.table.loc[image_id, "height"]), int(ds.table.loc[image_id, "width"])
+    return binary_to_trimap(ellipse_pet((height, width), shift=shift), half_width=1)
+
+
+def _rows(settings: Settings) -> list[sqlite3.Row]:
+    with db.session(settings) as conn:
+        return conn.execute("SELECT * FROM corrections ORDER BY image_id, version").fetchall()
+
+
+def _mask_files(settings: Settings) -> list[Path]:
+    return sorted(p for p in settings.masks_dir.glob("??/*") if p.is_file())
+
+
+# --- database ------------------------------------------------------------------------------------------
+
+
+def test_database_is_wal_with_foreign_keys_and_a_schema_version(settings: Settings):
+    with db.session(settings) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
+        assert db.schema_version(conn) == db.SCHEMA_VERSION >= 1
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"corrections", "reviews"} <= tables
+    assert settings.db_path.is_file()
+
+
+def test_database_from_a_newer_petseg_or_damaged_is_refused_with_a_message(settings: Settings):
+    with db.session(settings) as conn:
+        conn.execute(f"PRAGMA user_version = {db.SCHEMA_VERSION + 1}")
+    with pytest.raises(PetSegError, match="newer than this PetSeg"):
+        db.connect(settings)
+    settings.db_path.unlink()
+    for extra in ("-wal", "-shm"):
+        Path(str(settings.db_path) + extra).unlink(missing_ok=True)
+    settings.db_path.write_bytes(b"this is not a database at all" * 100)
+    with pytest.raises(PetSegError, match="unreadable .* move it aside"):
+        db.connect(settings)
+
+
+def test_two_connections_migrate_once(settings: Settings):
+    first, second = db.connect(settings), db.connect(settings)
+    try:
+        assert db.schema_version(first) == db.schema_version(second) == db.SCHEMA_VERSION
+    finally:
+        first.close()
+        second.close()
+
+
+# --- saving and reading --------------------------------------------------------------------------------
+
+
+def test_save_creates_numbered_versions_with_their_files(settings: Settings, ds):
+    first = save(settings, ds, ID, _mask(ds, shift=1), base_version=None, source="gt", note="ear")
+    second = save(settings, ds, ID, _mask(ds, shift=2), base_version=1, source="correction", author="Ana")
+    assert (first.version, first.parent_version, first.source, first.note) == (1, None, "gt", "ear")
+    assert (second.version, second.parent_version, second.source, second.author) == (2, 1, "correction", "Ana")
+    assert first.author  # the OS user by default
+    for correction in (first, second):
+        path = settings.workspace / correction.path
+        assert path.is_file() and path.parent.parent == settings.masks_dir
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == correction.sha256 == path.stem
+    assert np.array_equal(load_mask(settings, second), _mask(ds, shift=2))
+    assert [c.version for c in history(settings, ID)] == [1, 2]
+    assert latest(settings, ID) == second
+    assert latest_versions(settings) == {ID: 2}
+    table = latest_table(settings)
+    assert table.loc[ID, "version"] == 2 and table.loc[ID, "versions"] == 2
+    official = load_trimap(ds, ID)
+    assert first.iou_gt == pytest.approx(iou_pet(_mask(ds, shift=1), official))
+
+
+def test_identical_masks_share_one_file(settings: Settings, ds):
+    save(settings, ds, ID, _mask(ds), base_version=None, source="gt")
+    save(settings, ds, ID, _mask(ds, shift=3), base_version=1, source="correction")
+    third = save(settings, ds, ID, _mask(ds), base_version=2, source="correction")
+    assert third.version == 3
+    assert len(_mask_files(settings)) == 2
+
+
+def test_effective_mask_is_the_latest_correction_else_the_official_trimap(settings: Settings, ds):
+    official = load_trimap(ds, ID)
+    mask, version = effective_mask(settings, ds, ID)
+    assert version is None and np.array_equal(mask, official)
+    save(settings, ds, ID, _mask(ds, shift=1), base_version=None, source="gt")
+    save(settings, ds, ID, _mask(ds, shift=2), base_version=1, source="correction")
+    mask, version = effective_mask(settings, ds, ID)
+    assert version == 2 and np.array_equal(mask, _mask(ds, shift=2))
+    other, other_version = effective_mask(settings, ds, "beagle_1")
+    assert other_version is None and np.array_equal(other, load_trimap(ds, "beagle_1"))
+
+
+def test_conflict_when_another_version_landed_and_save_on_top_keeps_both(settings: Settings, ds):
+    save(settings, ds, ID, _mask(ds, shift=1), base_version=None, source="gt", author="Ana")
+    with pytest.raises(ConflictError) as caught:
+        save(settings, ds, ID, _mask(ds, shift=2), base_version=None, source="gt", author="Ben")
+    error = caught.value
+    assert isinstance(error, PetSegError)
+    assert error.current_version == 1 and error.base_version is None
+    assert "v1 was saved meanwhile by Ana" in str(error) and "nothing was overwritten" in str(error)
+    assert [c.author for c in history(settings, ID)] == ["Ana"]
+    assert len(_mask_files(settings)) == 1  # the refused mask left no file behind
+    on_top = save(settings, ds, ID, _mask(ds, shift=2), base_version=error.current_version, source="correction")
+    assert on_top.version == 2
+    with pytest.raises(ConflictError, match="started from v1 but v2 was saved"):
+        save(settings, ds, ID, _mask(ds, shift=3), base_version=1, source="correction")
+
+
+def test_soft_delete_hides_a_version_and_keeps_its_row_and_file(settings: Settings, ds):
+    save(settings, ds, ID, _mask(ds, shift=1), base_version=None, source="gt")
+    v2 = save(settings, ds, ID, _mask(ds, shift=2), base_version=1, source="correction")
+    deleted = soft_delete(settings, ID, 2)
+    assert deleted.deleted and (settings.workspace / v2.path).is_file()
+    assert [c.version for c in history(settings, ID)] == [1]
+    assert [(c.version, c.deleted) for c in history(settings, ID, include_deleted=True)] == [(1, False), (2, True)]
+    mask, version = effective_mask(settings, ds, ID)
+    assert version == 1 and np.array_equal(mask, _mask(ds, shift=1))
+    assert soft_delete(settings, ID, 2).deleted  # deleting twice is harmless
+    # the editor loaded v1 (the latest visible); a save from there is numbered after the deleted v2
+    v3 = save(settings, ds, ID, _mask(ds, shift=3), base_version=1, source="correction")
+    assert (v3.version, v3.parent_version) == (3, 1)
+    soft_delete(settings, ID, 3)
+    soft_delete(settings, ID, 1)
+    mask, version = effective_mask(settings, ds, ID)
+    assert version is None and np.array_equal(mask, load_trimap(ds, ID))
+    assert latest_versions(settings) == {}
+    with pytest.raises(PetSegError, match="has no version 9"):
+        soft_delete(settings, ID, 9)
+
+
+def test_revert_creates_a_new_version_with_the_old_content(settings: Settings, ds):
+    v1 = save(settings, ds, ID, _mask(ds, shift=1), base_version=None, source="gt")
+    save(settings, ds, ID, _mask(ds, shift=2), base_version=1, source="correction")
+    soft_delete(settings, ID, 1)
+    reverted = revert(settings, ds, ID, 1, author="Ana")
+    assert (reverted.version, reverted.parent_version, reverted.source) == (3, 1, "revert")
+    assert reverted.sha256 == v1.sha256 and reverted.note == "revert to v1"
+    assert reverted.iou_gt == pytest.approx(v1.iou_gt)
+    mask, version = effective_mask(settings, ds, ID)
+    assert version == 3 and np.array_equal(mask, _mask(ds, shift=1))
+    with pytest.raises(PetSegError, match="has no version 7"):
+        revert(settings, ds, ID, 7)
+
+
+def test_a_damaged_or_missing_mask_file_is_reported_not_returned(settings: Settings, ds):
+    v1 = save(settings, ds, ID, _mask(ds), base_version=None, source="gt")
+    path = settings.workspace / v1.path
+    data = bytearray(path.read_bytes())
+    data[-20] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ImageUnreadable, match="damaged .* revert"):
+        effective_mask(settings, ds, ID)
+    path.unlink()
+    with pytest.raises(ImageUnreadable, match="missing"):
+        load_mask(settings, v1)
+    # saving the same content again repairs the content-addressed file
+    save(settings, ds, ID, _mask(ds), base_version=1, source="correction")
+    assert np.array_equal(load_mask(settings, v1), _mask(ds))
+
+
+def test_a_tampered_ledger_path_reads_nothing_outside_the_store(settings: Settings, ds):
+    v1 = save(settings, ds, ID, _mask(ds), base_version=None, source="gt")
+    with db.session(settings) as conn:
+        conn.execute("UPDATE corrections SET path = '../../etc/passwd' WHERE version = 1")
+    with pytest.raises(PetSegError, match="not a store path"):
+        load_mask(settings, latest(settings, ID))
+    assert v1.path.startswith("masks/")
+
+
+def test_corrections_from_another_dataset_are_not_applied_silently(tmp_path: Path, settings: Settings, ds):
+    save(settings, ds, ID, _mask(ds), base_version=None, source="gt")
+    other_root = make_tiny_dataset(tmp_path / "other", size=(30, 30))
+    other = open_dataset(other_root, settings.workspace)
+    with pytest.raises(PetSegError, match="belong to another dataset"):
+        effective_mask(settings, other, ID)
+
+
+def test_saves_from_threads_are_each_a_version_or_a_conflict(settings: Settings, ds):
+    results: list[object] = []
+    barrier = threading.Barrier(4)
+
+    def worker(shift: int) -> None:
+        barrier.wait()
+        try:
+            results.append(save(settings, ds, ID, _mask(ds, shift=shift), base_version=None, source="gt"))
+        except ConflictError as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    saved = [r for r in results if not isinstance(r, ConflictError)]
+    assert len(saved) == 1 and len(results) == 4
+    assert [c.version for c in history(settings, ID)] == [1]
+
+
+# --- hostile input -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("image_id", ["../../etc/passwd", "Abyssinian_999", "A" * 5000, "", "<b>x</b>", "beagle_1/.."])
+def test_unknown_or_path_like_ids_are_refused(settings: Settings, ds, image_id: str):
+    with pytest.raises(UnknownImage):
+        save(settings, ds, image_id, _mask(ds), base_version=None, source="gt")
+    with pytest.raises(UnknownImage):
+        effective_mask(settings, ds, image_id)
+    assert _rows(settings) == [] and _mask_files(settings) == []
+
+
+def test_wrong_masks_are_refused_before_anything_is_written(settings: Settings, ds):
+    good = _mask(ds)
+    cases = {
+        "but the image is": good[:-1],
+        "dtype int32": good.astype(np.int32),
+        r"values \{0\} outside": np.clip(good.astype(int) - 1, 0, 2).astype(np.uint8),
+        "single-channel": np.stack([good] * 3, axis=-1),
+        "numpy array": good.tolist(),
+    }
+    for message, mask in cases.items():
+        with pytest.raises(PetSegError, match=message):
+            save(settings, ds, ID, mask, base_version=None, source="gt")
+    with pytest.raises(PetSegError, match="source 'paint'"):
+        save(settings, ds, ID, good, base_version=None, source="paint")
+    with pytest.raises(PetSegError, match="base version"):
+        save(settings, ds, ID, good, base_version=0, source="gt")
+    with pytest.raises(PetSegError, match="note is longer"):
+        save(settings, ds, ID, good, base_version=None, source="gt", note="x" * 5000)
+    with pytest.raises(PetSegError, match="author is longer"):
+        save(settings, ds, ID, good, base_version=None, source="gt", author="x" * 500)
+    assert _rows(settings) == [] and _mask_files(settings) == []
+
+
+# --- import --------------------------------------------------------------------------------------------
+
+
+def _write_png(path: Path, array: np.ndarray) -> None:
+    assert cv2.imwrite(str(path), array)
+
+
+def test_import_folder_versions_good_files_and_refuses_bad_ones_one_line_each(tmp_path: Path, settings: Settings, ds):
+    folder = tmp_path / "fixed"
+    folder.mkdir()
+    trimap = _mask(ds, ID, shift=3)
+    _write_png(folder / f"{ID}.png", trimap)
+    binary_pet = ellipse_pet(_mask(ds, "Bengal_1").shape, shift=2)
+    _write_png(folder / "Bengal_1.png", np.where(binary_pet, 255, 0).astype(np.uint8))
+    _write_png(folder / "beagle_1.png", _mask(ds, "beagle_1")[:-2])  # wrong size
+    _write_png(folder / "beagle_2.png", (_mask(ds, "beagle_2") * 40).astype(np.uint8))  # wrong values
+    _write_png(folder / "Sphynx_7.png", trimap)  # unknown id
+    (folder / "notes.txt").write_text("hello")
+    (folder / "Abyssinian_2.png").write_bytes(b"not a png")
+    (folder / "sub").mkdir()
+    os.symlink("/etc/passwd", folder / "Abyssinian_2.PNG")
+    (folder / "evil\nname.png").write_bytes(b"x")
+
+    results = import_folder(settings, folder, author="Lab", note="batch 3", ds=ds)
+    by_name = {r.name: r for r in results}
+    assert len(results) == 10
+    assert by_name[f"{ID}.png"].ok and by_name[f"{ID}.png"].version == 1
+    assert "imported as v1 (trimap)" in by_name[f"{ID}.png"].line()
+    assert by_name["Bengal_1.png"].ok and "border band regenerated" in by_name["Bengal_1.png"].line()
+    refused = {name: r.line() for name, r in by_name.items() if not r.ok}
+    assert set(refused) == {
+        "beagle_1.png", "beagle_2.png", "Sphynx_7.png", "notes.txt", "Abyssinian_2.png", "sub",
+        "Abyssinian_2.PNG", "evil\nname.png",
+    }
+    assert "but the image is" in refused["beagle_1.png"]
+    assert "values {40, 80, 120}" in refused["beagle_2.png"]
+    assert "refused" in refused["Sphynx_7.png"]
+    assert "not a .png" in refused["notes.txt"]
+    assert "not a readable PNG" in refused["Abyssinian_2.png"]
+    assert "folder" in refused["sub"] and "symbolic link" in refused["Abyssinian_2.PNG"]
+    assert "\n" not in refused["evil\nname.png"]
+
+    imported = latest(settings, ID)
+    assert (imported.source, imported.author, imported.note) == ("import", "Lab", "batch 3")
+    assert np.array_equal(effective_mask(settings, ds, ID)[0], trimap)
+    bengal, _ = effective_mask(settings, ds, "Bengal_1")
+    assert np.array_equal(bengal, binary_to_trimap(binary_pet))  # pet 1, background 2, regenerated border 3
+    assert set(np.unique(bengal)) == {PET, BACKGROUND, BORDER}
+    assert set(latest_versions(settings)) == {ID, "Bengal_1"}
+
+    again = {r.name: r for r in import_folder(settings, folder, ds=ds)}
+    assert again[f"{ID}.png"].ok and "unchanged: identical to v1" in again[f"{ID}.png"].line()
+    assert latest_versions(settings) == {ID: 1, "Bengal_1": 1}
+
+
+def test_import_of_the_official_trimap_adds_no_version(tmp_path: Path, settings: Settings, ds):
+    folder = tmp_path / "same"
+    folder.mkdir()
+    _write_png(folder / f"{ID}.png", load_trimap(ds, ID))
+    (result,) = import_folder(settings, folder, ds=ds)
+    assert result.ok and "identical to the official trimap" in result.line()
+    assert latest_versions(settings) == {}
+
+
+def test_import_refuses_missing_or_empty_folders_and_huge_files(tmp_path: Path, settings: Settings, ds, monkeypatch):
+    with pytest.raises(PetSegError, match="does not exist"):
+        import_folder(settings, tmp_path / "nope", ds=ds)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PetSegError, match="is empty"):
+        import_folder(settings, tmp_path / "empty", ds=ds)
+    folder = tmp_path / "big"
+    folder.mkdir()
+    _write_png(folder / f"{ID}.png", _mask(ds))
+    monkeypatch.setattr(corrections, "MAX_IMPORT_BYTES", 50)
+    (result,) = import_folder(settings, folder, ds=ds)
+    assert not result.ok and "larger than" in result.message
+
+
+def test_cli_corrections_import_prints_one_line_per_file(tmp_path: Path, settings: Settings, ds, capsys):
+    folder = tmp_path / "cli"
+    folder.mkdir()
+    _write_png(folder / f"{ID}.png", _mask(ds, shift=3))
+    _write_png(folder / "beagle_1.png", _mask(ds, "beagle_1")[:-1])
+    argv = ["corrections", "import", "--data", str(settings.data), "--workspace", str(settings.workspace),
+            "--from", str(folder), "--author", "cli-user"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{ID}.png: imported as v1") and out[1].startswith("beagle_1.png: refused:")
+    assert out[-1] == "1 imported, 0 unchanged, 1 refused"
+    assert latest(settings, ID).author == "cli-user"
+    assert cli.main(argv[:-4] + ["--from", str(tmp_path / "missing")]) == 2
+
+
+# --- garbage collection --------------------------------------------------------------------------------
+
+
+def test_collect_garbage_removes_orphans_and_keeps_every_referenced_file(settings: Settings, ds):
+    save(settings, ds, ID, _mask(ds, shift=1), base_version=None, source="gt")
+    v2 = save(settings, ds, ID, _mask(ds, shift=2), base_version=1, source="correction")
+    soft_delete(settings, ID, 2)
+    orphan = settings.masks_dir / "ab" / ("ab" + "0" * 62 + ".png")
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(b"left by a crash between file and row")
+    assert collect_garbage(settings) == 1
+    assert not orphan.exists() and (settings.workspace / v2.path).is_file()
+    assert corrections.check_store(settings).ok
+
+
+# --- the real sample -----------------------------------------------------------------------------------
+
+
+def test_corrections_on_the_real_sample(tmp_path: Path, sample_root: Path, workspace: Path):
+    root = copy_sample(sample_root, tmp_path / "sample")
+    settings = Settings.resolve(data=root, workspace=workspace)
+    ds = open_dataset(root, workspace)
+    image_id = ds.ids()[0]
+    official = load_trimap(ds, image_id)
+    edited = official.copy()
+    edited[: official.shape[0] // 4] = BACKGROUND
+    saved = save(settings, ds, image_id, edited, base_version=None, source="gt", note="top is background")
+    mask, version = effective_mask(settings, ds, image_id)
+    assert version == 1 and np.array_equal(mask, edited)
+    assert saved.iou_gt == pytest.approx(iou_pet(edited, official)) and saved.iou_gt < 1.0
+    assert (saved.height, saved.width) == official.shape

@@ -17,8 +17,12 @@ from core.errors import PetSegError
 
 def _add_paths(parser: argparse.ArgumentParser, data: bool = True) -> None:
     if data:
-        parser.add_argument("--data", help="dataset root in the official layout (default: $PETSEG_DATA or ./data/oxford-iiit-pet)")
-    parser.add_argument("--workspace", help="where runs, caches, corrections and exports go (default: $PETSEG_HOME or ./workspace)")
+        parser.add_argument(
+            "--data", help="dataset root in the official layout (default: $PETSEG_DATA or ./data/oxford-iiit-pet)"
+        )
+    parser.add_argument(
+        "--workspace", help="where runs, caches, corrections and exports go (default: $PETSEG_HOME or ./workspace)"
+    )
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -96,8 +100,14 @@ def cmd_corrections_import(args: argparse.Namespace) -> int:
     for result in results:
         print(result.line())
     refused = sum(1 for r in results if not r.ok)
-    imported = sum(1 for r in results if r.new_version)
-    print(f"{imported} imported, {len(results) - refused - imported} unchanged, {refused} refused")
+    imported = [r.image_id for r in results if r.new_version]
+    print(f"{len(imported)} imported, {len(results) - refused - len(imported)} unchanged, {refused} refused")
+    if imported:
+        from core.evaluate import rescore_everywhere
+
+        # Stored evaluations follow the new ground truth now, so the views never show a stale score.
+        rows = rescore_everywhere(settings, imported)
+        print(f"{rows} stored evaluation rows rescored against the imported masks")
     return 1 if refused and refused == len(results) else 0
 
 
@@ -116,7 +126,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m core", description="PetSeg: U-Net segmentation on Oxford-IIIT Pet.")
+    parser = argparse.ArgumentParser(
+        prog="python -m core", description="PetSeg: U-Net segmentation on Oxford-IIIT Pet."
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
 
     p = sub.add_parser("info", help="index the dataset and report what was found")
@@ -138,7 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a U-Net on the trimaps")
     _add_paths(p)
     p.add_argument("--run", required=True, help="run name (folder under <workspace>/runs)")
-    p.add_argument("--preset", choices=["quick", "full"], help="quick: small CPU model in minutes; full: resnet34 at 256 px")
+    p.add_argument(
+        "--preset", choices=["quick", "full"], help="quick: small CPU model in minutes; full: resnet34 at 256 px"
+    )
     p.add_argument("--epochs", type=_positive_int)
     p.add_argument("--image-size", type=_positive_int, help="input size, a multiple of 32")
     p.add_argument("--batch-size", type=_positive_int)
@@ -150,7 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu, cuda, mps or auto")
     p.add_argument("--max-images", type=_positive_int, help="train on at most this many trainval images")
     p.add_argument("--resume", action="store_true", help="continue from the run's last.pt")
-    p.add_argument("--use-corrections", action="store_true", help="train on the latest corrections instead of the official trimaps")
+    p.add_argument(
+        "--use-corrections", action="store_true",
+        help="train on the latest corrections of trainval images instead of their official trimaps",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="predict every image of a split and store per-image metrics")

@@ -66,6 +66,7 @@ class Settings:
 def check_run_name(name: str) -> str:
     if not _RUN_NAME.match(name or ""):
         raise PetSegError(
-            f"run name {name!r} is not allowed: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            f"run name {name!r} is not allowed: "
+            "use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
     return name

@@ -1,0 +1,517 @@
+"""Predict every image of a split at its original resolution and store per-image metrics.
+
+    >>> from core.evaluate import evaluate, load_predictor
+    >>> summary = evaluate(settings, run="quick-1", split="test")
+    >>> summary["per_image_iou"], summary["metrics_path"]
+    (0.87, '.../runs/quick-1/eval/test/metrics.parquet')
+    >>> predictor = load_predictor(settings, "quick-1")            # what the dashboard caches
+    >>> prediction = predictor.predict(load_image(ds, "Abyssinian_1"))
+    >>> prediction.mask.shape, prediction.probabilities.shape      # (H, W) trimap-coded, (H, W, 3) softmax
+    ((400, 600), (400, 600, 3))
+
+Writes ``<run>/eval/<split>/pred/<image_id>.png`` (trimap-coded 1/2/3, the image's size) and
+``<run>/eval/<split>/metrics.parquet``, one row per evaluated image with the columns of :data:`COLUMNS`
+(metric definitions in :mod:`core.metrics`). Images are resized to the input size and batched for the model;
+the logits of each image are resized back to its original size, then softmax and argmax.
+
+- Unreadable images are skipped and counted (``skipped_unreadable``), not in the table.
+- Images without ground truth are predicted and get a row whose ground-truth metrics are NaN
+  (``has_gt`` False), so means and ``dataset_iou`` leave them out while views can still show them.
+- Incremental: a rerun reuses every row made with the same checkpoint (sha256 in ``checkpoint_sha``) for an
+  unchanged image file; rows whose ground truth changed since are rescored from the stored prediction PNG
+  without the model (:func:`rescore`, also callable for one image after a correction).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from core.atomic import atomic_open, atomic_write_bytes, atomic_write_text
+from core.config import Settings
+from core.dataset import Dataset, load_image, open_dataset
+from core.device import Runtime, inference, select_runtime
+from core.errors import ImageUnreadable, PetSegError
+from core.metrics import (
+    GT_METRICS,
+    PREDICTION_METRICS,
+    dataset_iou,
+    empty_gt_metrics,
+    image_metrics,
+    prediction_metrics,
+)
+from core.model import ModelConfig, file_sha256, load_checkpoint, to_input
+from core.runs import EVAL_SPLITS, METRICS_FILE, PRED_DIR, PROGRESS_FILE, eval_dir, read_eval_table
+from core.train import ground_truth, ground_truth_versions, resize_image
+
+CHECKPOINTS = ("best", "last")
+SAVE_EVERY_S = 30.0  # partial tables survive an interruption; the rerun continues from them
+
+ID_COLUMNS = ("image_id", "split", "breed", "species", "width", "height", "has_gt")
+PROVENANCE_COLUMNS = ("gt_version", "checkpoint", "checkpoint_sha", "dataset_fingerprint", "image_stat",
+                      "evaluated_at", "scored_at")
+# iou_pet against the official trimap: equal to iou_pet unless a correction is the ground truth (gt_version set),
+# so a view can show both scores of a corrected image.
+OFFICIAL_COLUMNS = ("iou_pet_official",)
+COLUMNS = ID_COLUMNS + GT_METRICS + OFFICIAL_COLUMNS + PREDICTION_METRICS + PROVENANCE_COLUMNS
+
+
+# --- predicting -------------------------------------------------------------
+
+
+@dataclass
+class Prediction:
+    """A prediction at the image's original size."""
+
+    mask: np.ndarray  # (H, W) uint8, trimap coding (1 pet, 2 background, 3 border)
+    probabilities: np.ndarray  # (H, W, 3) float32 softmax, channels in class order (pet, background, border)
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """(H, W) max softmax probability."""
+        return self.probabilities.max(axis=2)
+
+    @property
+    def pet_probability(self) -> np.ndarray:
+        return self.probabilities[:, :, 0]
+
+
+def _logits_batch(model: torch.nn.Module, cfg: ModelConfig, runtime: Runtime, resized: np.ndarray) -> torch.Tensor:
+    """(B, S, S, 3) uint8 -> (B, 3, S, S) float32 logits on the CPU."""
+    with inference(runtime):
+        x = runtime.prepare(to_input(torch.from_numpy(resized), cfg))
+        return model(x).float().cpu()
+
+
+def _at_original_size(
+    logits: torch.Tensor, height: int, width: int, probabilities: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, np.ndarray | None]:
+    """(3, S, S) logits -> (trimap-coded mask, max softmax probability, (H, W, 3) softmax if asked) at full size.
+
+    The logits are resized (bilinear, as ``F.interpolate(align_corners=False)``), then softmax and argmax are
+    taken per pixel, written out over the three class planes: reductions across a 3-long channel axis are
+    several times slower in torch than these elementwise ops.
+    """
+    with torch.inference_mode():
+        up = F.interpolate(logits.unsqueeze(0), size=(height, width), mode="bilinear", align_corners=False)[0]
+        pet, background, border = up[0], up[1], up[2]
+        top = torch.maximum(torch.maximum(pet, background), border)
+        exps = [(pet - top).exp_(), (background - top).exp_(), (border - top).exp_()]
+        confidence = (exps[0] + exps[1] + exps[2]).reciprocal_()  # the max class has exp(0) = 1
+        # argmax with the first maximum winning, as torch.argmax does
+        mask = torch.where((pet >= background) & (pet >= border), 1, torch.where(background >= border, 2, 3))
+        probs = torch.stack([e.mul_(confidence) for e in exps], dim=2).numpy() if probabilities else None
+        return mask.to(torch.uint8), confidence, probs
+
+
+def predict_batch(
+    model: torch.nn.Module, cfg: ModelConfig, images: list[np.ndarray], runtime: Runtime | None = None
+) -> list[Prediction]:
+    """Predict RGB uint8 images of any sizes (batched at the input size)."""
+    if not images:
+        return []
+    runtime = runtime or _runtime_of(model)
+    resized = np.stack([resize_image(image, cfg.image_size) for image in images])
+    logits = _logits_batch(model, cfg, runtime, resized)
+    out = []
+    for image, item in zip(images, logits, strict=True):
+        mask, _, probs = _at_original_size(item, image.shape[0], image.shape[1], probabilities=True)
+        out.append(Prediction(mask=mask.numpy(), probabilities=probs))
+    return out
+
+
+def predict_image(
+    model: torch.nn.Module, cfg: ModelConfig, image: np.ndarray, runtime: Runtime | None = None
+) -> Prediction:
+    """Predict one RGB uint8 (H, W, 3) image at its original size."""
+    return predict_batch(model, cfg, [image], runtime)[0]
+
+
+def _runtime_of(model: torch.nn.Module) -> Runtime:
+    return _default_runtime(str(next(model.parameters()).device))
+
+
+@functools.cache
+def _default_runtime(device: str) -> Runtime:
+    return select_runtime(device, "auto")
+
+
+@dataclass
+class Predictor:
+    """A loaded checkpoint ready to predict: what the dashboard caches (``st.cache_resource``)."""
+
+    model: torch.nn.Module
+    cfg: ModelConfig
+    meta: dict[str, Any]
+    runtime: Runtime
+    checkpoint_path: Path
+
+    def predict(self, image: np.ndarray) -> Prediction:
+        return predict_image(self.model, self.cfg, image, self.runtime)
+
+    def predict_many(self, images: list[np.ndarray]) -> list[Prediction]:
+        return predict_batch(self.model, self.cfg, images, self.runtime)
+
+
+def checkpoint_path(settings: Settings, run: str, checkpoint: str = "best") -> Path:
+    if checkpoint not in CHECKPOINTS:
+        raise PetSegError(f"unknown checkpoint {checkpoint!r}: use best or last")
+    run_dir = settings.run_dir(run)
+    if not run_dir.is_dir():
+        raise PetSegError(f"no run named {run} in {settings.runs_dir}: train it first (python -m core train --run ...)")
+    return run_dir / f"{checkpoint}.pt"
+
+
+def load_predictor(
+    settings: Settings, run: str, checkpoint: str = "best", device: str = "auto", precision: str = "auto"
+) -> Predictor:
+    """Load a run's checkpoint onto the chosen device, in eval mode, with the inference precision resolved."""
+    path = checkpoint_path(settings, run, checkpoint)
+    runtime = select_runtime(device, precision)
+    model, cfg, meta = load_checkpoint(path, device=runtime.device)
+    return Predictor(runtime.prepare_model(model), cfg, meta, runtime, path)
+
+
+# --- evaluation folder and table ----------------------------------------------
+
+
+def write_table(folder: Path, rows: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    table = pd.DataFrame.from_records(list(rows.values()), columns=list(COLUMNS))
+    table = table.sort_values("image_id").reset_index(drop=True)
+    table["gt_version"] = table["gt_version"].astype("Int64")
+    for name in ("pet_tp", "pet_fp", "pet_fn", "pet_tn"):
+        table[name] = table[name].astype("Int64")
+    table["has_gt"] = table["has_gt"].astype(bool)
+    with atomic_open(folder / METRICS_FILE) as handle:
+        table.to_parquet(handle, index=False)
+    return table.set_index("image_id", drop=False).rename_axis(None)
+
+
+def _image_stat(ds: Dataset, image_id: str) -> str:
+    """Size and mtime of the image file: a replaced image invalidates its prediction."""
+    try:
+        st = os.stat(ds.image_path(image_id))
+    except OSError:
+        return ""
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def _encode_png(mask: np.ndarray) -> bytes:
+    # Fast zlib level plus run-length matching: label maps are long runs of one value (about 6 KB a mask).
+    ok, data = cv2.imencode(
+        ".png", mask, [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+    )
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return data.tobytes()
+
+
+def _write_png(path: Path, mask: np.ndarray) -> None:
+    atomic_write_bytes(path, _encode_png(mask))
+
+
+def read_prediction(folder: Path, image_id: str) -> np.ndarray | None:
+    """A stored prediction (trimap-coded, original size), None when missing or unreadable."""
+    data = cv2.imread(str(folder / PRED_DIR / f"{image_id}.png"), cv2.IMREAD_UNCHANGED)
+    return None if data is None or data.ndim != 2 else data
+
+
+# --- scoring ------------------------------------------------------------------
+
+
+def _score(
+    settings: Settings, ds: Dataset, image_id: str, pred: np.ndarray, use_corrections: bool
+) -> dict[str, Any]:
+    """Ground-truth metrics and version of one prediction (NaN metrics when there is no usable ground truth)."""
+    gt, version = _usable_ground_truth(settings, ds, image_id, pred, use_corrections)
+    metrics = {**image_metrics(pred, gt), "has_gt": True} if gt is not None else {**empty_gt_metrics(), "has_gt": False}
+    official = metrics["iou_pet"]
+    if version is not None:
+        official_gt, _ = _usable_ground_truth(settings, ds, image_id, pred, use_corrections=False)
+        official = math.nan if official_gt is None else image_metrics(pred, official_gt)["iou_pet"]
+    return {**metrics, "iou_pet_official": official, "gt_version": version, "scored_at": time.time()}
+
+
+def _usable_ground_truth(
+    settings: Settings, ds: Dataset, image_id: str, pred: np.ndarray, use_corrections: bool
+) -> tuple[np.ndarray | None, int | None]:
+    try:
+        gt, version = ground_truth(settings, ds, image_id, use_corrections)
+    except ImageUnreadable:
+        return None, None
+    return (gt, version) if gt is not None and gt.shape == pred.shape else (None, version)
+
+
+def rescore(
+    settings: Settings, run: str, split: str, image_ids: Iterable[str], use_corrections: bool = True
+) -> pd.DataFrame:
+    """Recompute the ground-truth metrics of some images from their stored predictions (no model).
+
+    For a changed ground truth (a correction): reads the prediction PNG and the current ground truth, keeps
+    the prediction-only columns (``pred_pet_fraction``, ``mean_confidence``, ``uncertain_fraction``) and
+    rewrites the table. Returns the updated rows; ids not in the table are ignored.
+    """
+    folder = eval_dir(settings, run, split)
+    table = read_eval_table(folder)
+    if table is None:
+        return pd.DataFrame(columns=list(COLUMNS))
+    ds = open_dataset(settings.data, settings.workspace)
+    rows = {r["image_id"]: r for r in table.to_dict("records")}
+    changed = []
+    for image_id in image_ids:
+        if image_id not in rows:
+            continue
+        pred = read_prediction(folder, image_id)
+        if pred is None:
+            continue
+        rows[image_id].update(_score(settings, ds, image_id, pred, use_corrections))
+        rows[image_id]["dataset_fingerprint"] = ds.fingerprint
+        changed.append(image_id)
+    if not changed:
+        return table.iloc[0:0]
+    return write_table(folder, rows).loc[changed]
+
+
+def rescore_everywhere(settings: Settings, image_ids: Iterable[str], use_corrections: bool = True) -> int:
+    """Rescore these images in every evaluated split of every run; returns how many rows changed."""
+    ids = list(image_ids)
+    count = 0
+    if not settings.runs_dir.is_dir():
+        return 0
+    for run_dir in sorted(p for p in settings.runs_dir.iterdir() if p.is_dir()):
+        for split in EVAL_SPLITS:
+            if (run_dir / "eval" / split / METRICS_FILE).is_file():
+                count += len(rescore(settings, run_dir.name, split, ids, use_corrections))
+    return count
+
+
+# --- the evaluation -------------------------------------------------------------
+
+
+def evaluate(
+    settings: Settings,
+    run: str,
+    split: str = "test",
+    checkpoint: str = "best",
+    *,
+    batch_size: int = 16,
+    device: str = "auto",
+    precision: str = "auto",
+    use_corrections: bool = True,
+    progress: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
+    image_ids: Iterable[str] | None = None,
+) -> dict[str, Any]:
+    """Predict every image of ``split`` (or only ``image_ids`` of it) with the run's checkpoint; write PNGs and
+    the metrics table. Returns the summary printed by ``python -m core evaluate --json``.
+    """
+    started = time.perf_counter()
+    folder = eval_dir(settings, run, split)
+    ckpt = checkpoint_path(settings, run, checkpoint)
+    if not ckpt.is_file():
+        raise PetSegError(f"run {run} has no {checkpoint}.pt yet: train it (or wait for its first epoch) first")
+    sha = file_sha256(ckpt)
+    ds = open_dataset(settings.data, settings.workspace)
+    table = ds.table.loc[ds.ids(None if split == "all" else split)]
+    old = read_eval_table(folder)
+    old_rows = {} if old is None else {r["image_id"]: r for r in old.to_dict("records")}
+    rows: dict[str, dict[str, Any]] = {}
+    if image_ids is not None:
+        wanted = set(image_ids)
+        # Rows of the split's other images stay as they are.
+        rows = {i: r for i, r in old_rows.items() if i not in wanted and i in table.index}
+        table = table[table.index.isin(wanted)]
+    readable = table[table["readable"]]
+    skipped = len(table) - len(readable)
+    versions = ground_truth_versions(settings, list(readable.index), use_corrections)
+    todo: list[str] = []
+    rescored = 0
+    for image_id in readable.index:
+        row = old_rows.get(image_id)
+        if row is None or row["checkpoint_sha"] != sha or row["image_stat"] != _image_stat(ds, image_id):
+            todo.append(image_id)
+            continue
+        gt_version = None if pd.isna(row["gt_version"]) else int(row["gt_version"])
+        # A table written before iou_pet_official existed is rescored once to fill it in.
+        stale = row["dataset_fingerprint"] != ds.fingerprint or "iou_pet_official" not in row
+        if stale or gt_version != versions[image_id]:
+            pred = read_prediction(folder, image_id)
+            if pred is None:
+                todo.append(image_id)
+                continue
+            row.update(_score(settings, ds, image_id, pred, use_corrections))
+            row["dataset_fingerprint"] = ds.fingerprint
+            rescored += 1
+        rows[image_id] = row
+    if rescored:
+        write_table(folder, rows)
+
+    predicted, predict_seconds = 0, 0.0
+    if todo:
+        report = _Reporter(folder, len(readable), len(rows), progress, on_progress)
+        predictor = load_predictor(settings, run, checkpoint, device, precision)
+        loop_started = last_save = time.perf_counter()
+        try:
+            for image_id, prediction_row in _predict_all(predictor, ds, todo, batch_size, folder, report):
+                if prediction_row is None:
+                    skipped += 1
+                    continue
+                row = {**_identity(ds, image_id), **prediction_row}
+                row.update(_score(settings, ds, image_id, row.pop("_mask"), use_corrections))
+                row.update(checkpoint=checkpoint, checkpoint_sha=sha, dataset_fingerprint=ds.fingerprint,
+                           image_stat=_image_stat(ds, image_id), evaluated_at=time.time())
+                rows[image_id] = row
+                predicted += 1
+                report.advance()
+                if time.perf_counter() - last_save > SAVE_EVERY_S:
+                    write_table(folder, rows)
+                    last_save = time.perf_counter()
+        except BaseException as exc:
+            # Keep what was predicted: the rerun continues from here instead of starting over.
+            write_table(folder, rows)
+            report.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
+            raise
+        report.close()
+        predict_seconds = time.perf_counter() - loop_started
+    final = write_table(folder, rows) if (predicted or old is None or len(rows) != len(old_rows)) else old
+    scored = final[final["has_gt"]] if len(final) else final
+    summary = {
+        "run": run,
+        "split": split,
+        "checkpoint": checkpoint,
+        "images": int(len(final)),
+        # None (JSON null) when no image of the split has ground truth
+        "per_image_iou": _number(scored["iou_pet"].mean()) if len(scored) else None,
+        "dataset_iou": _number(dataset_iou(scored)) if len(scored) else None,
+        "per_image_iou_border_as_pet": _number(scored["iou_pet_border_as_pet"].mean()) if len(scored) else None,
+        "metrics_path": str(folder / METRICS_FILE),
+        "predictions_dir": str(folder / PRED_DIR),
+        "predicted": predicted,
+        "reused": int(len(final)) - predicted,
+        "rescored": rescored,
+        "without_gt": int((~final["has_gt"]).sum()) if len(final) else 0,
+        "skipped_unreadable": skipped,
+        "seconds": round(time.perf_counter() - started, 2),
+        # prediction loop only (decode, forward, original-size softmax, metrics, PNGs); model loading excluded
+        "images_per_second": round(predicted / predict_seconds, 2) if predict_seconds else None,
+    }
+    atomic_write_text(folder / PROGRESS_FILE, json.dumps({"status": "done", "done": len(final),
+                                                         "total": len(readable), "updated_at": time.time()}))
+    return summary
+
+
+def _number(value: float) -> float | None:
+    return None if value is None or math.isnan(float(value)) else float(value)
+
+
+def _identity(ds: Dataset, image_id: str) -> dict[str, Any]:
+    info = ds.table.loc[image_id]
+    return {
+        "image_id": image_id,
+        "split": info["split"],
+        "breed": info["breed"],
+        "species": info["species"],
+        "width": int(info["width"]),
+        "height": int(info["height"]),
+    }
+
+
+def _predict_all(
+    predictor: Predictor, ds: Dataset, ids: list[str], batch_size: int, folder: Path, report: _Reporter
+) -> Iterator[tuple[str, dict[str, Any] | None]]:
+    """Yield ``(image_id, prediction columns + "_mask")`` per image; None for an image that cannot be decoded.
+
+    Decoding the next batch and writing PNGs run in helper threads (PIL, OpenCV and fsync release the GIL)
+    while the model works on the current batch.
+    """
+    cfg, runtime = predictor.cfg, predictor.runtime
+    pred_dir = folder / PRED_DIR
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    batches = [ids[i : i + batch_size] for i in range(0, len(ids), batch_size)]
+
+    def decode(batch: list[str]) -> list[tuple[str, np.ndarray | None, np.ndarray | None]]:
+        out = []
+        for image_id in batch:
+            try:
+                image = load_image(ds, image_id)
+            except ImageUnreadable:
+                out.append((image_id, None, None))
+                continue
+            out.append((image_id, image.shape[:2], resize_image(image, cfg.image_size)))
+        return out
+
+    with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
+        writes: list[Future] = []
+        pending = reader.submit(decode, batches[0]) if batches else None
+        for index in range(len(batches)):
+            decoded = pending.result()
+            pending = reader.submit(decode, batches[index + 1]) if index + 1 < len(batches) else None
+            good = [(i, shape, small) for i, shape, small in decoded if small is not None]
+            for image_id, shape, _ in decoded:
+                if shape is None:
+                    yield image_id, None
+            if not good:
+                continue
+            logits = _logits_batch(predictor.model, cfg, runtime, np.stack([small for _, _, small in good]))
+            for (image_id, (height, width), _), item in zip(good, logits, strict=True):
+                mask, confidence, _ = _at_original_size(item, height, width)
+                values = prediction_metrics(mask, confidence)
+                mask = mask.numpy()
+                writes.append(writer.submit(_write_png, pred_dir / f"{image_id}.png", mask))
+                yield image_id, {**values, "_mask": mask}
+            writes = [w for w in writes if not _finished(w)]
+        for w in writes:
+            w.result()
+
+
+def _finished(future: Future) -> bool:
+    if future.done():
+        future.result()  # re-raise a failed write here rather than lose it
+        return True
+    return False
+
+
+class _Reporter:
+    """tqdm on stderr, ``eval/<split>/progress.json`` for pollers, and an optional callback."""
+
+    def __init__(self, folder: Path, total: int, done: int, progress: bool, callback: Callable | None):
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path, self.total, self.done, self.callback = folder / PROGRESS_FILE, total, done, callback
+        self.bar = tqdm(total=total, initial=done, desc="evaluating", unit="img", disable=not progress, leave=False)
+        self.last = 0.0
+        self._write("evaluating")
+
+    def _write(self, status: str) -> None:
+        atomic_write_text(self.path, json.dumps({"status": status, "done": self.done, "total": self.total,
+                                                 "updated_at": time.time(), "pid": os.getpid()}))
+        self.last = time.time()
+
+    def advance(self) -> None:
+        self.done += 1
+        self.bar.update(1)
+        if self.callback is not None:
+            self.callback(self.done, self.total)
+        if time.time() - self.last >= 1.0:
+            self._write("evaluating")
+
+    def close(self) -> None:
+        self.bar.close()
+
+    def finish(self, status: str) -> None:
+        self.bar.close()
+        self._write(status)

@@ -1,0 +1,194 @@
+"""What is in ``<workspace>/runs``: the runs, their per-epoch metrics and their evaluation tables.
+
+    >>> from core.runs import list_runs, load_eval, read_metrics_csv
+    >>> [(r.name, r.encoder, r.image_size, r.epochs_done, r.status) for r in list_runs(settings)]
+    [('quick-1', 'resnet18', 128, 10, 'done')]
+    >>> read_metrics_csv(settings.run_dir("quick-1"))[["epoch", "val_iou_pet"]].tail(1)
+    >>> load_eval(settings, "quick-1", "test")            # the per-image table, or None before evaluation
+
+This module is also the one place that names the files of a run folder; it imports neither torch nor the
+model, so listing runs stays fast. Everything here only reads what :mod:`core.train` and :mod:`core.evaluate`
+wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from core.config import Settings
+from core.errors import PetSegError
+
+# --- the layout of a run folder -------------------------------------------------
+
+CONFIG_FILE = "config.json"
+METRICS_CSV = "metrics.csv"
+PROGRESS_FILE = "progress.json"
+LOG_FILE = "train.log"
+METRICS_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "val_iou_pet",
+    "val_miou_3class",
+    "val_pixel_accuracy",
+    "seconds",
+    "lr",
+    "images_per_second",
+)
+EVAL_SPLITS = ("test", "trainval", "all")
+METRICS_FILE = "metrics.parquet"  # in eval/<split>/
+PRED_DIR = "pred"  # in eval/<split>/: <image_id>.png, trimap-coded
+# progress.json older than this while "training" means the trainer died without saying so.
+STALE_AFTER_S = 120.0
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    name: str
+    path: Path
+    encoder: str | None
+    image_size: int | None
+    epochs_done: int
+    epochs_planned: int | None
+    best_val_iou_pet: float | None
+    created: float | None  # unix time
+    modified: float | None  # unix time of the newest of metrics.csv / last.pt / progress.json
+    status: str  # training | done | interrupted | failed | empty
+    preset: str | None = None
+    precision: str | None = None
+    encoder_weights: str | None = None
+    has_best: bool = False
+    evaluated_splits: tuple[str, ...] = ()
+
+
+def eval_dir(settings: Settings, run: str, split: str) -> Path:
+    if split not in EVAL_SPLITS:
+        raise PetSegError(f"unknown split {split!r}: use one of {', '.join(EVAL_SPLITS)}")
+    return settings.run_dir(run) / "eval" / split
+
+
+def read_eval_table(folder: Path) -> pd.DataFrame | None:
+    """``eval/<split>/metrics.parquet`` indexed by image_id, None when it does not exist."""
+    path = Path(folder) / METRICS_FILE
+    if not path.is_file():
+        return None
+    try:
+        table = pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        raise PetSegError(f"{path} cannot be read ({exc}): delete it and evaluate again") from exc
+    return table.set_index("image_id", drop=False).rename_axis(None)
+
+
+def read_progress(run_dir: Path) -> dict[str, Any] | None:
+    """The run's progress.json (see core.train), None when absent or unreadable."""
+    try:
+        data = json.loads((Path(run_dir) / PROGRESS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def read_metrics_csv(run_dir: Path) -> pd.DataFrame:
+    """metrics.csv as a DataFrame (one row per finished epoch; empty with the columns when there is none)."""
+    path = Path(run_dir) / METRICS_CSV
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, pd.errors.EmptyDataError, ValueError):
+        return pd.DataFrame({name: pd.Series(dtype="float64") for name in METRICS_COLUMNS})
+    for name in METRICS_COLUMNS:
+        if name not in frame.columns:
+            frame[name] = math.nan
+    return frame
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((Path(run_dir) / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def evaluated_splits(settings: Settings, run: str) -> list[str]:
+    """The splits of ``run`` that have a metrics table, in EVAL_SPLITS order."""
+    return [s for s in EVAL_SPLITS if (eval_dir(settings, run, s) / METRICS_FILE).is_file()]
+
+
+def load_eval(settings: Settings, run: str, split: str) -> pd.DataFrame | None:
+    """The per-image metrics table of an evaluated split (index = image_id), None before evaluation."""
+    return read_eval_table(eval_dir(settings, run, split))
+
+
+def run_status(run_dir: Path, epochs_done: int, epochs_planned: int | None) -> str:
+    progress = read_progress(run_dir) or {}
+    state = progress.get("status")
+    if state in ("starting", "caching", "training", "validating"):
+        fresh = time.time() - float(progress.get("updated_at") or 0) < STALE_AFTER_S
+        return "training" if fresh and _alive(progress.get("pid")) else "interrupted"
+    if state in ("failed", "interrupted"):
+        return state
+    if epochs_planned and epochs_done >= epochs_planned:
+        return "done"
+    return "interrupted" if epochs_done else "empty"
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return True  # unknown: trust the timestamp
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_info(settings: Settings, run_dir: Path) -> RunInfo:
+    config = read_config(run_dir)
+    train_cfg = config.get("train") or {}
+    model_cfg = config.get("model") or {}
+    metrics = read_metrics_csv(run_dir)
+    epochs_done = int(metrics["epoch"].max()) if len(metrics) else 0
+    planned = train_cfg.get("epochs")
+    best = metrics["val_iou_pet"].max() if len(metrics) else math.nan
+    times = [p.stat().st_mtime for p in (run_dir / n for n in (METRICS_CSV, "last.pt", PROGRESS_FILE)) if p.exists()]
+    return RunInfo(
+        name=run_dir.name,
+        path=run_dir,
+        encoder=model_cfg.get("encoder") or train_cfg.get("encoder"),
+        image_size=model_cfg.get("image_size") or train_cfg.get("image_size"),
+        epochs_done=epochs_done,
+        epochs_planned=planned,
+        best_val_iou_pet=None if pd.isna(best) else float(best),
+        created=config.get("created_at") or (run_dir.stat().st_ctime if run_dir.exists() else None),
+        modified=max(times) if times else None,
+        status=run_status(run_dir, epochs_done, planned),
+        preset=train_cfg.get("preset"),
+        precision=(config.get("runtime") or {}).get("precision"),
+        encoder_weights=model_cfg.get("encoder_weights"),
+        has_best=(run_dir / "best.pt").is_file(),
+        evaluated_splits=tuple(evaluated_splits(settings, run_dir.name)),
+    )
+
+
+def list_runs(settings: Settings) -> list[RunInfo]:
+    """Every run folder under ``<workspace>/runs``, newest first."""
+    if not settings.runs_dir.is_dir():
+        return []
+    infos = []
+    for path in settings.runs_dir.iterdir():
+        if path.is_dir() and not path.name.startswith("."):
+            try:
+                infos.append(run_info(settings, path))
+            except PetSegError:  # a folder whose name is not a valid run name
+                continue
+    return sorted(infos, key=lambda r: r.modified or r.created or 0.0, reverse=True)

@@ -1,0 +1,229 @@
+"""core.evaluate and core.runs on the real sample: the table, the PNGs, independent metric checks, increments."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import core.evaluate as evaluation
+from core.cli import main
+from core.config import Settings
+from core.dataset import load_image, load_trimap, open_dataset
+from core.errors import PetSegError
+from core.evaluate import COLUMNS, evaluate, load_predictor, rescore
+from core.runs import evaluated_splits, list_runs, load_eval, read_metrics_csv
+from core.train import TrainConfig, train
+
+REQUIRED = ("image_id", "split", "breed", "species", "iou_pet", "iou_pet_border_as_pet", "miou_3class",
+            "pixel_accuracy", "dice_pet", "gt_pet_fraction", "pred_pet_fraction", "mean_confidence",
+            "uncertain_fraction")
+RUN = "sample"
+
+
+@pytest.fixture(scope="module")
+def settings(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """A workspace with a tiny model trained for two epochs on the real sample (quality is not the point)."""
+    settings = Settings.resolve(data=sample_root, workspace=tmp_path_factory.mktemp("eval") / "workspace")
+    train(settings, TrainConfig(run=RUN, epochs=2, image_size=64, batch_size=8, encoder="resnet18",
+                                encoder_weights=None, encoder_depth=3, decoder_channels=(32, 16, 8),
+                                lr=1e-3, progress=False))
+    return settings
+
+
+@pytest.fixture(scope="module")
+def evaluated(settings: Settings) -> dict:
+    return evaluate(settings, RUN, "test", progress=False)
+
+
+def _no_model(*_args, **_kwargs):
+    raise AssertionError("the model was used")
+
+
+def _numpy_scores(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
+    """Independent of core.metrics: plain set counting on the saved PNG and the official trimap."""
+    p = (pred == 1) & (gt != 3)
+    g = gt == 1
+    union = np.sum(p | g)
+    pb, gb = pred != 2, gt != 2
+    return {
+        "iou_pet": np.sum(p & g) / union if union else 1.0,
+        "iou_pet_border_as_pet": np.sum(pb & gb) / np.sum(pb | gb) if np.sum(pb | gb) else 1.0,
+        "pixel_accuracy": float(np.mean(pred == gt)),
+        "gt_pet_fraction": float(np.mean(gt == 1)),
+        "pred_pet_fraction": float(np.mean(pred == 1)),
+        "inter": int(np.sum(p & g)),
+        "union": int(union),
+    }
+
+
+def test_every_test_image_gets_a_row_and_a_trimap_coded_png(settings: Settings, evaluated: dict) -> None:
+    ds = open_dataset(settings.data, settings.workspace)
+    table = load_eval(settings, RUN, "test")
+    assert sorted(table.index) == sorted(ds.ids("test")) and evaluated["images"] == 5
+    assert set(REQUIRED) <= set(table.columns) and list(table.columns) == list(COLUMNS)
+    assert (table["split"] == "test").all() and table["has_gt"].all()
+    for image_id, row in table.iterrows():
+        pred = cv2.imread(str(Path(evaluated["predictions_dir"]) / f"{image_id}.png"), cv2.IMREAD_UNCHANGED)
+        assert pred.dtype == np.uint8 and pred.shape == load_image(ds, image_id).shape[:2]
+        assert set(np.unique(pred)) <= {1, 2, 3}
+        assert (row["width"], row["height"]) == (pred.shape[1], pred.shape[0])
+        assert row["breed"] == ds.table.loc[image_id, "breed"] and row["species"] == ds.table.loc[image_id, "species"]
+        assert 1 / 3 <= row["mean_confidence"] <= 1 and 0 <= row["uncertain_fraction"] <= 1
+
+
+def test_stored_metrics_match_the_pngs_and_trimaps(settings: Settings, evaluated: dict) -> None:
+    ds = open_dataset(settings.data, settings.workspace)
+    table = load_eval(settings, RUN, "test")
+    inter = union = 0
+    for image_id, row in table.iterrows():
+        pred = cv2.imread(str(Path(evaluated["predictions_dir"]) / f"{image_id}.png"), cv2.IMREAD_UNCHANGED)
+        want = _numpy_scores(pred, load_trimap(ds, image_id))
+        for key in ("iou_pet", "iou_pet_border_as_pet", "pixel_accuracy", "gt_pet_fraction", "pred_pet_fraction"):
+            assert row[key] == pytest.approx(want[key], abs=1e-6), (image_id, key)
+        inter += want["inter"]
+        union += want["union"]
+    assert evaluated["per_image_iou"] == pytest.approx(table["iou_pet"].mean())
+    assert evaluated["dataset_iou"] == pytest.approx(inter / union, abs=1e-6)
+
+
+def test_rerun_reuses_every_row_without_touching_the_model(settings, evaluated, monkeypatch) -> None:
+    before = load_eval(settings, RUN, "test")
+    monkeypatch.setattr(evaluation, "load_predictor", _no_model)
+    monkeypatch.setattr(evaluation, "_logits_batch", _no_model)
+    again = evaluate(settings, RUN, "test", progress=False)
+    assert again["predicted"] == 0 and again["reused"] == 5 and again["rescored"] == 0
+    assert again["per_image_iou"] == evaluated["per_image_iou"]
+    assert load_eval(settings, RUN, "test")["evaluated_at"].tolist() == before["evaluated_at"].tolist()
+
+
+def test_rescore_after_a_ground_truth_change_uses_the_stored_prediction(settings, evaluated, monkeypatch) -> None:
+    ds = open_dataset(settings.data, settings.workspace)
+    table = load_eval(settings, RUN, "test")
+    image_id = table.index[0]
+    corrected = load_trimap(ds, image_id).copy()
+    corrected[:, : corrected.shape[1] // 2] = 1  # someone marked the left half as pet
+    real_ground_truth = evaluation.ground_truth
+
+    def fake_ground_truth(settings, ds, requested, use_corrections=False):
+        if requested == image_id and use_corrections:
+            return corrected, 1
+        return real_ground_truth(settings, ds, requested, use_corrections)
+
+    monkeypatch.setattr(evaluation, "ground_truth", fake_ground_truth)
+    monkeypatch.setattr(evaluation, "load_predictor", _no_model)
+    started = time.perf_counter()
+    rows = rescore(settings, RUN, "test", [image_id])
+    assert time.perf_counter() - started < 1.0
+    pred = cv2.imread(str(Path(evaluated["predictions_dir"]) / f"{image_id}.png"), cv2.IMREAD_UNCHANGED)
+    assert rows.loc[image_id, "iou_pet"] == pytest.approx(_numpy_scores(pred, corrected)["iou_pet"], abs=1e-6)
+    assert rows.loc[image_id, "gt_version"] == 1
+    after = load_eval(settings, RUN, "test")
+    assert after.loc[image_id, "mean_confidence"] == table.loc[image_id, "mean_confidence"]
+    others = [i for i in table.index if i != image_id]
+    assert after.loc[others, "iou_pet"].tolist() == table.loc[others, "iou_pet"].tolist()
+    # Back to the official trimap: the next evaluate notices the version change and rescores, still model-free.
+    monkeypatch.setattr(evaluation, "ground_truth", real_ground_truth)
+    summary = evaluate(settings, RUN, "test", progress=False)
+    assert summary["rescored"] == 1 and summary["predicted"] == 0
+    assert load_eval(settings, RUN, "test").loc[image_id, "iou_pet"] == pytest.approx(table.loc[image_id, "iou_pet"])
+
+
+def test_a_saved_correction_is_the_ground_truth_and_the_official_score_stays_visible(settings, evaluated, tmp_path):
+    from core.corrections import save
+
+    copy = Settings.resolve(data=settings.data, workspace=tmp_path / "workspace")
+    shutil.copytree(settings.workspace, copy.workspace)
+    ds = open_dataset(copy.data, copy.workspace)
+    table = load_eval(copy, RUN, "test")
+    image_id = table.index[0]
+    official = load_trimap(ds, image_id)
+    corrected = official.copy()
+    corrected[: corrected.shape[0] // 2] = 1  # the top half is pet now
+    save(copy, ds, image_id, corrected, base_version=None, source="gt")
+
+    rows = rescore(copy, RUN, "test", [image_id])
+    pred = cv2.imread(str(Path(evaluated["predictions_dir"]) / f"{image_id}.png"), cv2.IMREAD_UNCHANGED)
+    assert rows.loc[image_id, "gt_version"] == 1
+    assert rows.loc[image_id, "iou_pet"] == pytest.approx(_numpy_scores(pred, corrected)["iou_pet"], abs=1e-6)
+    assert rows.loc[image_id, "iou_pet_official"] == pytest.approx(_numpy_scores(pred, official)["iou_pet"], abs=1e-6)
+    assert rows.loc[image_id, "iou_pet"] != pytest.approx(rows.loc[image_id, "iou_pet_official"])
+    after = load_eval(copy, RUN, "test")
+    others = after.drop(index=image_id)
+    assert (others["iou_pet_official"] == others["iou_pet"]).all() and others["gt_version"].isna().all()
+    # A fresh evaluation (no stored rows) scores against the correction too.
+    shutil.rmtree(copy.run_dir(RUN) / "eval")
+    evaluate(copy, RUN, "test", progress=False)
+    fresh = load_eval(copy, RUN, "test")
+    assert fresh.loc[image_id, "gt_version"] == 1
+    assert fresh.loc[image_id, "iou_pet"] == pytest.approx(rows.loc[image_id, "iou_pet"], abs=1e-6)
+
+
+def test_unreadable_images_are_skipped_and_images_without_trimap_get_nan_rows(settings, sample_root, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(sample_root, data)
+    for path in data.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    (data / "images" / "Bombay_182.jpg").write_bytes(b"not a jpeg at all")
+    (data / "annotations" / "trimaps" / "Maine_Coon_205.png").unlink()
+    other = Settings.resolve(data=data, workspace=tmp_path / "ws")
+    shutil.copytree(settings.run_dir(RUN), other.run_dir(RUN), ignore=shutil.ignore_patterns("eval"))
+    summary = evaluate(other, RUN, "all", checkpoint="last", progress=False)
+    assert summary["skipped_unreadable"] == 1 and summary["without_gt"] == 1 and summary["images"] == 19
+    table = load_eval(other, RUN, "all")
+    assert "Bombay_182" not in table.index
+    row = table.loc["Maine_Coon_205"]
+    assert not row["has_gt"] and math.isnan(row["iou_pet"]) and not math.isnan(row["mean_confidence"])
+    assert (Path(summary["predictions_dir"]) / "Maine_Coon_205.png").is_file()
+    scored = table[table["has_gt"]]
+    assert summary["per_image_iou"] == pytest.approx(scored["iou_pet"].mean())
+    assert set(table["split"]) == {"trainval", "test"}
+
+
+def test_cli_json_summary_is_the_last_line(settings, evaluated, capsys) -> None:
+    code = main(["evaluate", "--data", str(settings.data), "--workspace", str(settings.workspace), "--run", RUN,
+                 "--split", "test", "--json"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"run", "split", "images", "per_image_iou", "dataset_iou", "metrics_path", "predictions_dir"} <= set(summary)
+    assert summary["images"] == 5 and summary["per_image_iou"] == pytest.approx(evaluated["per_image_iou"])
+
+
+def test_unknown_run_is_a_one_line_error(settings, capsys) -> None:
+    assert main(["evaluate", "--data", str(settings.data), "--workspace", str(settings.workspace),
+                 "--run", "nope"]) == 2
+    assert "no run named nope" in capsys.readouterr().err
+    with pytest.raises(PetSegError):
+        evaluate(settings, "nope", "test")
+
+
+def test_predict_one_image_at_its_original_size(settings, evaluated) -> None:
+    ds = open_dataset(settings.data, settings.workspace)
+    predictor = load_predictor(settings, RUN)
+    image_id = ds.ids("test")[0]
+    image = load_image(ds, image_id)
+    prediction = predictor.predict(image)
+    assert prediction.mask.shape == image.shape[:2]
+    assert prediction.probabilities.shape == (*image.shape[:2], 3)
+    assert np.allclose(prediction.probabilities.sum(axis=2), 1.0, atol=1e-4)
+    assert np.array_equal(prediction.mask, prediction.probabilities.argmax(axis=2) + 1)
+    stored = cv2.imread(str(Path(evaluated["predictions_dir"]) / f"{image_id}.png"), cv2.IMREAD_UNCHANGED)
+    assert np.mean(stored == prediction.mask) > 0.995  # batched vs single inference: same model, same answer
+
+
+def test_runs_listing_reads_what_training_and_evaluation_wrote(settings, evaluated) -> None:
+    [info] = list_runs(settings)
+    assert (info.name, info.encoder, info.image_size) == (RUN, "resnet18", 64)
+    assert (info.epochs_done, info.epochs_planned) == (2, 2)
+    assert info.status == "done" and info.has_best and "test" in info.evaluated_splits
+    assert info.created is not None and info.modified is not None
+    metrics = read_metrics_csv(settings.run_dir(RUN))
+    assert metrics["epoch"].tolist() == [1, 2]
+    assert "test" in evaluated_splits(settings, RUN)
+    assert load_eval(settings, RUN, "trainval") is None

@@ -11,7 +11,9 @@ from dashboard import frame, settings
 
 st.set_page_config(page_title="PetSeg", page_icon="🐾", layout="wide")
 
-_ROOT = Path(__file__).parent
+# Not "pages/": Streamlit treats a pages/ folder beside the entry script as a legacy multipage app, and then
+# runs a deep link that is a fresh server's first request (/compare?image=...) without this script.
+_PAGES = Path(__file__).parent / "app_pages"
 _SECTIONS = {
     "": [("home", "Home", "🏠")],
     "Explore": [
@@ -25,21 +27,14 @@ _SECTIONS = {
     "Correct": [("annotate", "Annotate", "✏️"), ("history", "History", "🕘"), ("export", "Export", "📦")],
     "Train": [("train", "Train", "🏋️"), ("runs", "Runs", "⚖️")],
 }
+PAGES = {
+    section: [
+        st.Page(_PAGES / f"{name}.py", title=title, icon=icon, url_path=name, default=name == "home")
+        for name, title, icon in entries
+    ]
+    for section, entries in _SECTIONS.items()
+}
 
-
-def _pages() -> dict[str, list[st.Page]]:
-    sections: dict[str, list[st.Page]] = {}
-    for section, entries in _SECTIONS.items():
-        pages = [
-            st.Page(f"pages/{name}.py", title=title, icon=icon, url_path=name, default=name == "home")
-            for name, title, icon in entries
-            if (_ROOT / "pages" / f"{name}.py").exists()
-        ]
-        if pages:
-            sections[section] = pages
-    return sections
-
-
-current_page = st.navigation(_pages())
+current_page = st.navigation(PAGES)
 frame.sidebar(settings.current())
 current_page.run()

@@ -56,7 +56,15 @@ from core.metrics import (
     prediction_metrics,
 )
 from core.model import ModelConfig, file_sha256, load_checkpoint, to_input
-from core.runs import EVAL_SPLITS, METRICS_FILE, PRED_DIR, PROGRESS_FILE, eval_dir, read_eval_table
+from core.runs import (
+    EVAL_SPLITS,
+    METRICS_FILE,
+    PRED_DIR,
+    PROGRESS_FILE,
+    eval_dir,
+    read_eval_table,
+    read_prediction,
+)
 from core.train import ground_truth, ground_truth_versions, resize_image
 
 CHECKPOINTS = ("best", "last")
@@ -223,12 +231,6 @@ def _encode_png(mask: np.ndarray) -> bytes:
 
 def _write_png(path: Path, mask: np.ndarray) -> None:
     atomic_write_bytes(path, _encode_png(mask))
-
-
-def read_prediction(folder: Path, image_id: str) -> np.ndarray | None:
-    """A stored prediction (trimap-coded, original size), None when missing or unreadable."""
-    data = cv2.imread(str(folder / PRED_DIR / f"{image_id}.png"), cv2.IMREAD_UNCHANGED)
-    return None if data is None or data.ndim != 2 else data
 
 
 # --- scoring ------------------------------------------------------------------

@@ -145,7 +145,7 @@ def status(settings: Settings, job_id: str) -> JobStatus:
         code = exit_info["returncode"]
         state = "succeeded" if code == 0 else "cancelled" if exit_info.get("cancelled") else "failed"
         return JobStatus(job, state, code, exit_info["finished_at"])
-    if _alive(job.pid):
+    if process_alive(job.pid):
         return JobStatus(job, "running", None, None)
     # The runner died without writing exit.json (killed, machine crash): the job failed.
     return JobStatus(job, "failed", None, None)
@@ -197,7 +197,7 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -5,6 +5,7 @@
     [('quick-1', 'resnet18', 128, 10, 'done')]
     >>> read_metrics_csv(settings.run_dir("quick-1"))[["epoch", "val_iou_pet"]].tail(1)
     >>> load_eval(settings, "quick-1", "test")            # the per-image table, or None before evaluation
+    >>> read_prediction(eval_dir(settings, "quick-1", "test"), "Abyssinian_1")   # (H, W) trimap-coded, or None
 
 This module is also the one place that names the files of a run folder; it imports neither torch nor the
 model, so listing runs stays fast. Everything here only reads what :mod:`core.train` and :mod:`core.evaluate`
@@ -15,16 +16,18 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import pandas as pd
 
 from core.config import Settings
 from core.errors import PetSegError
+from core.jobs import process_alive
 
 # --- the layout of a run folder -------------------------------------------------
 
@@ -87,6 +90,12 @@ def read_eval_table(folder: Path) -> pd.DataFrame | None:
     return table.set_index("image_id", drop=False).rename_axis(None)
 
 
+def read_prediction(folder: Path, image_id: str) -> np.ndarray | None:
+    """A stored prediction of ``eval/<split>/`` (trimap-coded, original size), None when missing or unreadable."""
+    data = cv2.imread(str(Path(folder) / PRED_DIR / f"{image_id}.png"), cv2.IMREAD_UNCHANGED)
+    return None if data is None or data.ndim != 2 else data
+
+
 def read_progress(run_dir: Path) -> dict[str, Any] | None:
     """The run's progress.json (see core.train), None when absent or unreadable."""
     try:
@@ -132,24 +141,15 @@ def run_status(run_dir: Path, epochs_done: int, epochs_planned: int | None) -> s
     state = progress.get("status")
     if state in ("starting", "caching", "training", "validating"):
         fresh = time.time() - float(progress.get("updated_at") or 0) < STALE_AFTER_S
-        return "training" if fresh and _alive(progress.get("pid")) else "interrupted"
+        pid = progress.get("pid")
+        # Without a usable pid only the timestamp can tell.
+        alive = process_alive(pid) if isinstance(pid, int) and pid > 0 else True
+        return "training" if fresh and alive else "interrupted"
     if state in ("failed", "interrupted"):
         return state
     if epochs_planned and epochs_done >= epochs_planned:
         return "done"
     return "interrupted" if epochs_done else "empty"
-
-
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return True  # unknown: trust the timestamp
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def run_info(settings: Settings, run_dir: Path) -> RunInfo:

@@ -52,6 +52,6 @@ def dataset_or_stop(settings: Settings) -> Dataset:
         st.stop()
     if ds is None:
         st.info(f"No dataset at `{settings.data}`. Open **Home** to download, pick or generate one.")
-        st.page_link("pages/home.py", label="Go to Home")
+        st.page_link("app_pages/home.py", label="Go to Home")
         st.stop()
     return ds

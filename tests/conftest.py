@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+APP = str(PROJECT_ROOT / "streamlit_app.py")  # AppTest resolves relative paths against the caller
 SAMPLE_ROOT = Path(os.environ.get("PETSEG_SAMPLE", PROJECT_ROOT.parent / "shared" / "data" / "oxford-pet-sample"))
 
 
@@ -31,3 +32,44 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never read the developer's own dataset or workspace through the environment."""
     monkeypatch.delenv("PETSEG_DATA", raising=False)
     monkeypatch.delenv("PETSEG_HOME", raising=False)
+
+
+TRAINED_RUN = "tiny"
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A generated dataset with a tiny trained run evaluated on both splits, built once per test session.
+
+    Returns a Settings-like namespace: ``.settings`` (data + workspace), ``.run`` (run name). Tests that
+    change the workspace must copy it first (see ``trained_copy``).
+    """
+    from types import SimpleNamespace
+
+    from core.config import Settings
+    from core.evaluate import evaluate
+    from core.synth import generate
+    from core.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("trained")
+    data = generate(root / "data", count=60, seed=3, progress=False)
+    settings = Settings.resolve(data=data, workspace=root / "workspace")
+    train(settings, TrainConfig(run=TRAINED_RUN, preset="quick", epochs=2, image_size=64, encoder_weights=None,
+                                progress=False))
+    for split in ("test", "trainval"):
+        evaluate(settings, run=TRAINED_RUN, split=split, progress=False)
+    return SimpleNamespace(settings=settings, run=TRAINED_RUN, data=Path(data), workspace=root / "workspace")
+
+
+@pytest.fixture
+def trained_copy(trained, tmp_path):
+    """A private copy of the trained workspace (same dataset) that a test may modify."""
+    import shutil
+    from types import SimpleNamespace
+
+    from core.config import Settings
+
+    workspace = tmp_path / "workspace-copy"
+    shutil.copytree(trained.workspace, workspace)
+    settings = Settings.resolve(data=trained.data, workspace=workspace)
+    return SimpleNamespace(settings=settings, run=trained.run, data=trained.data, workspace=workspace)

@@ -368,7 +368,8 @@ def test_cli_corrections_import_prints_one_line_per_file(tmp_path: Path, setting
     assert cli.main(argv) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith(f"{ID}.png: imported as v1") and out[1].startswith("beagle_1.png: refused:")
-    assert out[-1] == "1 imported, 0 unchanged, 1 refused"
+    assert out[2] == "1 imported, 0 unchanged, 1 refused"
+    assert out[3] == "0 stored evaluation rows rescored against the imported masks"  # no run evaluated here
     assert latest(settings, ID).author == "cli-user"
     assert cli.main(argv[:-4] + ["--from", str(tmp_path / "missing")]) == 2
 

@@ -165,6 +165,24 @@ def test_a_saved_correction_is_the_ground_truth_and_the_official_score_stays_vis
     assert fresh.loc[image_id, "iou_pet"] == pytest.approx(rows.loc[image_id, "iou_pet"], abs=1e-6)
 
 
+def test_cli_import_rescores_the_stored_evaluations(settings, evaluated, tmp_path, capsys):
+    copy = Settings.resolve(data=settings.data, workspace=tmp_path / "workspace")
+    shutil.copytree(settings.workspace, copy.workspace)
+    ds = open_dataset(copy.data, copy.workspace)
+    image_id = load_eval(copy, RUN, "test").index[1]
+    fixed = np.where(load_trimap(ds, image_id) == 3, 1, load_trimap(ds, image_id)).astype(np.uint8)  # border -> pet
+    folder = tmp_path / "fixed"
+    folder.mkdir()
+    cv2.imwrite(str(folder / f"{image_id}.png"), fixed)
+    assert main(["corrections", "import", "--data", str(copy.data), "--workspace", str(copy.workspace),
+                 "--from", str(folder)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "1 stored evaluation rows rescored against the imported masks"
+    row = load_eval(copy, RUN, "test").loc[image_id]
+    pred = cv2.imread(str(Path(evaluated["predictions_dir"]) / f"{image_id}.png"), cv2.IMREAD_UNCHANGED)
+    assert row["gt_version"] == 1
+    assert row["iou_pet"] == pytest.approx(_numpy_scores(pred, fixed)["iou_pet"], abs=1e-6)
+
+
 def test_unreadable_images_are_skipped_and_images_without_trimap_get_nan_rows(settings, sample_root, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(sample_root, data)

@@ -1,0 +1,58 @@
+"""Browse: the dataset as a paged thumbnail grid, filtered and sorted by the shared filter; tiles open Compare."""
+
+import streamlit as st
+
+from core.errors import PetSegError
+from core.runs import eval_dir
+from dashboard import data, filters, frame, gallery, settings, state, tables
+
+current = settings.current()
+ds = data.dataset_or_stop(current)
+run, split, metric = frame.selected_run(), frame.selected_split(), frame.selected_metric()
+
+st.title("Browse")
+view = tables.view(current, ds, run, split)
+if not view["evaluated"].any():
+    st.info("No evaluation to show metrics from yet: the grid shows the dataset. See **Overview** to evaluate.")
+chosen = filters.panel(view, metric)
+rows = filters.sort_table(filters.apply_filters(view, chosen, metric), chosen.sort, metric)
+
+overlay_labels = {"none": "photo only", "gt": "ground truth", "pred": "prediction", "errors": "error map"}
+st.session_state.setdefault(state.BROWSE_OVERLAY, "none")
+pred_folder = None
+if run:
+    try:
+        pred_folder = eval_dir(current, run, split)
+    except PetSegError:
+        pred_folder = None
+
+
+@st.fragment
+def grid() -> None:
+    pages = gallery.page_count(len(rows))
+    signature = (repr(chosen), run, split, metric)
+    if st.session_state.get(state.BROWSE_SIGNATURE) != signature:
+        st.session_state[state.BROWSE_SIGNATURE] = signature
+        st.session_state[state.BROWSE_PAGE] = 1
+    page = min(max(int(st.session_state.get(state.BROWSE_PAGE, 1)), 1), pages)
+    bar = st.columns([1, 1, 1.4, 2.4, 3])
+    if bar[0].button("◀ Previous", disabled=page <= 1, key="browse_prev", width="stretch"):
+        page -= 1
+    if bar[1].button("Next ▶", disabled=page >= pages, key="browse_next", width="stretch"):
+        page += 1
+    st.session_state[state.BROWSE_PAGE] = page
+    bar[2].markdown(f"Page **{page}** of {pages}")
+    bar[3].caption(f"{len(rows):,} of {len(view):,} images match")
+    kind = bar[4].segmented_control("Tiles", list(overlay_labels), key=state.BROWSE_OVERLAY,
+                                    format_func=overlay_labels.get, label_visibility="collapsed") or "none"
+    if not len(rows):
+        st.info("No image matches these filters.")
+        return
+    start = (page - 1) * gallery.PAGE_SIZE
+    shown = rows.iloc[start:start + gallery.PAGE_SIZE]
+    gallery.tiles(current, ds, shown, metric, kind, pred_folder)
+    following = rows.iloc[start + gallery.PAGE_SIZE:start + 2 * gallery.PAGE_SIZE]
+    gallery.prefetch(current, ds, list(following.index), kind, following, pred_folder)
+
+
+grid()

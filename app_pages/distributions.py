@@ -1,0 +1,72 @@
+"""Distributions: per-image metric histograms, per breed and species, scatters; selected points open Compare."""
+
+import pandas as pd
+import streamlit as st
+
+from core.errors import PetSegError
+from core.runs import eval_dir
+from dashboard import data, frame, gallery, plots, settings, state, tables
+
+current = settings.current()
+ds = data.dataset_or_stop(current)
+run, split, metric = frame.selected_run(), frame.selected_split(), frame.selected_metric()
+
+st.title("Distributions")
+view = tables.view(current, ds, run, split)
+scored = view[view["evaluated"] & pd.to_numeric(view.get(metric), errors="coerce").notna()] \
+    if metric in view else view.iloc[0:0]
+if not len(scored):
+    st.info("No evaluated images to plot yet. Train a run and evaluate it (see **Overview**).")
+    st.page_link("app_pages/overview.py", label="Go to Overview", icon="📊")
+    st.stop()
+st.caption(f"{len(scored):,} images of the `{split}` evaluation of run `{run}` · metric `{metric}` "
+           "(change it in the sidebar). Select points (click, box or lasso) to list those images.")
+
+selected: list[str] = []
+left, right = st.columns(2)
+left.plotly_chart(plots.histogram(scored, metric), width="stretch", key="dist_hist")
+with right:
+    event = st.plotly_chart(plots.per_species(scored, metric), width="stretch", key="dist_species",
+                            on_select="rerun", selection_mode=("points", "box", "lasso"))
+    selected += plots.selected_ids(event)
+
+kind = st.segmented_control("Per breed", ["box", "violin"], key=state.DIST_PLOT, default="box") or "box"
+event = st.plotly_chart(plots.per_breed(scored, metric, kind), width="stretch", key="dist_breed",
+                        on_select="rerun", selection_mode=("points", "box", "lasso"))
+selected += plots.selected_ids(event)
+
+left, right = st.columns(2)
+for column, x in ((left, "gt_pet_fraction"), (right, "mean_confidence")):
+    if x == metric or x not in scored:
+        continue
+    with column:
+        event = st.plotly_chart(plots.scatter(scored, x, metric), width="stretch", key=f"dist_scatter_{x}",
+                                on_select="rerun", selection_mode=("points", "box", "lasso"))
+        selected += plots.selected_ids(event)
+
+selected = [i for i in dict.fromkeys(selected) if i in scored.index]
+if selected:
+    st.subheader(f"Selected: {len(selected)} image{'s' if len(selected) != 1 else ''}")
+    shown = scored.loc[selected].sort_values(metric, kind="stable").head(gallery.PAGE_SIZE)
+    if len(selected) > len(shown):
+        st.caption(f"The {len(shown)} lowest by {metric} are shown.")
+    try:
+        folder = eval_dir(current, run, split)
+    except PetSegError:
+        folder = None
+    gallery.tiles(current, ds, shown, metric, "none", folder)
+
+st.subheader("Per breed")
+summary = tables.breed_summary(scored, metric)
+summary["open"] = "/compare?image=" + summary["worst_image"]
+st.dataframe(
+    summary, hide_index=True, width="stretch",
+    column_config={
+        "mean": st.column_config.NumberColumn(format="%.3f"),
+        "median": st.column_config.NumberColumn(format="%.3f"),
+        "p10": st.column_config.NumberColumn("10th pct", format="%.3f"),
+        "worst": st.column_config.NumberColumn(format="%.3f"),
+        "worst_image": st.column_config.TextColumn("worst image"),
+        "open": st.column_config.LinkColumn("compare", display_text="open worst"),
+    },
+)

@@ -1,0 +1,66 @@
+"""Export: the effective masks (latest correction, else the official trimap) as a zip in the workspace."""
+
+import datetime as dt
+from pathlib import Path
+
+import streamlit as st
+
+from core import corrections
+from core.errors import PetSegError
+from core.export import FORMATS, export_archive
+from dashboard import data, settings, state
+
+FORMAT_HELP = {
+    "trimap": "`annotations/trimaps/<id>.png`, 1 pet / 2 background / 3 border: a drop-in replacement for the "
+              "official folder",
+    "binary": "`binary/<id>.png`, 0 background / 255 pet with the border counted as pet (the smp convention)",
+    "coco": "`annotations.json`, COCO instances with RLE segmentations (categories pet and border)",
+}
+MAX_LISTED = 20
+
+current = settings.current()
+ds = data.dataset_or_stop(current)
+st.title("Export")
+corrected = len(corrections.latest_versions(current))
+st.caption(f"{len(ds):,} images · {corrected:,} with a correction. Every zip also holds `manifest.csv` (version, "
+           f"author, note, IoU vs original GT per image). Zips are written to `{current.exports_dir}` only.")
+
+fmt = st.radio("Format", FORMATS, horizontal=True, key="export_format")
+st.caption(FORMAT_HELP[fmt])
+only_corrected = st.toggle("Only corrected images", key="export_only_corrected", disabled=corrected == 0,
+                           help="Leave out images that still have only the official trimap")
+
+
+def _download(path: Path, key: str, primary: bool = False) -> None:
+    st.download_button(f"Download {path.name}", data=path.read_bytes, file_name=path.name, mime="application/zip",
+                       key=key, type="primary" if primary else "secondary", on_click="ignore")
+
+
+if st.button("Export", type="primary", key="export_run"):
+    try:
+        with st.spinner("Writing the zip…"):
+            report = export_archive(current, fmt=fmt, only_corrected=only_corrected and corrected > 0, ds=ds)
+    except PetSegError as exc:
+        st.error(str(exc))
+    else:
+        st.session_state[state.EXPORT_LAST] = (str(report.path), report.summary())
+
+last = st.session_state.get(state.EXPORT_LAST)
+if last and Path(last[0]).is_file():
+    st.success(last[1])
+    _download(Path(last[0]), "export_download_last", primary=True)
+
+exports = sorted(current.exports_dir.glob("*.zip"), key=lambda p: p.stat().st_mtime, reverse=True) \
+    if current.exports_dir.is_dir() else []
+st.subheader("Previous exports")
+if not exports:
+    st.caption("None yet.")
+for number, path in enumerate(exports[:MAX_LISTED]):
+    info = path.stat()
+    name, when, button = st.columns([3, 2, 2])
+    name.text(path.name)
+    when.caption(f"{dt.datetime.fromtimestamp(info.st_mtime):%Y-%m-%d %H:%M} · {info.st_size / 1e6:,.2f} MB")
+    with button:
+        _download(path, f"export_download_{number}")
+if len(exports) > MAX_LISTED:
+    st.caption(f"{len(exports) - MAX_LISTED} older exports are in `{current.exports_dir}`.")

@@ -1,0 +1,107 @@
+"""History: every saved version of an image's mask, with revert and soft delete (`/history?image=Abyssinian_1`)."""
+
+import streamlit as st
+
+from core import corrections, db
+from core.errors import PetSegError
+from core.evaluate import rescore_everywhere
+from dashboard import annotate_views, data, settings, state
+from dashboard.markdown import escape
+
+current = settings.current()
+ds = data.dataset_or_stop(current)
+st.title("History")
+
+corrected = corrections.latest_table(current)
+raw = st.query_params.get("image")
+if raw:
+    try:
+        image_id = ds.require(raw)
+    except PetSegError as exc:
+        st.error(str(exc))
+        st.stop()
+else:
+    session = st.session_state.get(state.ANNOTATE_SESSION)
+    wanted = session.image_id if session is not None else None
+    image_id = wanted if wanted in corrected.index else (corrected.index[0] if len(corrected) else None)
+    if image_id is None:
+        st.info("No image has a correction yet: fix a mask on **Annotate** and its versions appear here.")
+        st.page_link("app_pages/annotate.py", label="Go to Annotate", icon="✏️")
+        st.stop()
+
+options = list(dict.fromkeys([image_id, *corrected.index]))
+chosen = st.selectbox("Image", options, index=0, format_func=lambda i: f"{i} · v{corrected.at[i, 'version']}"
+                      if i in corrected.index else f"{i} · no correction",
+                      help=f"{len(corrected)} corrected image{'s' if len(corrected) != 1 else ''} in this workspace")
+if chosen != image_id:
+    st.query_params["image"] = chosen
+    st.rerun()
+
+st.session_state.setdefault(state.ANNOTATE_AUTHOR, db.clean_author(None))
+show_deleted = st.toggle("Show deleted versions", key=state.HISTORY_SHOW_DELETED)
+versions = corrections.history(current, image_id, include_deleted=show_deleted)
+latest = corrections.latest(current, image_id)
+left, right = st.columns([3, 1])
+left.caption(f"{len(versions)} version{'s' if len(versions) != 1 else ''} of **{escape(image_id)}** · effective "
+             f"ground truth: {'v' + str(latest.version) if latest else 'the official trimap'}")
+right.page_link("app_pages/annotate.py", label="Edit in Annotate", icon="✏️", query_params={"image": image_id})
+
+
+def _changed(message: str) -> None:
+    # The ground truth moved: the stored scores follow it without the model.
+    try:
+        rescore_everywhere(current, [image_id])
+    except PetSegError as exc:
+        message += f" (stored metrics not rescored: {exc})"
+    st.session_state[state.HISTORY_MESSAGE] = message
+
+
+def _revert(version: int) -> None:
+    try:
+        made = corrections.revert(current, ds, image_id, version, author=st.session_state[state.ANNOTATE_AUTHOR])
+    except PetSegError as exc:
+        st.session_state[state.HISTORY_MESSAGE] = f"error: {exc}"
+        return
+    _changed(f"Reverted: v{made.version} has the content of v{version}.")
+
+
+def _delete(version: int) -> None:
+    corrections.soft_delete(current, image_id, version)
+    _changed(f"Deleted v{version} (soft: it stays in the ledger; show deleted versions to restore it).")
+
+
+message = st.session_state.pop(state.HISTORY_MESSAGE, None)
+if message:
+    (st.error if message.startswith("error: ") else st.success)(message.removeprefix("error: "))
+
+for item in reversed(versions):
+    with st.container(border=True):
+        picture, details, actions = st.columns([2, 4, 2])
+        try:
+            picture.image(annotate_views.version_thumbnail(current, ds, item))
+        except PetSegError as exc:
+            picture.warning(str(exc))
+        flags = " · **deleted**" if item.deleted else (" · **latest**" if latest and item.version == latest.version
+                                                      else "")
+        details.markdown(f"**v{item.version}**{flags} · {escape(item.source)}"
+                         + (f" (from v{item.parent_version})" if item.parent_version else ""))
+        iou = "n/a (no original GT)" if item.iou_gt is None else f"{item.iou_gt:.3f}"
+        details.caption(f"IoU vs original GT: {iou} · by {escape(item.author)} · {escape(item.created_at)} · "
+                        f"sha256 {item.sha256[:12]}")
+        if item.note:
+            details.text(item.note)
+        if not (latest and item.version == latest.version):
+            actions.button("Restore as new version" if item.deleted else f"Revert to v{item.version}",
+                           key=f"history_revert_{item.version}", on_click=_revert, args=(item.version,))
+        if not item.deleted:
+            actions.button(f"Delete v{item.version}", key=f"history_delete_{item.version}", on_click=_delete,
+                           args=(item.version,), help="Soft delete: hidden from history and from the ground truth")
+
+with st.container(border=True):
+    picture, details = st.columns([2, 6])
+    official = annotate_views.official_thumbnail(ds, image_id)
+    if official is None:
+        picture.info("No usable official trimap.")
+    else:
+        picture.image(official)
+    details.markdown("**Original GT** · the official trimap from the dataset (never changed by PetSeg)")

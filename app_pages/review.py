@@ -1,0 +1,78 @@
+"""Review: a queue of the worst images (or the suspected label errors) in the shared filter, tagged one by one."""
+
+import pandas as pd
+import streamlit as st
+
+from core.review import review_progress
+from dashboard import data, filters, frame, settings, state, tables, viewer
+from dashboard.markdown import escape
+
+ORDERS = {"worst": "worst first by the metric", "tension": "suspected label errors (confident disagreement)"}
+
+current = settings.current()
+ds = data.dataset_or_stop(current)
+run, split, metric = frame.selected_run(), frame.selected_split(), frame.selected_metric()
+
+st.title("Review")
+view = tables.view(current, ds, run, split)
+if not view["evaluated"].any():
+    st.info("The review queue ranks evaluated images: train a run and evaluate it first (see **Overview**).")
+    st.page_link("app_pages/overview.py", label="Go to Overview", icon="📊")
+    st.stop()
+
+with st.expander("Filters (shared with Browse)", expanded=False):
+    chosen = filters.panel(view, metric, show_sort=False)
+st.session_state.setdefault(state.REVIEW_ORDER, "worst")
+top = st.columns([2.2, 1.2])
+ordering = top[0].radio("Order", list(ORDERS), key=state.REVIEW_ORDER, format_func=ORDERS.get, horizontal=True)
+skip_done = top[1].toggle("Hide reviewed", key=state.REVIEW_SKIP_DONE)
+if ordering == "tension":
+    st.caption("Tension = mean confidence × (1 − uncertain fraction) × (1 − IoU pet): high when the model is "
+               "sure of itself yet disagrees with the ground truth, which often means the trimap is wrong.")
+
+candidates = filters.apply_filters(view, chosen, metric)
+ranking_column = "tension" if ordering == "tension" else metric
+candidates = candidates[pd.to_numeric(candidates[ranking_column], errors="coerce").notna()]
+queue_all = filters.sort_table(candidates, "tension" if ordering == "tension" else "metric_asc", metric)
+done, total = review_progress(current, list(queue_all.index))
+st.progress(done / total if total else 0.0, text=f"Reviewed {done} of {total} in this queue")
+queue = queue_all[queue_all["tag"].isna()] if skip_done else queue_all
+if not len(queue):
+    st.success("Nothing left to review in this queue." if total else "No image matches these filters.")
+    st.stop()
+
+ids = list(queue.index)
+position = min(max(int(st.session_state.get(state.REVIEW_POS, 0)), 0), len(ids) - 1)
+nav = st.columns([1, 1, 4])
+if nav[0].button("◀ Previous", disabled=position == 0, width="stretch"):
+    position -= 1
+if nav[1].button("Next ▶", disabled=position >= len(ids) - 1, width="stretch"):
+    position += 1
+st.session_state[state.REVIEW_POS] = position
+image_id = ids[position]
+row = queue.loc[image_id]
+nav[2].markdown(f"**{position + 1} / {len(ids)}** · **{escape(image_id)}** · {escape(row['breed'])} · "
+                f"{escape(ranking_column)} {float(row[ranking_column]):.3f}")
+cols = st.columns([1, 1, 3])
+cols[0].page_link("app_pages/compare.py", label="Open in Compare", icon="🔍", query_params={"image": image_id})
+
+options = viewer.controls()
+viewer.pictures(current, ds, image_id, run, split, options)
+
+
+def advance() -> None:
+    # With "hide reviewed" the tagged image leaves the queue, so the same position already shows the next one.
+    if not skip_done:
+        st.session_state[state.REVIEW_POS] = position + 1
+
+
+viewer.review_box(current, ds, image_id, on_tag=advance)
+viewer.metrics(row, split)
+
+with st.expander(f"Next in the queue (top {min(len(ids), 20)})"):
+    head = queue.iloc[:20][["breed", "species", metric, "tension", "tag"]].copy()
+    head.insert(0, "image", head.index)
+    head["tag"] = head["tag"].map(filters.tag_label)
+    st.dataframe(head, hide_index=True, width="stretch",
+                 column_config={metric: st.column_config.NumberColumn(format="%.3f"),
+                                "tension": st.column_config.NumberColumn(format="%.3f")})

@@ -1,0 +1,124 @@
+"""Runs: before/after between two runs on a split both evaluated (`/runs?a=before&b=after&split=test`)."""
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core.config import Settings
+from core.corrections import latest_versions
+from core.runs import METRICS_FILE, eval_dir, list_runs, load_eval
+from dashboard import jobs_view, runs_compare, settings, state
+
+TOP = 10
+
+current = settings.current()
+st.title("Runs")
+st.caption("Compare two runs image by image on a split both evaluated: B against A, so positive deltas mean B "
+           "is better (e.g. A trained on the official trimaps, B retrained with your corrections).")
+
+runs = {r.name: r for r in list_runs(current) if r.evaluated_splits}
+names = list(runs)
+if len(names) < 2:
+    st.info("Comparing needs two runs evaluated on the same split; this workspace has "
+            f"{len(names)}. Train and evaluate runs on the Train page.")
+    st.page_link("app_pages/train.py", label="Go to Train", icon="🏋️")
+    st.stop()
+
+
+def _to_url(key: str, param: str) -> None:
+    st.query_params[param] = st.session_state[key]
+
+
+def pick(label: str, options: list[str], key: str, param: str, default: str) -> str:
+    """A selectbox that follows the URL (shareable) and writes the user's choice back to it."""
+    wanted = st.query_params.get(param)
+    if wanted is not None and wanted not in options:
+        st.warning(f"The link asks for a {param!r} that is not available here; pick one below.")
+        del st.query_params[param]
+    elif wanted is not None:
+        st.session_state[key] = wanted
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = default
+    return st.selectbox(label, options, key=key, on_change=_to_url, args=(key, param))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def eval_table(data_root: str, workspace: str, run: str, split: str, stamp: float) -> pd.DataFrame | None:
+    return load_eval(Settings(data=Path(data_root), workspace=Path(workspace)), run, split)
+
+
+def table_of(run: str, split: str) -> pd.DataFrame | None:
+    path = eval_dir(current, run, split) / METRICS_FILE
+    stamp = path.stat().st_mtime if path.exists() else 0.0
+    return eval_table(str(current.data), str(current.workspace), run, split, stamp)
+
+
+col_a, col_b, col_split, col_metric = st.columns(4)
+with col_a:
+    run_a = pick("Run A (before)", names, state.RUNS_A, "a", names[1])
+with col_b:
+    run_b = pick("Run B (after)", names, state.RUNS_B, "b", names[0])
+if run_a == run_b:
+    st.info("Pick two different runs.")
+    st.stop()
+splits = runs_compare.common_splits(runs[run_a].evaluated_splits, runs[run_b].evaluated_splits)
+if not splits:
+    st.info(f"`{run_a}` and `{run_b}` have no evaluated split in common; evaluate both on the same split.")
+    for run in (run_a, run_b):
+        if "test" not in runs[run].evaluated_splits:
+            jobs_view.evaluate_button(current, run, "test", key=f"runs_evaluate_{run}")
+    st.stop()
+with col_split:
+    split = pick("Split", splits, state.RUNS_SPLIT, "split", splits[0])
+with col_metric:
+    metric = st.selectbox("Metric", runs_compare.COMPARABLE_METRICS, key="runs_metric")
+
+joined = runs_compare.join_runs(table_of(run_a, split), table_of(run_b, split), metric)
+if joined.empty:
+    st.info(f"No image of {split} was scored with ground truth by both runs.")
+    st.stop()
+
+
+def section(rows: pd.DataFrame, what: str, key: str) -> None:
+    """Headline, scatter, histogram and the biggest changes of ``rows``."""
+    h = runs_compare.headline(rows)
+    cols = st.columns(4)
+    cols[0].metric(f"A · {run_a}", f"{h.mean_a:.4f}", help=f"mean per-image {metric} over {h.images} {what}")
+    cols[1].metric(f"B · {run_b}", f"{h.mean_b:.4f}", help=f"mean per-image {metric} over {h.images} {what}")
+    cols[2].metric("B − A", f"{h.delta:+.4f}", delta=f"{h.delta:+.4f}")
+    cols[3].metric("Improved / worsened", f"{h.improved} / {h.worsened}", help=f"{h.unchanged} unchanged")
+    st.caption(f"Mean per-image {metric} over the {h.images} {what} scored by both runs on {split}.")
+    left, right = st.columns(2)
+    left.plotly_chart(runs_compare.scatter_figure(rows, run_a, run_b, metric), width="stretch", key=f"{key}_scatter")
+    right.plotly_chart(runs_compare.delta_histogram(rows, run_a, run_b, metric), width="stretch", key=f"{key}_hist")
+    improved, worsened = runs_compare.top_changes(rows, TOP)
+    links = {
+        "open A": st.column_config.LinkColumn("open A", display_text="compare ↗", help=f"this image under {run_a}"),
+        "open B": st.column_config.LinkColumn("open B", display_text="compare ↗", help=f"this image under {run_b}"),
+    }
+    left, right = st.columns(2)
+    for column, title, frame in ((left, "Most improved", improved), (right, "Most worsened", worsened)):
+        with column:
+            st.markdown(f"**{title}**")
+            if frame.empty:
+                st.caption("None.")
+            else:
+                st.dataframe(runs_compare.with_links(frame, run_a, run_b), hide_index=True, width="stretch",
+                             column_config=links, key=f"{key}_{title}")
+
+
+section(joined, "images", "all")
+mismatched = runs_compare.mismatched_ground_truth(joined)
+if mismatched:
+    st.caption(f"{mismatched} image(s) were scored against different ground-truth versions by the two runs "
+               "(a correction landed between the evaluations).")
+
+st.divider()
+corrected_ids = list(latest_versions(current)) if current.db_path.exists() else []
+corrected = runs_compare.restrict(joined, corrected_ids)
+st.subheader(f"Corrected images ({len(corrected)})")
+if corrected.empty:
+    st.caption(f"None of the images scored on {split} has a correction yet (corrections are made on Annotate).")
+else:
+    section(corrected, "corrected images", "corrected")

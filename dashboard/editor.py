@@ -1,0 +1,163 @@
+"""The mask editor: a Streamlit component (vanilla JS canvas) that paints trimaps at the photo's original size.
+
+    >>> from dashboard import editor
+    >>> editor.mask_editor(key="annotate_editor", image_id="Abyssinian_1", photo_url=editor.photo_data_url(ds, ...),
+    ...                    mask=work, start=start, gt=gt, revision=0)
+    >>> event = editor.pop_event()          # {"action": "save", "mask": [...runs...], ...} or None
+    >>> parse_event(event, "Abyssinian_1", work.shape).mask.shape == work.shape
+    True
+
+Why a component of our own rather than ``streamlit-drawable-canvas``: that one draws vector shapes
+(Fabric.js) over a background picture and hands back an RGBA rendering of the strokes, so a trimap would
+have to be reconstructed from antialiased colours, the current mask could not be edited in place, and
+every stroke is a round trip. This editor keeps the label array in the browser (brush, eraser, polygon
+fill, undo/redo, zoom, opacity, a live IoU/changed-pixel readout) and sends the whole mask, run-length
+coded, only when the user saves, applies, runs a tool or moves on. It is a components-v2 module
+(``editor.js`` + ``editor.css`` next to this file, inline, no build step) mounted in the page itself.
+
+Events reach the page through ``st.session_state[state.ANNOTATE_EVENT]`` (the component's callback puts
+them there), which is also how tests drive the page where they cannot draw.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import streamlit as st
+
+from core.dataset import Dataset, load_image
+from core.errors import PetSegError
+from core.masks import TRIMAP_VALUES
+from dashboard import state
+
+ACTIONS = frozenset({"save", "apply", "grabcut", "fill_holes", "remove_specks", "regenerate_border", "prev", "next"})
+MASK_ACTIONS = ACTIONS - {"prev", "next"}
+STROKE_VALUES = frozenset({0, 1, 2})  # none, sure pet, sure background
+
+_HERE = Path(__file__).parent
+_COMPONENT = st.components.v2.component(
+    "petseg_mask_editor",
+    js=(_HERE / "editor.js").read_text(encoding="utf-8"),
+    css=(_HERE / "editor.css").read_text(encoding="utf-8"),
+)
+
+
+@dataclass(frozen=True)
+class EditorEvent:
+    """What the user asked for, with the mask as it was in the browser (``None`` for prev/next)."""
+
+    action: str
+    mask: np.ndarray | None = None
+    strokes: np.ndarray | None = None  # 0 none, 1 painted as pet, 2 painted as background (GrabCut hints)
+
+
+def rle_encode(mask: np.ndarray) -> list[int]:
+    """Row-major runs ``[value, count, value, count, ...]`` of a 2-D uint8 array."""
+    flat = np.ascontiguousarray(mask).ravel()
+    if flat.size == 0:
+        return []
+    starts = np.flatnonzero(np.concatenate(([True], flat[1:] != flat[:-1])))
+    counts = np.diff(np.append(starts, flat.size))
+    return np.column_stack((flat[starts], counts)).ravel().tolist()
+
+
+def rle_decode(runs: object, shape: tuple[int, int], allowed: frozenset[int], *, what: str = "mask") -> np.ndarray:
+    """Inverse of :func:`rle_encode`; ``PetSegError`` unless the runs cover ``shape`` exactly with allowed values."""
+    if not isinstance(runs, list) or len(runs) % 2 or not runs:
+        raise PetSegError(f"the editor sent a malformed {what}; reload the page and try again")
+    try:
+        pairs = np.asarray(runs, dtype=np.int64).reshape(-1, 2)
+    except (TypeError, ValueError):
+        raise PetSegError(f"the editor sent a malformed {what}; reload the page and try again") from None
+    values, counts = pairs[:, 0], pairs[:, 1]
+    if (counts <= 0).any() or int(counts.sum()) != shape[0] * shape[1]:
+        raise PetSegError(f"the editor sent a {what} of the wrong size; reload the page and try again")
+    if not set(np.unique(values).tolist()) <= allowed:
+        raise PetSegError(f"the editor sent a {what} with values outside {sorted(allowed)}; reload the page")
+    return np.repeat(values.astype(np.uint8), counts).reshape(shape)
+
+
+def parse_event(payload: object, image_id: str, shape: tuple[int, int]) -> EditorEvent | None:
+    """Validate an event for ``image_id``; ``None`` for an event about another image (a stale click)."""
+    if not isinstance(payload, dict) or payload.get("action") not in ACTIONS:
+        raise PetSegError("the editor sent an unknown request; reload the page and try again")
+    if payload.get("image") != image_id:
+        return None
+    action = payload["action"]
+    if action not in MASK_ACTIONS:
+        return EditorEvent(action)
+    if list(payload.get("shape") or []) != list(shape):
+        raise PetSegError("the editor's mask does not match this image's size; reload the page and try again")
+    mask = rle_decode(payload.get("mask"), shape, TRIMAP_VALUES)
+    strokes = payload.get("strokes")
+    strokes = rle_decode(strokes, shape, STROKE_VALUES, what="stroke map") if strokes is not None else None
+    return EditorEvent(action, mask, strokes)
+
+
+def pop_event() -> dict[str, Any] | None:
+    """The editor event waiting to be handled by this run of the page, if any (handled once)."""
+    return st.session_state.pop(state.ANNOTATE_EVENT, None)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _photo_url(path: str, stamp: tuple[float, int], _ds: Dataset, image_id: str) -> str:
+    image = load_image(_ds, image_id)
+    ok, jpeg = cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 92])
+    if not ok:
+        raise PetSegError(f"could not encode {image_id} for the browser")
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg.tobytes()).decode("ascii")
+
+
+def photo_data_url(ds: Dataset, image_id: str) -> str:
+    """The photo as decoded by ``core`` (so exactly the mask's size), re-encoded as a JPEG data URL."""
+    path = ds.image_path(image_id)
+    stat = path.stat()
+    return _photo_url(str(path), (stat.st_mtime, stat.st_size), ds, image_id)
+
+
+def mask_editor(
+    *,
+    key: str,
+    image_id: str,
+    photo_url: str,
+    mask: np.ndarray,
+    start: np.ndarray,
+    gt: np.ndarray | None,
+    revision: int,
+    preview: np.ndarray | None = None,
+    preview_label: str = "",
+    dirty: bool = False,
+    saved: int = 0,
+    version: int | None = None,
+    status: str = "",
+    status_kind: str = "",
+    position: str = "",
+    has_prev: bool = False,
+    has_next: bool = False,
+    sequence: int = 0,
+) -> None:
+    """Mount the editor. The browser replaces its mask only when ``revision`` changes (undo keeps the old one).
+
+    ``sequence`` changes after every handled event, so the browser hears back even when nothing else did.
+    """
+    height, width = mask.shape
+    data = {
+        "image": image_id, "width": width, "height": height, "photo": photo_url, "revision": revision,
+        "mask": rle_encode(mask), "start": rle_encode(start), "gt": None if gt is None else rle_encode(gt),
+        "preview": None if preview is None else rle_encode(preview), "preview_label": preview_label,
+        "dirty": dirty, "saved": saved, "version": version, "status": status, "status_kind": status_kind,
+        "position": position, "has_prev": has_prev, "has_next": has_next, "sequence": sequence,
+    }
+
+    def stash() -> None:
+        value = st.session_state.get(key)
+        payload = value.get("event") if isinstance(value, dict) else None
+        if payload is not None:
+            st.session_state[state.ANNOTATE_EVENT] = payload
+
+    _COMPONENT(key=key, data=data, on_event_change=stash)

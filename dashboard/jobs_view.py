@@ -1,0 +1,330 @@
+"""Background-job widgets (train, evaluate): start with a clear busy message, live progress, log, cancel, resume.
+
+    >>> from dashboard import jobs_view
+    >>> args = jobs_view.train_args(settings, run="quick-1", preset="quick", epochs=5)
+    >>> jobs_view.start_job(settings, "train", args, run="quick-1")    # python -m core train ... in the background
+    >>> jobs_view.job_panel(settings, "train")       # progress, curves, log, cancel / resume; polls while it runs
+    >>> jobs_view.evaluate_button(settings, "quick-1", "test")          # for any page: evaluate as a job
+
+Everything shown is read from the workspace (``jobs/``, ``runs/``), so every browser tab sees the same job and a
+reload loses nothing. ``st.session_state`` only remembers which jobs this tab watched running, so that the tab
+clears ``st.cache_data`` and reruns once when one of them ends and the other views show the new files.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core import jobs
+from core.config import Settings
+from core.errors import PetSegError
+from core.runs import METRICS_CSV, eval_dir, load_eval, read_metrics_csv, read_progress
+from dashboard import state
+
+POLL_ACTIVE_S = 1.5  # while a job runs
+POLL_IDLE_S = 5.0  # to notice a job started from another tab or the CLI
+CANCEL_TIMEOUT_S = 20.0
+_LABELS = {"train": "Training", "evaluate": "Evaluation"}
+
+
+# --- command lines (the same flags as `python -m core ...`) -------------------------------------------------
+
+
+def train_args(
+    settings: Settings,
+    *,
+    run: str,
+    preset: str,
+    encoder: str | None = None,
+    image_size: int | None = None,
+    epochs: int | None = None,
+    use_corrections: bool = False,
+    pretrained: bool = True,
+) -> list[str]:
+    """Arguments of ``python -m core train`` for one run of this workspace and dataset."""
+    args = ["--data", str(settings.data), "--workspace", str(settings.workspace), "--run", run, "--preset", preset]
+    if encoder:
+        args += ["--encoder", encoder]
+    if image_size:
+        args += ["--image-size", str(int(image_size))]
+    if epochs:
+        args += ["--epochs", str(int(epochs))]
+    if not pretrained:
+        args += ["--encoder-weights", "none"]
+    if use_corrections:
+        args.append("--use-corrections")
+    return args
+
+
+def evaluate_args(settings: Settings, run: str, split: str, checkpoint: str = "best") -> list[str]:
+    return ["--data", str(settings.data), "--workspace", str(settings.workspace), "--run", run, "--split", split,
+            "--checkpoint", checkpoint]
+
+
+def command_args(job: jobs.Job) -> list[str]:
+    """The arguments after ``python -m core <kind>`` of a job started by :func:`core.jobs.start`."""
+    argv = list(job.argv)
+    if len(argv) >= 4 and argv[1:4] == ["-m", "core", job.kind]:
+        return argv[4:]
+    raise PetSegError(f"job {job.id} was not started as `python -m core {job.kind}`: start it again from the form")
+
+
+def resume_args(job: jobs.Job, settings: Settings) -> list[str]:
+    """A stopped train job's own arguments, with ``--resume`` when its run has a checkpoint to continue from."""
+    args = command_args(job)
+    if job.run and (settings.run_dir(job.run) / "last.pt").is_file():
+        return args if "--resume" in args else [*args, "--resume"]
+    # Stopped before its first epoch ended: nothing to resume, the same command starts it afresh.
+    return [a for a in args if a != "--resume"]
+
+
+def option(args: list[str], flag: str) -> str | None:
+    """The value following ``flag`` in ``args``, None if absent."""
+    for index, arg in enumerate(args[:-1]):
+        if arg == flag:
+            return args[index + 1]
+    return None
+
+
+def run_name_problem(settings: Settings, name: str) -> str | None:
+    """Why ``name`` cannot be a new run (invalid, or taken), None when it can."""
+    try:
+        run_dir = settings.run_dir(name)
+    except PetSegError as exc:
+        return str(exc)
+    if (run_dir / "last.pt").exists() or (run_dir / METRICS_CSV).exists():
+        return f"a run named {name} already exists: choose another name (a stopped run is resumed from its job)"
+    return None
+
+
+def suggest_run_name(settings: Settings, prefix: str) -> str:
+    """``<prefix>-<n>`` with the smallest n not taken by a run folder or a job (whose folder may not exist yet)."""
+    taken = {j.job.run for j in jobs.list_jobs(settings)}
+    n = 1
+    while f"{prefix}-{n}" in taken or (settings.runs_dir / f"{prefix}-{n}").exists():
+        n += 1
+    return f"{prefix}-{n}"
+
+
+# --- starting -----------------------------------------------------------------------------------------------
+
+
+def start_job(settings: Settings, kind: str, args: list[str], run: str | None) -> jobs.Job | None:
+    """Start a job; on a busy lock or another user error show it and return None."""
+    try:
+        job = jobs.start(settings, kind, args, run=run)
+    except PetSegError as exc:
+        st.error(str(exc))
+        return None
+    _watched().add(job.id)
+    return job
+
+
+def busy_message(settings: Settings, kind: str) -> str | None:
+    """A plain sentence when a job of ``kind`` already runs in this workspace (one per kind at a time)."""
+    running = jobs.active(settings, kind)
+    if running is None:
+        return None
+    what = f"run `{running.job.run}`" if running.job.run else f"job {running.job.id}"
+    return (f"{_LABELS.get(kind, kind)} of {what} is running in this workspace (one {kind} job at a time): "
+            "wait for it to finish or cancel it below.")
+
+
+def evaluate_button(settings: Settings, run: str, split: str, key: str | None = None, label: str | None = None) -> None:
+    """A button that evaluates ``run`` on ``split`` as a background job (disabled while one is running)."""
+    busy = busy_message(settings, "evaluate")
+    clicked = st.button(label or f"Evaluate {run} on {split}", key=key or f"evaluate_{run}_{split}",
+                        disabled=busy is not None, help=busy)
+    if clicked and start_job(settings, "evaluate", evaluate_args(settings, run, split), run=run):
+        st.rerun()
+
+
+def latest_job(settings: Settings, kind: str) -> jobs.JobStatus | None:
+    found = jobs.list_jobs(settings, kind)
+    return found[0] if found else None
+
+
+def _watched() -> set[str]:
+    return st.session_state.setdefault(state.JOBS_WATCHED, set())
+
+
+# --- the panel ----------------------------------------------------------------------------------------------
+
+
+def job_panel(settings: Settings, kind: str) -> None:
+    """The latest job of ``kind``: state, progress, curves, log; cancel while it runs, resume when it stopped."""
+    current = latest_job(settings, kind)
+    every = POLL_ACTIVE_S if current is not None and current.active else POLL_IDLE_S
+    st.fragment(run_every=every)(_panel)(settings, kind, every)
+
+
+def _panel(settings: Settings, kind: str, every: float) -> None:
+    current = latest_job(settings, kind)
+    if current is None:
+        st.caption(f"No {kind} job has run in this workspace yet.")
+        return
+    watched = _watched()
+    if current.active:
+        watched.add(current.job.id)
+        if every != POLL_ACTIVE_S:
+            st.rerun()  # started in another tab or from the CLI: poll at the faster pace
+    elif current.job.id in watched:
+        # It ended while this tab watched: cached tables are stale (new run, new evaluation).
+        watched.discard(current.job.id)
+        st.cache_data.clear()
+        st.rerun()
+    if kind == "train":
+        _train_view(settings, current)
+    else:
+        _evaluate_view(settings, current)
+    with st.expander("Log", expanded=current.state == "failed"):
+        st.code(jobs.log_tail(settings, current.job.id) or "(no output yet)", language=None)
+
+
+def _train_view(settings: Settings, current: jobs.JobStatus) -> None:
+    job, run = current.job, current.job.run or "?"
+    run_dir = settings.run_dir(run) if current.job.run else None
+    progress = (read_progress(run_dir) if run_dir else None) or {}
+    metrics = read_metrics_csv(run_dir) if run_dir else pd.DataFrame()
+    if current.state == "running":
+        st.info(f"Training `{run}` ({progress.get('status', 'starting')}); it keeps running if you close this tab.")
+        fraction, text = train_fraction(progress)
+        st.progress(fraction, text=text)
+        _cancel_button(settings, job)
+    elif current.state == "succeeded":
+        best = metrics["val_iou_pet"].max() if len(metrics) else None
+        extra = "" if best is None or pd.isna(best) else f": best validation pet IoU {best:.3f}"
+        st.success(f"Training `{run}` finished{extra}. Evaluate it to compare it with other runs.")
+        evaluate_button(settings, run, "test", key=f"evaluate_after_{job.id}")
+    else:
+        _stopped(settings, current, "Training")
+        if job.run:
+            _resume_button(settings, job)
+    if len(metrics):
+        st.plotly_chart(curves_figure(metrics, run), width="stretch", key=f"curves_{job.id}")
+
+
+def train_fraction(progress: dict) -> tuple[float, str]:
+    """Overall progress of a training run from its progress.json, and a one-line description."""
+    epochs = int(progress.get("epochs") or 0)
+    epoch = int(progress.get("epoch") or 0)
+    steps = int(progress.get("steps_per_epoch") or 0)
+    step = int(progress.get("step") or 0)
+    status = progress.get("status") or "starting"
+    if status in ("starting", "caching") or not epochs:
+        return 0.0, "caching images…" if status == "caching" else "starting…"
+    done = (max(epoch, 1) - 1) * steps + step if steps else max(epoch - 1, 0)
+    total = epochs * steps if steps else epochs
+    parts = [f"epoch {epoch}/{epochs}"]
+    if steps:
+        parts.append(f"step {step}/{steps}")
+    if progress.get("loss") is not None:
+        parts.append(f"loss {float(progress['loss']):.4f}")
+    if progress.get("images_per_second"):
+        parts.append(f"{float(progress['images_per_second']):.1f} img/s")
+    if status == "validating":
+        parts.append("validating")
+    return min(max(done / total, 0.0), 1.0), " · ".join(parts)
+
+
+def curves_figure(metrics: pd.DataFrame, run: str) -> go.Figure:
+    """Loss (left axis) and validation pet IoU (right axis) per epoch."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=metrics["epoch"], y=metrics["train_loss"], name="train loss", mode="lines+markers"))
+    if metrics["val_loss"].notna().any():
+        fig.add_trace(go.Scatter(x=metrics["epoch"], y=metrics["val_loss"], name="validation loss",
+                                 mode="lines+markers"))
+    if metrics["val_iou_pet"].notna().any():
+        fig.add_trace(go.Scatter(x=metrics["epoch"], y=metrics["val_iou_pet"], name="validation pet IoU",
+                                 mode="lines+markers", yaxis="y2", line={"width": 3}))
+    fig.update_layout(
+        title=f"{run}: per epoch", height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        xaxis={"title": "epoch", "dtick": 1}, yaxis={"title": "loss"},
+        yaxis2={"title": "pet IoU", "overlaying": "y", "side": "right", "range": [0, 1]},
+        legend={"orientation": "h", "y": -0.25},
+    )
+    return fig
+
+
+def _evaluate_view(settings: Settings, current: jobs.JobStatus) -> None:
+    job, run = current.job, current.job.run or "?"
+    split = option(command_args(job), "--split") or "test"
+    if current.state == "running":
+        progress = _eval_progress(settings, run, split)
+        done, total = int(progress.get("done") or 0), int(progress.get("total") or 0)
+        text = f"Evaluating `{run}` on {split}: {done} of {total} images" if total else f"Evaluating `{run}`: starting…"
+        st.progress(done / total if total else 0.0, text=text)
+        _cancel_button(settings, job)
+    elif current.state == "succeeded":
+        table = _eval_table(settings, run, split)
+        scored = table[table["has_gt"]] if table is not None and "has_gt" in table.columns else table
+        mean = None if scored is None or not len(scored) else scored["iou_pet"].mean()
+        extra = "" if mean is None or pd.isna(mean) else f": mean per-image pet IoU {mean:.3f}"
+        st.success(f"Evaluation of `{run}` on {split} finished{extra}.")
+        st.page_link("app_pages/runs.py", label="Compare runs on the Runs page", icon="⚖️")
+    else:
+        _stopped(settings, current, "Evaluation")
+        if st.button("Evaluate again", key=f"again_{job.id}", help="reuses every prediction already made"):
+            if start_job(settings, "evaluate", command_args(job), run=job.run):
+                st.rerun()
+
+
+def _eval_progress(settings: Settings, run: str, split: str) -> dict:
+    try:
+        return read_progress(eval_dir(settings, run, split)) or {}
+    except PetSegError:
+        return {}
+
+
+def _eval_table(settings: Settings, run: str, split: str) -> pd.DataFrame | None:
+    try:
+        return load_eval(settings, run, split)
+    except PetSegError:
+        return None
+
+
+def _stopped(settings: Settings, current: jobs.JobStatus, what: str) -> None:
+    run = f"`{current.job.run}`" if current.job.run else f"job {current.job.id}"
+    if current.state == "cancelled":
+        st.warning(f"{what} of {run} was cancelled; the last complete checkpoint is kept.")
+    else:
+        code = "it was killed" if current.returncode is None or current.returncode < 0 else (
+            f"exit code {current.returncode}")
+        st.error(f"{what} of {run} failed ({code}). The end of its log is below.")
+
+
+def _cancel_button(settings: Settings, job: jobs.Job) -> None:
+    if st.button("Cancel", key=f"cancel_{job.id}", help="stops after the current step; finished epochs are kept"):
+        with st.spinner("Stopping…"):
+            jobs.cancel(settings, job.id, timeout=CANCEL_TIMEOUT_S)
+        st.rerun()
+
+
+def _resume_button(settings: Settings, job: jobs.Job) -> None:
+    resumable = (settings.run_dir(job.run) / "last.pt").is_file()
+    label = "Resume" if resumable else "Start again"
+    help_text = ("continues after the last finished epoch (--resume)" if resumable
+                 else "no epoch finished yet: runs the same command from the start")
+    busy = busy_message(settings, "train")
+    if st.button(label, key=f"resume_{job.id}", type="primary", help=busy or help_text, disabled=busy is not None):
+        if start_job(settings, "train", resume_args(job, settings), run=job.run):
+            st.rerun()
+
+
+def recent_jobs(settings: Settings, limit: int = 20) -> pd.DataFrame:
+    """The newest jobs of the workspace as a small table (any kind)."""
+    rows = []
+    for item in jobs.list_jobs(settings)[:limit]:
+        rows.append({
+            "started": datetime.fromtimestamp(item.job.started_at).strftime("%Y-%m-%d %H:%M:%S"),
+            "kind": item.job.kind,
+            "run": item.job.run,
+            "state": item.state,
+            "exit code": item.returncode,
+            "job": item.job.id,
+        })
+    return pd.DataFrame(rows)

@@ -1,0 +1,229 @@
+"""One image in detail (Compare and Review): overlay controls, the pictures, its metrics and the review box.
+
+    >>> from dashboard import viewer
+    >>> image_id = viewer.requested_image(ds, st.query_params.get("image"))   # None + a plain message if unknown
+    >>> options = viewer.controls()
+    >>> viewer.pictures(settings, ds, image_id, run, split, options)
+    >>> viewer.metrics(view.loc[image_id], split)
+    >>> viewer.review_box(settings, ds, image_id)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core.config import Settings
+from core.dataset import Dataset, load_image
+from core.errors import PetSegError
+from core.review import MAX_NOTE, TAG_LABELS, TAGS, get_review, set_note, set_tag
+from core.runs import PRED_DIR, eval_dir, read_prediction
+from dashboard import images, state, tables
+from dashboard.markdown import escape
+
+LAYERS = {"gt": "ground truth", "pred": "prediction", "errors": "error map"}
+MODES = ("overlay", "side by side")
+ZOOMS = (1.0, 1.5, 2.0, 3.0, 4.0)
+METRIC_LABELS = {
+    "iou_pet": "IoU pet", "iou_pet_border_as_pet": "IoU (border = pet)", "miou_3class": "mIoU 3-class",
+    "pixel_accuracy": "pixel accuracy", "dice_pet": "Dice pet", "mean_confidence": "mean confidence",
+    "uncertain_fraction": "uncertain pixels", "gt_pet_fraction": "GT pet fraction",
+    "pred_pet_fraction": "predicted pet fraction", "tension": "label-error tension",
+}
+
+
+@dataclass(frozen=True)
+class ViewOptions:
+    layers: tuple[str, ...]
+    mode: str
+    opacity: float
+    zoom: float
+    centre: tuple[float, float]
+    width: int
+
+
+def requested_image(ds: Dataset, raw: object) -> str | None:
+    """The id asked for in the URL if the index knows it; otherwise a plain message and None."""
+    if raw is None or raw == "":
+        return None
+    try:
+        return ds.require(raw if isinstance(raw, str) else "")
+    except PetSegError as exc:
+        st.error(str(exc))  # the message quotes a sanitised, shortened form of the id
+        return None
+
+
+def controls() -> ViewOptions:
+    st.session_state.setdefault(state.VIEW_LAYERS, ["gt", "pred", "errors"])
+    st.session_state.setdefault(state.VIEW_MODE, MODES[1])
+    st.session_state.setdefault(state.VIEW_OPACITY, 0.5)
+    st.session_state.setdefault(state.VIEW_ZOOM, 1.0)
+    st.session_state.setdefault(state.VIEW_WIDTH, 300)
+    row = st.columns([3, 1.3, 1.2, 1, 1.2, 0.8, 0.8])
+    layers = row[0].pills("Show", list(LAYERS), selection_mode="multi", key=state.VIEW_LAYERS, format_func=LAYERS.get)
+    mode = row[1].radio("Layout", MODES, key=state.VIEW_MODE, horizontal=True)
+    opacity = row[2].slider("Opacity", 0.0, 1.0, step=0.05, key=state.VIEW_OPACITY)
+    zoom = row[3].select_slider("Zoom", ZOOMS, key=state.VIEW_ZOOM, format_func=lambda z: f"{z:g}x")
+    width = row[4].slider("Width (px)", 200, 1200, step=20, key=state.VIEW_WIDTH)
+    centre = (50, 50)
+    if zoom > 1.0:
+        st.session_state.setdefault(state.VIEW_PAN_X, 50)
+        st.session_state.setdefault(state.VIEW_PAN_Y, 50)
+        centre = (row[5].slider("Pan x %", 0, 100, key=state.VIEW_PAN_X),
+                  row[6].slider("Pan y %", 0, 100, key=state.VIEW_PAN_Y))
+    return ViewOptions(tuple(layers or ()), mode, float(opacity), float(zoom),
+                       (centre[0] / 100, centre[1] / 100), int(width))
+
+
+@st.cache_data(show_spinner=False, max_entries=24)
+def _arrays(data: str, workspace: str, _ds: Dataset, image_id: str, pred_folder: str | None, stamp: tuple
+            ) -> tuple[np.ndarray, np.ndarray | None, int | None, np.ndarray | None, str | None]:
+    from core.corrections import effective_mask
+    settings = Settings(Path(data), Path(workspace))
+    image = load_image(_ds, image_id)
+    problem = None
+    try:
+        gt, version = effective_mask(settings, _ds, image_id)
+    except PetSegError as exc:
+        gt, version, problem = None, None, str(exc)
+    pred = read_prediction(Path(pred_folder), image_id) if pred_folder else None
+    if pred is not None and pred.shape != image.shape[:2]:
+        pred, problem = None, f"the stored prediction of {image_id} has another size than the image: evaluate again"
+    return image, gt, version, pred, problem
+
+
+def load(settings: Settings, ds: Dataset, image_id: str, run: str | None, split: str):
+    """``(image, ground truth or None, its correction version, prediction or None, problem message or None)``."""
+    folder = None
+    if run:
+        try:
+            folder = eval_dir(settings, run, split)
+        except PetSegError:
+            folder = None
+    stamp = (images.file_key(ds.image_path(image_id)), images.file_key(ds.trimap_path(image_id)),
+             tables.db_stamp(settings), images.file_key(folder / PRED_DIR / f"{image_id}.png") if folder else "")
+    return _arrays(str(settings.data), str(settings.workspace), ds, image_id, str(folder) if folder else None, stamp)
+
+
+def pictures(settings: Settings, ds: Dataset, image_id: str, run: str | None, split: str, options: ViewOptions
+             ) -> None:
+    try:
+        image, gt, version, pred, problem = load(settings, ds, image_id, run, split)
+    except PetSegError as exc:
+        st.error(str(exc))
+        return
+    if problem:
+        st.warning(problem)
+    missing = []
+    if gt is None and ("gt" in options.layers or "errors" in options.layers):
+        missing.append("ground truth (no usable trimap)")
+    if pred is None and ("pred" in options.layers or "errors" in options.layers):
+        missing.append(f"prediction (not evaluated on {split})" if run else "prediction (no run yet)")
+    if missing:
+        st.caption("Not available: " + "; ".join(missing))
+    layers = {}
+    if "gt" in options.layers and gt is not None:
+        layers["gt"] = images.overlay(image, gt, options.opacity)
+    if "pred" in options.layers and pred is not None:
+        layers["pred"] = images.overlay(image, pred, options.opacity, images.PRED_COLOURS)
+    if "errors" in options.layers and gt is not None and pred is not None:
+        layers["errors"] = images.error_overlay(image, pred, gt, max(options.opacity, 0.3))
+    gt_caption = f"ground truth: correction v{version}" if version is not None else "ground truth: official trimap"
+    captions = {"gt": gt_caption, "pred": f"prediction ({run})", "errors": "errors: red false pet, blue missed pet, "
+                "grey border"}
+
+    def show(picture: np.ndarray, caption: str, column=st, width: int | str = options.width) -> None:
+        shown = images.crop(picture, options.zoom, options.centre)
+        column.image(images.png_bytes(shown), caption=caption, width=width)
+
+    if options.mode == "overlay":
+        merged = image
+        for name in ("gt", "pred"):
+            if name in layers:
+                colours = images.GT_COLOURS if name == "gt" else images.PRED_COLOURS
+                merged = images.overlay(merged, gt if name == "gt" else pred, options.opacity, colours)
+        if "errors" in layers:
+            merged = images.error_overlay(merged, pred, gt, max(options.opacity, 0.3))
+        show(merged, " + ".join(captions[n].split(":")[0] for n in layers) or "photo")
+        return
+    panels = [("photo", image), *((captions[n], layers[n]) for n in ("gt", "pred", "errors") if n in layers)]
+    # Side by side, the width slider sets each panel's width; panels wrap onto new rows when they do not fit.
+    per_row = max(1, min(len(panels), 1200 // max(options.width, 1)))
+    for start in range(0, len(panels), per_row):
+        cols = st.columns(per_row)
+        for col, (caption, picture) in zip(cols, panels[start:start + per_row], strict=False):
+            show(picture, caption, col, "stretch")
+
+
+def _fmt(value: object) -> str:
+    return "n/a" if value is None or pd.isna(value) else f"{float(value):.3f}"
+
+
+def metrics(row: pd.Series | None, split: str) -> None:
+    """The stored per-image metrics and where its ground truth comes from."""
+    if row is None or not bool(row.get("evaluated", False)):
+        st.info(f"This image has no row in the `{split}` evaluation: pick its split in the sidebar or evaluate it.")
+        return
+    names = ["iou_pet", "iou_pet_border_as_pet", "miou_3class", "pixel_accuracy", "dice_pet", "mean_confidence",
+             "uncertain_fraction", "gt_pet_fraction", "pred_pet_fraction", "tension"]
+    cols = st.columns(5)
+    for i, name in enumerate(names):
+        cols[i % 5].metric(METRIC_LABELS[name], _fmt(row.get(name)))
+    correction, scored = row.get("correction_version"), row.get("scored_gt_version")
+    if pd.isna(correction):
+        st.caption("Ground truth: the official trimap (no correction). The scores above are against it.")
+        return
+    scored_as = "the official trimap" if pd.isna(scored) else f"correction v{int(scored)}"
+    if not pd.isna(scored) and int(scored) == int(correction):
+        st.caption(f"Ground truth: **corrected** (v{int(correction)}); the scores above are against it. "
+                   f"Against the official trimap: IoU pet {_fmt(row.get('iou_pet_official'))}.")
+    else:
+        # Saving a correction rescores every evaluation at once, so this is a table from before the save.
+        st.caption(f"Ground truth: **corrected** (v{int(correction)}). The stored scores above are against "
+                   f"{scored_as}: evaluate again to score against v{int(correction)}.")
+
+
+@st.fragment
+def review_box(settings: Settings, ds: Dataset, image_id: str, on_tag: Callable[[], None] | None = None) -> None:
+    """Tag buttons and a note, written to the workspace database at once.
+
+    Without ``on_tag`` a tag reruns only this box; with it, ``on_tag()`` runs and then the whole page reruns.
+    """
+    review = get_review(settings, image_id)
+    current = review.tag if review else None
+    st.caption(f"Review: **{escape(TAG_LABELS.get(current, 'not reviewed yet'))}**"
+               + (f" · by {escape(review.author)} at {escape(review.updated_at)}" if review else ""))
+    cols = st.columns(len(TAGS) + 1)
+    clicked: str | None | bool = False
+    for col, tag in zip(cols, TAGS, strict=False):
+        if col.button(TAG_LABELS[tag], key=f"{state.REVIEW_TAG_PREFIX}{tag}", width="stretch",
+                      type="primary" if tag == current else "secondary"):
+            clicked = tag
+    if cols[-1].button("clear tag", key=f"{state.REVIEW_TAG_PREFIX}clear", disabled=current is None, width="stretch"):
+        clicked = None
+    note_key = f"{state.REVIEW_NOTE_PREFIX}{image_id}"
+    st.session_state.setdefault(note_key, review.note if review else "")
+    note = st.text_area("Note", key=note_key, max_chars=MAX_NOTE, height=80,
+                        placeholder="what is wrong (e.g. left ear marked as background)")
+    if st.button("Save note", key=f"{state.REVIEW_NOTE_PREFIX}save"):
+        try:
+            set_note(settings, ds, image_id, note)
+        except PetSegError as exc:
+            st.error(str(exc))
+        else:
+            st.toast("Note saved")
+    if clicked is not False:
+        try:
+            set_tag(settings, ds, image_id, clicked)
+        except PetSegError as exc:
+            st.error(str(exc))
+            return
+        if on_tag is None:
+            st.rerun(scope="fragment")
+        on_tag()
+        st.rerun()

@@ -1,0 +1,188 @@
+"""AppTest of the views (Overview, Browse, Compare, Distributions, Review) on the tiny trained and evaluated run."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.review import get_review
+
+APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
+HOSTILE = ["../../etc/passwd", "x" * 5000, "<script>alert(1)</script>", "Abyssinian_1/../../x", "%00", ""]
+
+
+def app(monkeypatch, env, page: str | None = None, **query) -> AppTest:
+    monkeypatch.setenv("PETSEG_DATA", str(env.data))
+    monkeypatch.setenv("PETSEG_HOME", str(env.workspace))
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    for key, value in query.items():
+        at.query_params[key] = value
+    if page:
+        at.switch_page(f"app_pages/{page}.py").run()
+    assert not at.exception, at.exception[0].value if at.exception else ""
+    return at
+
+
+def eval_table(env, split: str = "test") -> pd.DataFrame:
+    return pd.read_parquet(env.workspace / "runs" / env.run / "eval" / split / "metrics.parquet").set_index("image_id")
+
+
+def tile_ids(at: AppTest) -> list[str]:
+    return [link.proto.query_string.removeprefix("image=") for link in at.get("page_link")
+            if link.proto.page == "compare" and link.proto.query_string.startswith("image=")]
+
+
+@pytest.mark.parametrize("page", ["overview", "browse", "compare", "distributions", "review"])
+def test_every_view_renders_on_a_trained_run(monkeypatch, trained, page):
+    at = app(monkeypatch, trained, page)
+    assert not at.error
+    assert at.title[0].value == page.capitalize()
+
+
+def test_overview_shows_the_run_and_headline_metrics(monkeypatch, trained):
+    at = app(monkeypatch, trained, "overview")
+    values = {m.label: m.value for m in at.metric}
+    assert values["Run"] == trained.run
+    assert values["Images"] == "60"
+    table = eval_table(trained)
+    assert values["Mean per-image IoU"] == f"{table[table['has_gt']]['iou_pet'].mean():.3f}"
+    assert values["Images scored"] == str(int(table["has_gt"].sum()))
+
+
+def test_browse_is_worst_first_and_filters_by_species_and_search(monkeypatch, trained):
+    at = app(monkeypatch, trained, "browse")
+    table = eval_table(trained)
+    expected = table.sort_values(["iou_pet", "image_id"]).index.tolist()
+    assert tile_ids(at) == expected[: len(tile_ids(at))]
+    assert len(tile_ids(at)) == len(table)  # the test split fits one page
+
+    at.multiselect(key="flt_species").set_value(["cat"]).run()
+    shown = tile_ids(at)
+    assert shown and all(table.loc[i, "species"] == "cat" for i in shown)
+    assert shown == [i for i in expected if table.loc[i, "species"] == "cat"]
+
+    at.selectbox(key="flt_sort").set_value("id").run()
+    assert tile_ids(at) == sorted(shown)
+
+    target = shown[0]
+    at.text_input(key="flt_search").set_value(target).run()
+    assert tile_ids(at) == [target]
+    at.text_input(key="flt_search").set_value("<script>").run()
+    assert not at.exception and tile_ids(at) == []
+    assert any("No image matches" in i.value for i in at.info)
+
+
+def test_browse_metric_range_and_all_splits(monkeypatch, trained):
+    at = app(monkeypatch, trained, "browse")
+    table = eval_table(trained)
+    cut = float(table["iou_pet"].median())
+    at.slider(key="flt_range").set_value((0.0, round(cut, 2))).run()
+    shown = tile_ids(at)
+    assert shown and all(table.loc[i, "iou_pet"] <= round(cut, 2) for i in shown)
+    at.slider(key="flt_range").set_value((0.0, 1.0)).run()
+    at.selectbox(key="flt_split").set_value("all").run()
+    assert any("60 of 60 images match" in c.value for c in at.caption)
+    at.button(key="browse_next").click().run()
+    assert any("Page **2** of 2" in m.value for m in at.markdown)
+    assert not at.exception
+
+
+def test_compare_deep_link_shows_the_image_metrics_and_neighbours(monkeypatch, trained):
+    table = eval_table(trained)
+    order = table.sort_values(["iou_pet", "image_id"]).index.tolist()
+    middle = order[len(order) // 2]
+    at = app(monkeypatch, trained, "compare", image=middle)
+    assert not at.error
+    assert any(middle.replace("_", "\\_") in m.value for m in at.markdown)
+    values = {m.label: m.value for m in at.metric}
+    assert values["IoU pet"] == f"{table.loc[middle, 'iou_pet']:.3f}"
+    at.button(key="compare_next").click().run()  # follows the Browse order (worst first)
+    assert at.query_params["image"] == order[len(order) // 2 + 1]
+    at.button(key="compare_prev").click().run()
+    assert at.query_params["image"] == middle
+    assert not at.exception
+
+
+@pytest.mark.parametrize("hostile", HOSTILE)
+def test_compare_answers_hostile_ids_with_a_plain_message(monkeypatch, trained, hostile):
+    at = app(monkeypatch, trained, "compare", image=hostile)
+    assert not at.exception
+    if hostile:
+        assert at.error and "unknown image id" in at.error[0].value
+        assert len(at.error[0].value) < 300 and "<script>" not in at.error[0].value
+    assert not at.get("imgs") and not at.metric
+
+
+def test_tags_and_notes_persist_into_a_new_session_and_the_review_progress(monkeypatch, trained_copy):
+    table = eval_table(trained_copy)
+    image_id = table.sort_values(["iou_pet", "image_id"]).index[0]
+    at = app(monkeypatch, trained_copy, "compare", image=image_id)
+    at.button(key="review_tag_label_error").click().run()
+    at.text_area(key=f"review_note_{image_id}").set_value("ear marked as background").run()
+    at.button(key="review_note_save").click().run()
+    assert not at.exception
+    review = get_review(trained_copy.settings, image_id)
+    assert review.tag == "label_error" and review.note == "ear marked as background"
+
+    again = app(monkeypatch, trained_copy, "review")  # a new session: as after a restart
+    bar = again.get("progress")[0]
+    assert "Reviewed 1 of" in bar.proto.text
+    again.multiselect(key="flt_tags").set_value(["label_error"]).run()
+    assert "Reviewed 1 of 1" in again.get("progress")[0].proto.text
+    fresh = app(monkeypatch, trained_copy, "compare", image=image_id)
+    assert fresh.button(key="review_tag_label_error").proto.type == "primary"
+    assert fresh.text_area(key=f"review_note_{image_id}").value == "ear marked as background"
+
+
+def test_review_queue_orders_worst_first_or_by_label_error_tension(monkeypatch, trained_copy):
+    table = eval_table(trained_copy)
+    at = app(monkeypatch, trained_copy, "review")
+    worst = table.sort_values(["iou_pet", "image_id"]).index[0]
+    assert any(worst.replace("_", "\\_") in m.value and "1 / " in m.value for m in at.markdown)
+    at.radio(key="review_order").set_value("tension").run()
+    tension = table["mean_confidence"] * (1 - table["uncertain_fraction"]) * (1 - table["iou_pet"])
+    top = tension.sort_values(ascending=False, kind="stable").index[0]
+    assert any(top.replace("_", "\\_") in m.value and "1 / " in m.value for m in at.markdown)
+    # Tagging in the queue moves on to the next image.
+    at.button(key="review_tag_fine").click().run()
+    assert get_review(trained_copy.settings, top).tag == "fine"
+    assert any(m.value.startswith("**2 / ") for m in at.markdown)
+    at.toggle(key="review_skip_done").set_value(True).run()
+    assert not any(top.replace("_", "\\_") in m.value for m in at.markdown)
+
+
+def test_distributions_lists_breeds_worst_first(monkeypatch, trained):
+    at = app(monkeypatch, trained, "distributions")
+    frame = at.dataframe[0].value
+    assert list(frame["mean"]) == sorted(frame["mean"])
+    assert frame["n"].sum() == int(eval_table(trained)["iou_pet"].notna().sum())
+    assert len(at.get("plotly_chart")) >= 4
+
+
+def test_overview_without_evaluation_offers_evaluate_now(monkeypatch, trained_copy):
+    shutil.rmtree(trained_copy.workspace / "runs" / trained_copy.run / "eval")
+    at = app(monkeypatch, trained_copy, "overview")
+    assert any("not been evaluated" in i.value for i in at.info)
+    assert at.button(key="evaluate_test").label == "Evaluate now"
+    browse = app(monkeypatch, trained_copy, "browse")
+    assert any("No evaluation" in i.value for i in browse.info)
+
+
+def test_views_without_a_run_point_to_training(monkeypatch, trained_copy):
+    shutil.rmtree(trained_copy.workspace / "runs")
+    at = app(monkeypatch, trained_copy, "overview")
+    assert any("No trained run" in i.value for i in at.info)
+    for page in ("browse", "compare", "distributions", "review"):
+        assert not app(monkeypatch, trained_copy, page).exception
+
+
+def test_run_and_split_from_the_url_are_applied(monkeypatch, trained):
+    trainval = len(eval_table(trained, "trainval"))
+    at = app(monkeypatch, trained, "browse", split="trainval", run=trained.run)
+    assert any(f"{trainval} of 60 images match" in c.value for c in at.caption)
+    hostile = app(monkeypatch, trained, "browse", split="../../etc", run="<b>x</b>")
+    assert any(f"{len(eval_table(trained))} of 60 images match" in c.value for c in hostile.caption)

@@ -1,0 +1,121 @@
+"""Training with corrections learns from the corrected masks, never from a corrected test image; a killed
+training job resumes with one click on the Train page."""
+
+import json
+import os
+import signal
+import time
+
+import numpy as np
+import pandas as pd
+from streamlit.testing.v1 import AppTest
+
+import core.train
+from core import jobs
+from core.corrections import save
+from core.dataset import load_trimap, open_dataset
+from core.runs import read_metrics_csv, read_progress
+from core.train import ArrayCache, TrainConfig, resize_mask, train, trainable_ids
+from dashboard import jobs_view
+from tests.conftest import APP
+
+
+def box_mask(shape: tuple[int, int]) -> np.ndarray:
+    """A mask no official trimap looks like: pet in the left half, background elsewhere."""
+    mask = np.full(shape, 2, dtype=np.uint8)
+    mask[:, : shape[1] // 2] = 1
+    return mask
+
+
+def test_training_with_corrections_uses_them_and_never_a_corrected_test_image(trained_copy, monkeypatch):
+    settings = trained_copy.settings
+    ds = open_dataset(settings.data, settings.workspace)
+    usable, _ = trainable_ids(ds)
+    fixed_id, test_id = usable[0], ds.ids("test")[0]
+    corrected = box_mask(load_trimap(ds, fixed_id).shape)
+    assert not np.array_equal(corrected, load_trimap(ds, fixed_id))
+    save(settings, ds, fixed_id, corrected, base_version=None, source="gt", note="test")
+    save(settings, ds, test_id, box_mask(load_trimap(ds, test_id).shape), base_version=None, source="gt")
+
+    reads: list[tuple[str, int | None, np.ndarray | None]] = []
+    real = core.train.ground_truth
+
+    def recording(settings_, ds_, image_id, use_corrections=False):
+        mask, version = real(settings_, ds_, image_id, use_corrections)
+        reads.append((image_id, version, mask))
+        return mask, version
+
+    monkeypatch.setattr(core.train, "ground_truth", recording)
+    train(settings, TrainConfig(run="with-fixes", preset="quick", epochs=1, image_size=64, encoder_weights=None,
+                                use_corrections=True, progress=False))
+
+    # The fixture's run cached the official masks at 64 px; only the corrected image's mask is read again.
+    read_ids = [image_id for image_id, _, _ in reads]
+    assert fixed_id in read_ids
+    image_id, version, mask = next(r for r in reads if r[0] == fixed_id)
+    assert version == 1 and np.array_equal(mask, corrected)
+    assert not set(read_ids) & set(ds.ids("test")), "a test image's ground truth was read for training"
+
+    # What the batches are drawn from: the corrected mask for that image, and no test image at all.
+    cache = ArrayCache.open(settings, ds, usable, 64)
+    assert cache.filled[fixed_id] == 1
+    assert np.array_equal(cache.masks[cache.row[fixed_id]], resize_mask(corrected, 64))
+    assert test_id not in cache.row
+    config = json.loads((settings.run_dir("with-fixes") / "config.json").read_text())
+    assert config["train"]["use_corrections"] is True
+    # The run records the correction versions it learned from: the trainval one, never the test one.
+    assert config["corrections"] == {fixed_id: 1}
+    assert set(config["dataset"]["val_ids"]) <= set(usable)
+
+    # Without corrections the same cache goes back to the official trimap.
+    cache.ensure(settings, ds, [fixed_id], use_corrections=False, progress=False)
+    assert np.array_equal(cache.masks[cache.row[fixed_id]], resize_mask(load_trimap(ds, fixed_id), 64))
+
+
+def wait_for(predicate, timeout: float = 120.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"{what} not reached in {timeout} s")
+
+
+def test_a_killed_training_job_resumes_with_one_click(monkeypatch, trained_copy):
+    settings = trained_copy.settings
+    args = jobs_view.train_args(settings, run="killed", preset="quick", image_size=64, epochs=4, pretrained=False)
+    job = jobs.start(settings, "train", args, run="killed")
+    run_dir = settings.run_dir("killed")
+    try:
+        wait_for(lambda: (run_dir / "last.pt").is_file() and len(read_metrics_csv(run_dir)), what="first epoch")
+        os.kill(int(read_progress(run_dir)["pid"]), signal.SIGKILL)  # as the OOM killer would
+        final = wait_for(lambda: (s := jobs.status(settings, job.id)) and not s.active and s, what="job end")
+    finally:
+        jobs.cancel(settings, job.id)
+    assert final.state == "failed"
+    before = read_metrics_csv(run_dir)
+    assert 1 <= len(before) < 4
+
+    monkeypatch.setenv("PETSEG_DATA", str(trained_copy.data))
+    monkeypatch.setenv("PETSEG_HOME", str(trained_copy.workspace))
+    at = AppTest.from_file(APP, default_timeout=60).switch_page("app_pages/train.py").run()
+    assert not at.exception
+    assert "Training of `killed` failed (it was killed)" in at.error[0].value
+    button = at.button(key=f"resume_{job.id}")
+    assert button.label == "Resume"
+    button.click().run()
+    assert not at.exception
+
+    resumed = jobs.list_jobs(settings, "train")[0]
+    assert resumed.job.id != job.id
+    assert jobs_view.command_args(resumed.job) == [*args, "--resume"]
+    done = wait_for(lambda: (s := jobs.status(settings, resumed.job.id)) and not s.active and s, what="resume")
+    assert done.state == "succeeded", jobs.log_tail(settings, resumed.job.id)
+    after = read_metrics_csv(run_dir)
+    assert list(after["epoch"]) == [1, 2, 3, 4]
+    # The epochs finished before the kill are kept as they were, not trained again.
+    pd.testing.assert_frame_equal(after.iloc[: len(before)], before)
+    assert len(json.loads((run_dir / "config.json").read_text())["resumed_at"]) == 1
+    at.run()
+    assert "Training `killed` finished" in at.success[0].value

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard import frame, settings
+from dashboard import frame, heap, settings
 
 st.set_page_config(page_title="PetSeg", page_icon="🐾", layout="wide")
 
@@ -38,3 +38,4 @@ PAGES = {
 current_page = st.navigation(PAGES)
 frame.sidebar(settings.current())
 current_page.run()
+heap.freeze_new_imports()

@@ -12,44 +12,32 @@ current = settings.current()
 ds = data.dataset_or_stop(current)
 run, split = frame.selected_run(), frame.selected_split()
 st.title("Annotate")
-
-session: edit.EditSession | None = st.session_state.get(state.ANNOTATE_SESSION)
-payload = editor.pop_event()
+st.session_state.setdefault(state.ANNOTATE_AUTHOR, db.clean_author(None))
+st.session_state.setdefault(state.ANNOTATE_NOTE, "")
 ids = edit.queue(current, ds)
+editor.forget_sent()  # a run of the whole page may mount a new editor
 
-# Prev/next come first: they decide which image this run shows.
-if session is not None and isinstance(payload, dict) and payload.get("action") in ("prev", "next") \
-        and payload.get("image") == session.image_id:
-    previous_id, next_id = edit.neighbours(ids, session.image_id)
-    target = previous_id if payload["action"] == "prev" else next_id
-    if target:
-        st.query_params["image"] = target
-    payload = None
 
-raw = st.query_params.get("image")
-if raw:
-    try:
-        image_id = ds.require(raw)
-    except PetSegError as exc:
-        st.error(str(exc))
-        st.page_link("app_pages/annotate.py", label="Open the first image of the queue instead")
-        st.stop()
-else:
+def _image_id(session: edit.EditSession | None) -> str | None:
+    """The image of the URL, else the one being edited or looked at, else the first of the queue."""
+    raw = st.query_params.get("image")
+    if raw:
+        try:
+            return ds.require(raw)
+        except PetSegError as exc:
+            st.error(str(exc))
+            st.page_link("app_pages/annotate.py", label="Open the first image of the queue instead")
+            return None
     fallback = session.image_id if session else st.session_state.get(state.COMPARE_IMAGE)
     image_id = fallback if isinstance(fallback, str) and fallback in ds else (ids[0] if ids else None)
     if image_id is None:
         st.info("This dataset has no images to annotate.")
-        st.stop()
+        return None
     st.query_params["image"] = image_id
-
-starts = edit.available_starts(current, ds, image_id, run, split)
-if session is None or session.image_id != image_id or st.session_state.get(state.ANNOTATE_START) not in starts:
-    st.session_state[state.ANNOTATE_START] = starts[0]
-st.session_state.setdefault(state.ANNOTATE_AUTHOR, db.clean_author(None))
-st.session_state.setdefault(state.ANNOTATE_NOTE, "")
+    return image_id
 
 
-def _open(start: str) -> edit.EditSession | None:
+def _open(image_id: str, start: str) -> edit.EditSession | None:
     try:
         fresh = edit.open_session(current, ds, image_id, start, run, split)
     except PetSegError as exc:
@@ -63,99 +51,128 @@ def _open(start: str) -> edit.EditSession | None:
     return fresh
 
 
-if session is None or session.image_id != image_id:
-    session = _open(st.session_state[state.ANNOTATE_START])
-    if session is None:
-        st.stop()
-
-if payload is not None:
-    try:
-        event = editor.parse_event(payload, session.image_id, session.shape)
-    except PetSegError as exc:
-        st.error(str(exc))
-        event = None
-    if event is not None and event.mask is not None:
-        before = session.saved
-        edit.handle(current, ds, session, event, author=st.session_state[state.ANNOTATE_AUTHOR],
-                    note=st.session_state[state.ANNOTATE_NOTE])
-        if session.saved != before:
-            st.session_state[state.ANNOTATE_NOTE] = ""
-
-
-def _reload_theirs() -> None:
+def _reload_theirs(image_id: str, starts: list[str]) -> None:
     latest = corrections.latest(current, image_id)
     st.session_state[state.ANNOTATE_START] = "correction" if latest else ("gt" if "gt" in starts else "empty")
-    fresh = _open(st.session_state[state.ANNOTATE_START])
+    fresh = _open(image_id, st.session_state[state.ANNOTATE_START])
     if fresh is not None:
         fresh.status, fresh.status_kind = "Reloaded the latest version; your edit was discarded.", "info"
 
 
 def _save_on_top() -> None:
+    session = st.session_state[state.ANNOTATE_SESSION]
     edit.save_on_top(current, ds, session, author=st.session_state[state.ANNOTATE_AUTHOR],
                      note=st.session_state[state.ANNOTATE_NOTE])
     if session.conflict is None:
         st.session_state[state.ANNOTATE_NOTE] = ""
 
 
-row = ds.table.loc[image_id]
-latest = corrections.latest(current, image_id)
-versions = f"latest correction v{latest.version} by {latest.author}" if latest else "no correction yet"
-st.caption(f"**{image_id}** · {row['breed']} ({row['species']}) · {row['split']} · {row['width']}×{row['height']} px"
-           f" · {versions}")
-
-left, middle, right = st.columns([3, 2, 3])
-left.radio("Start from", starts, key=state.ANNOTATE_START, format_func=edit.START_LABELS.get, horizontal=True,
-           help="Switching discards unsaved edits (undo in the editor brings them back).")
-middle.text_input("Author", key=state.ANNOTATE_AUTHOR, max_chars=db.MAX_AUTHOR)
-right.text_input("Note for the next save", key=state.ANNOTATE_NOTE, max_chars=corrections.MAX_NOTE,
-                 placeholder="e.g. left ear was background")
-if st.session_state[state.ANNOTATE_START] != session.start:
-    session = _open(st.session_state[state.ANNOTATE_START]) or session
-
-previous_id, next_id = edit.neighbours(ids, image_id)
-position = f"{ids.index(image_id) + 1} / {len(ids)}" if image_id in ids else f"not in the queue ({len(ids)})"
-try:
-    photo = editor.photo_data_url(ds, image_id)
-except PetSegError as exc:
-    st.error(str(exc))
-    st.stop()
-editor.mask_editor(
-    key="annotate_editor", image_id=image_id, photo_url=photo, mask=session.work, start=session.start_mask,
-    gt=session.gt, revision=session.revision, preview=session.preview,
-    preview_label=edit.TOOL_LABELS.get(session.preview_tool, ""), dirty=session.dirty, saved=session.saved,
-    version=session.base_version, status=session.status, status_kind=session.status_kind, position=position,
-    has_prev=previous_id is not None, has_next=next_id is not None, sequence=session.sequence,
-)
-
-numbers = session.readout()
-iou = "no original GT" if numbers["iou_gt"] is None else f"IoU vs original GT {numbers['iou_gt']:.3f}"
-st.caption(f"At the last apply/save: {iou} · {numbers['changed']:,} px changed from the start · "
-           f"{'unsaved changes' if session.dirty else 'no unsaved changes'} · started from "
-           f"{edit.START_LABELS[session.start]} · editing on top of "
-           f"{'v' + str(session.base_version) if session.base_version else 'no correction'}")
-if session.status:
-    show = {"success": st.success, "error": st.error, "warning": st.warning}.get(session.status_kind, st.info)
-    show(session.status)
-
-if session.preview is not None:
-    accept, reject, _ = st.columns([1, 1, 4])
-    accept.button("Accept preview", key="annotate_accept", type="primary", on_click=edit.accept_preview,
-                  args=(session,))
-    reject.button("Reject preview", key="annotate_reject", on_click=edit.reject_preview, args=(session,))
-if session.conflict is not None:
-    st.warning(session.conflict.message)
-    theirs, mine, _ = st.columns([1, 1, 3])
-    theirs.button("Reload theirs", key="annotate_reload", on_click=_reload_theirs)
-    mine.button("Save mine on top as a new version", key="annotate_on_top", type="primary", on_click=_save_on_top)
-
-st.page_link("app_pages/history.py", label=f"History of {image_id}", icon="🕘", query_params={"image": image_id})
-
-if session.rescore:
-    # After the confirmation has reached the browser: the stored metrics follow the new ground truth.
-    pending, session.rescore = session.rescore, []
+def _handle(session: edit.EditSession, payload: dict) -> None:
     try:
-        rows = rescore_everywhere(current, pending)
+        event = editor.parse_event(payload, session.image_id, session.shape)
     except PetSegError as exc:
-        st.warning(f"Saved, but the stored metrics could not be rescored: {exc}")
-    else:
-        st.caption(f"Rescored {rows} evaluation row{'s' if rows != 1 else ''} against the new ground truth.")
+        st.error(str(exc))
+        return
+    if event is not None and event.mask is not None:
+        before = session.saved
+        edit.handle(current, ds, session, event, author=st.session_state[state.ANNOTATE_AUTHOR],
+                    note=st.session_state[state.ANNOTATE_NOTE])
+        if session.saved != before:
+            st.session_state[state.ANNOTATE_NOTE] = ""  # a note belongs to one save
+
+
+# The editor's events (save, tools, prev/next) rerun only this fragment, not the sidebar and the page around it:
+# a save is confirmed and the next image drawn without the whole app being rebuilt in the browser.
+@st.fragment
+def workbench() -> None:
+    session: edit.EditSession | None = st.session_state.get(state.ANNOTATE_SESSION)
+    payload = editor.pop_event()
+    if isinstance(payload, dict) and payload.get("action") == editor.RESEND_REQUEST:
+        editor.forget_sent()
+        payload = None
+    if session is not None and isinstance(payload, dict) and payload.get("action") in ("prev", "next"):
+        if payload.get("image") == session.image_id:
+            previous_id, next_id = edit.neighbours(ids, session.image_id)
+            target = previous_id if payload["action"] == "prev" else next_id
+            if target:
+                st.query_params["image"] = target
+        payload = None
+
+    image_id = _image_id(session)
+    if image_id is None:
+        return
+    starts = edit.available_starts(current, ds, image_id, run, split)
+    if session is None or session.image_id != image_id or st.session_state.get(state.ANNOTATE_START) not in starts:
+        st.session_state[state.ANNOTATE_START] = starts[0]
+    if session is None or session.image_id != image_id:
+        session = _open(image_id, st.session_state[state.ANNOTATE_START])
+        if session is None:
+            return
+    if payload is not None:
+        _handle(session, payload)
+
+    # The widgets come after the event: a save may clear the note before its widget exists in this run.
+    row = ds.table.loc[image_id]
+    latest = corrections.latest(current, image_id)
+    versions = f"latest correction v{latest.version} by {latest.author}" if latest else "no correction yet"
+    st.caption(f"**{image_id}** · {row['breed']} ({row['species']}) · {row['split']} · "
+               f"{row['width']}×{row['height']} px · {versions}")
+    left, middle, right = st.columns([3, 2, 3])
+    left.radio("Start from", starts, key=state.ANNOTATE_START, format_func=edit.START_LABELS.get, horizontal=True,
+               help="Switching discards unsaved edits (undo in the editor brings them back).")
+    middle.text_input("Author", key=state.ANNOTATE_AUTHOR, max_chars=db.MAX_AUTHOR)
+    right.text_input("Note for the next save", key=state.ANNOTATE_NOTE, max_chars=corrections.MAX_NOTE,
+                     placeholder="e.g. left ear was background")
+    if st.session_state[state.ANNOTATE_START] != session.start:
+        session = _open(image_id, st.session_state[state.ANNOTATE_START]) or session
+
+    previous_id, next_id = edit.neighbours(ids, image_id)
+    position = f"{ids.index(image_id) + 1} / {len(ids)}" if image_id in ids else f"not in the queue ({len(ids)})"
+    try:
+        editor.mask_editor(
+            key="annotate_editor", ds=ds, image_id=image_id, mask=session.work, start=session.start_mask,
+            gt=session.gt, revision=session.revision, preview=session.preview,
+            preview_label=edit.TOOL_LABELS.get(session.preview_tool, ""), dirty=session.dirty, saved=session.saved,
+            version=session.base_version, status=session.status, status_kind=session.status_kind,
+            position=position, has_prev=previous_id is not None, has_next=next_id is not None,
+            sequence=session.sequence,
+        )
+    except PetSegError as exc:  # the photo cannot be read
+        st.error(str(exc))
+        return
+
+    numbers = session.readout()
+    iou = "no original GT" if numbers["iou_gt"] is None else f"IoU vs original GT {numbers['iou_gt']:.3f}"
+    st.caption(f"At the last apply/save: {iou} · {numbers['changed']:,} px changed from the start · "
+               f"{'unsaved changes' if session.dirty else 'no unsaved changes'} · started from "
+               f"{edit.START_LABELS[session.start]} · editing on top of "
+               f"{'v' + str(session.base_version) if session.base_version else 'no correction'}")
+    if session.status:
+        show = {"success": st.success, "error": st.error, "warning": st.warning}.get(session.status_kind, st.info)
+        show(session.status)
+
+    if session.preview is not None:
+        accept, reject, _ = st.columns([1, 1, 4])
+        accept.button("Accept preview", key="annotate_accept", type="primary", on_click=edit.accept_preview,
+                      args=(session,))
+        reject.button("Reject preview", key="annotate_reject", on_click=edit.reject_preview, args=(session,))
+    if session.conflict is not None:
+        st.warning(session.conflict.message)
+        theirs, mine, _ = st.columns([1, 1, 3])
+        theirs.button("Reload theirs", key="annotate_reload", on_click=_reload_theirs, args=(image_id, starts))
+        mine.button("Save mine on top as a new version", key="annotate_on_top", type="primary", on_click=_save_on_top)
+
+    st.page_link("app_pages/history.py", label=f"History of {image_id}", icon="🕘", query_params={"image": image_id})
+
+    if session.rescore:
+        # After the confirmation has reached the browser: the stored metrics follow the new ground truth.
+        pending, session.rescore = session.rescore, []
+        try:
+            rows = rescore_everywhere(current, pending)
+        except PetSegError as exc:
+            st.warning(f"Saved, but the stored metrics could not be rescored: {exc}")
+        else:
+            st.caption(f"Rescored {rows} evaluation row{'s' if rows != 1 else ''} against the new ground truth.")
+
+
+workbench()

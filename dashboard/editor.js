@@ -63,13 +63,6 @@ function rleEncode(labels) {
   return runs;
 }
 
-function sameRuns(a, b) {
-  if (a === b) return true;
-  if (!a || !b || a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
 function createEditor(parent) {
   const ed = {
     image: null, revision: null, width: 0, height: 0, zoom: 1, fit: true,
@@ -448,7 +441,7 @@ function createEditor(parent) {
 
   // --- new data from Python -------------------------------------------------------------------------
   ed.update = (data) => {
-    if (!data.image || !data.mask) return;
+    if (!data.image) return;
     const size = data.width * data.height;
     const newImage = data.image !== ed.image;
     if (newImage) {
@@ -465,6 +458,12 @@ function createEditor(parent) {
       maskCanvas.height = data.height;
       overlay = maskCtx.createImageData(data.width, data.height);
       root.dataset.ready = "";
+      if (!["photo", "mask", "start", "gt"].every((name) => name in data)) {
+        // A new mount of the editor on a rerun that sent only what changed: ask for everything.
+        ed.image = null;
+        if (ed.send) ed.send("event", { action: "resend", image: data.image });
+        return;
+      }
       photo.src = data.photo;
       // decode() resolves once the photo can be painted: "ready" then means photo and mask are both drawn.
       photo.decode().then(() => {
@@ -472,7 +471,7 @@ function createEditor(parent) {
       }, () => setStatus("The photo could not be decoded by the browser.", "error"));
       layout();
     }
-    const replaced = data.revision !== ed.revision;
+    const replaced = data.revision !== ed.revision && "mask" in data;
     if (replaced) {
       if (!newImage) snapshot(); // a tool result or a reload stays undoable
       ed.labels = rleDecode(data.mask, size);
@@ -480,12 +479,10 @@ function createEditor(parent) {
       ed.dirty = !!data.dirty;
       if (!newImage && photo.complete && photo.naturalWidth) root.dataset.ready = `${data.image}@${data.revision}`;
     }
-    // Re-decode only what changed: most reruns (a save, a status) leave the reference masks as they were.
+    // The reference masks come only when they changed: most reruns (a save, a status) leave them as they were.
     const hadPreview = !!ed.preview;
-    if (newImage || !sameRuns(data.start, ed.startRuns)) ed.start = rleDecode(data.start, size);
-    if (newImage || !sameRuns(data.gt, ed.gtRuns)) ed.gt = data.gt ? rleDecode(data.gt, size) : null;
-    ed.startRuns = data.start;
-    ed.gtRuns = data.gt;
+    if ("start" in data) ed.start = rleDecode(data.start, size);
+    if ("gt" in data) ed.gt = data.gt ? rleDecode(data.gt, size) : null;
     ed.preview = data.preview ? rleDecode(data.preview, size) : null;
     const redraw = newImage || replaced || hadPreview || !!ed.preview;
     if (data.saved !== ed.savedAck) {

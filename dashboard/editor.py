@@ -1,8 +1,8 @@
 """The mask editor: a Streamlit component (vanilla JS canvas) that paints trimaps at the photo's original size.
 
     >>> from dashboard import editor
-    >>> editor.mask_editor(key="annotate_editor", image_id="Abyssinian_1", photo_url=editor.photo_data_url(ds, ...),
-    ...                    mask=work, start=start, gt=gt, revision=0)
+    >>> editor.mask_editor(key="annotate_editor", ds=ds, image_id="Abyssinian_1", mask=work, start=start, gt=gt,
+    ...                    revision=0)
     >>> event = editor.pop_event()          # {"action": "save", "mask": [...runs...], ...} or None
     >>> parse_event(event, "Abyssinian_1", work.shape).mask.shape == work.shape
     True
@@ -22,6 +22,7 @@ them there), which is also how tests drive the page where they cannot draw.
 from __future__ import annotations
 
 import base64
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from dashboard import state
 
 ACTIONS = frozenset({"save", "apply", "grabcut", "fill_holes", "remove_specks", "regenerate_border", "prev", "next"})
 MASK_ACTIONS = ACTIONS - {"prev", "next"}
+RESEND_REQUEST = "resend"  # a newly mounted editor lacks what earlier runs sent: send everything again
 STROKE_VALUES = frozenset({0, 1, 2})  # none, sure pet, sure background
 
 _HERE = Path(__file__).parent
@@ -107,7 +109,9 @@ def pop_event() -> dict[str, Any] | None:
 @st.cache_data(max_entries=64, show_spinner=False)
 def _photo_url(path: str, stamp: tuple[float, int], _ds: Dataset, image_id: str) -> str:
     image = load_image(_ds, image_id)
-    ok, jpeg = cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 92])
+    # Quality 85: a third smaller than 92 and indistinguishable under a mask overlay; every byte is on the
+    # path from click to drawn image.
+    ok, jpeg = cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 85])
     if not ok:
         raise PetSegError(f"could not encode {image_id} for the browser")
     return "data:image/jpeg;base64," + base64.b64encode(jpeg.tobytes()).decode("ascii")
@@ -120,11 +124,20 @@ def photo_data_url(ds: Dataset, image_id: str) -> str:
     return _photo_url(str(path), (stat.st_mtime, stat.st_size), ds, image_id)
 
 
+def forget_sent() -> None:
+    """Make the next :func:`mask_editor` send everything: this run may mount a new editor in the browser."""
+    st.session_state.pop(state.EDITOR_SENT, None)
+
+
+def _signature(mask: np.ndarray | None) -> str | None:
+    return None if mask is None else f"{mask.shape}:{hashlib.sha1(np.ascontiguousarray(mask)).hexdigest()}"
+
+
 def mask_editor(
     *,
     key: str,
+    ds: Dataset,
     image_id: str,
-    photo_url: str,
     mask: np.ndarray,
     start: np.ndarray,
     gt: np.ndarray | None,
@@ -144,15 +157,28 @@ def mask_editor(
     """Mount the editor. The browser replaces its mask only when ``revision`` changes (undo keeps the old one).
 
     ``sequence`` changes after every handled event, so the browser hears back even when nothing else did.
+    The photo, the mask and the reference masks (``start``, ``gt``) are sent only when the editor does not hold them
+    yet: they are most of the bytes, and every byte is on the path from a click to the confirmation. An editor
+    mounted anew asks for them with a :data:`RESEND_REQUEST` event; the page answers with :func:`forget_sent`.
     """
     height, width = mask.shape
-    data = {
-        "image": image_id, "width": width, "height": height, "photo": photo_url, "revision": revision,
-        "mask": rle_encode(mask), "start": rle_encode(start), "gt": None if gt is None else rle_encode(gt),
+    sent = st.session_state.get(state.EDITOR_SENT) or {}
+    fresh = sent.get("image") != image_id
+    data: dict[str, Any] = {
+        "image": image_id, "width": width, "height": height, "revision": revision,
         "preview": None if preview is None else rle_encode(preview), "preview_label": preview_label,
         "dirty": dirty, "saved": saved, "version": version, "status": status, "status_kind": status_kind,
         "position": position, "has_prev": has_prev, "has_next": has_next, "sequence": sequence,
     }
+    if fresh:
+        data["photo"] = photo_data_url(ds, image_id)
+    now: dict[str, Any] = {"image": image_id, "revision": revision}
+    if fresh or sent.get("revision") != revision:  # the browser takes a mask only with a new revision
+        data["mask"] = rle_encode(mask)
+    for name, reference in (("start", start), ("gt", gt)):
+        now[name] = _signature(reference)
+        if fresh or sent.get(name) != now[name]:
+            data[name] = None if reference is None else rle_encode(reference)
 
     def stash() -> None:
         value = st.session_state.get(key)
@@ -161,3 +187,4 @@ def mask_editor(
             st.session_state[state.ANNOTATE_EVENT] = payload
 
     _COMPONENT(key=key, data=data, on_event_change=stash)
+    st.session_state[state.EDITOR_SENT] = now

@@ -35,6 +35,7 @@ ANNOTATE_SESSION = "annotate_session"  # Annotate: the edit in progress (dashboa
 ANNOTATE_START = "annotate_start"  # Annotate: what the edit starts from (correction | gt | prediction | empty)
 ANNOTATE_AUTHOR = "annotate_author"  # Annotate: author recorded with saved versions
 ANNOTATE_NOTE = "annotate_note"  # Annotate: note recorded with the next saved version
+EDITOR_SENT = "editor_sent"  # Annotate: what the mounted mask editor already holds (image, reference masks)
 HISTORY_SHOW_DELETED = "history_show_deleted"  # History: list soft-deleted versions too
 EXPORT_LAST = "export_last"  # Export: path of the zip written in this session (offered for download)
 MODEL_IMAGE = "model_image"  # Model page: image passed through the network

@@ -59,7 +59,7 @@ def test_stroke_save_and_history(sample_root, workspace, tmp_path):
         assert np.array_equal(mask[gt.shape[0] // 2:], gt[gt.shape[0] // 2:])
 
         page.goto(f"{url}/history?image={IMAGE}")
-        page.get_by_text("Original GT", exact=False).wait_for(timeout=20_000)
+        page.get_by_text("Original GT", exact=True).wait_for(timeout=20_000)
         wait_for_app(page)
         assert_no_exception(page)
         main = page.locator('[data-testid="stMain"]').inner_text()

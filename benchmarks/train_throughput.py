@@ -73,9 +73,9 @@ def anchor_loader(root: Path, ids: list[str], size: int, batch_size: int, shuffl
 
 
 def anchor_train(root: Path, train_ids: list[str], val_ids: list[str], size: int, batch_size: int, epochs: int,
-                 lr: float, time_epoch: int | None = None) -> tuple[float | None, float | None]:
+                 lr: float, time_epoch: int | None = None, seed: int = 0) -> tuple[float | None, float | None]:
     """(a): returns (images/s of epoch ``time_epoch``, validation pet IoU after the last epoch)."""
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model, cfg = build_model(ENCODER, size, encoder_weights=None)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     steps = max(1, len(train_ids) // batch_size)
@@ -111,12 +111,12 @@ def anchor_train(root: Path, train_ids: list[str], val_ids: list[str], size: int
 
 
 def petseg_train(settings: Settings, run: str, size: int, batch_size: int, epochs: int, lr: float,
-                 max_images: int, augment: bool = True) -> tuple[list[float], float | None, float]:
+                 max_images: int, augment: bool = True, seed: int = 0) -> tuple[list[float], float | None, float]:
     """(b): ``core.train.train``; returns (images/s per epoch, final validation pet IoU, cache build seconds)."""
     started = time.perf_counter()
     result = train(settings, TrainConfig(run=run, epochs=epochs, image_size=size, batch_size=batch_size,
                                          encoder=ENCODER, encoder_weights=None, lr=lr, max_images=max_images,
-                                         augment=augment, progress=False))
+                                         augment=augment, seed=seed, progress=False))
     total = time.perf_counter() - started
     metrics = read_metrics_csv(settings.run_dir(run))
     epoch_seconds = float(metrics["seconds"].sum())
@@ -155,12 +155,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", help="dataset (default: generate --count images into a temp folder)")
     parser.add_argument("--count", type=int, default=1200, help="generated images (half of them trainval)")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[128, 256], help="throughput sizes (none: skip)")
     parser.add_argument("--images", type=int, default=120, help="trainval images in the throughput runs")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--iou-epochs", type=int, default=4, help="epochs of the IoU comparison (0: skip it)")
     parser.add_argument("--iou-size", type=int, default=128)
     parser.add_argument("--iou-images", type=int, default=600, help="trainval images in the IoU comparison")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="repeat the IoU comparison with this many seeds and average (one seed is noisy: +-0.02)")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--threads", type=int, help="CPU threads (default: one per core)")
     args = parser.parse_args()
@@ -191,17 +193,24 @@ def main() -> None:
 
         if args.iou_epochs > 0:
             train_ids, val_ids = split_trainval(usable, 0.1, args.iou_images)
-            _, anchor_iou = anchor_train(data, train_ids, val_ids, args.iou_size, args.batch_size, args.iou_epochs,
-                                         args.lr)
-            # Like for like first: the anchor does not augment, so neither does this PetSeg run; what differs
-            # is the pipeline (array cache, cv2 resizing, bf16 + channels_last).
-            _, petseg_iou, _ = petseg_train(settings, "iou", args.iou_size, args.batch_size, args.iou_epochs, args.lr,
-                                            args.iou_images, augment=False)
-            _, augmented_iou, _ = petseg_train(settings, "iou-aug", args.iou_size, args.batch_size, args.iou_epochs,
-                                               args.lr, args.iou_images, augment=True)
+            scores: dict[str, list[float]] = {"anchor": [], "petseg": [], "augmented": []}
+            for seed in range(args.seeds):
+                scores["anchor"].append(anchor_train(data, train_ids, val_ids, args.iou_size, args.batch_size,
+                                                     args.iou_epochs, args.lr, seed=seed)[1])
+                # Like for like first: the anchor does not augment, so neither does this PetSeg run; what differs
+                # is the pipeline (array cache, cv2 resizing, bf16 + channels_last).
+                scores["petseg"].append(petseg_train(settings, f"iou-{seed}", args.iou_size, args.batch_size,
+                                                     args.iou_epochs, args.lr, args.iou_images, augment=False,
+                                                     seed=seed)[1])
+                scores["augmented"].append(petseg_train(settings, f"iou-aug-{seed}", args.iou_size, args.batch_size,
+                                                        args.iou_epochs, args.lr, args.iou_images, augment=True,
+                                                        seed=seed)[1])
+                print(f"  seed {seed}: anchor {scores['anchor'][-1]:.4f}, PetSeg {scores['petseg'][-1]:.4f}, "
+                      f"PetSeg augmented {scores['augmented'][-1]:.4f}", flush=True)
+            anchor_iou, petseg_iou, augmented_iou = (float(np.mean(v)) for v in scores.values())
             print(f"validation pet IoU after {args.iou_epochs} epochs at {args.iou_size} px, {len(train_ids)} train / "
-                  f"{len(val_ids)} val images: anchor {anchor_iou:.4f}, PetSeg {petseg_iou:.4f} "
-                  f"(PetSeg - anchor = {petseg_iou - anchor_iou:+.4f}; bar: >= -0.01); "
+                  f"{len(val_ids)} val images, mean of {args.seeds} seed(s): anchor {anchor_iou:.4f}, "
+                  f"PetSeg {petseg_iou:.4f} (PetSeg - anchor = {petseg_iou - anchor_iou:+.4f}; bar: >= -0.01); "
                   f"PetSeg with its augmentation on: {augmented_iou:.4f}")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -220,10 +220,13 @@ def _image_stat(ds: Dataset, image_id: str) -> str:
 
 
 def _encode_png(mask: np.ndarray) -> bytes:
-    # Fast zlib level plus run-length matching: label maps are long runs of one value (about 6 KB a mask).
-    ok, data = cv2.imencode(
-        ".png", mask, [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
-    )
+    # Label maps are long runs of one value: run-length matching with the "up" row filter compresses them best
+    # (about 3 KB a mask) and is 5x faster than OpenCV's default adaptive filtering, which cost more than the
+    # softmax per image. (The corrections store keeps its own fixed encoding: its file names are content hashes.)
+    params = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+    if hasattr(cv2, "IMWRITE_PNG_FILTER"):  # OpenCV >= 4.11
+        params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
+    ok, data = cv2.imencode(".png", mask, params)
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return data.tobytes()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,14 @@ def trained_copy(trained, tmp_path):
     shutil.copytree(trained.workspace, workspace)
     settings = Settings.resolve(data=trained.data, workspace=workspace)
     return SimpleNamespace(settings=settings, run=trained.run, data=trained.data, workspace=workspace)
+
+
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
+    """Poll ``predicate`` until it returns something truthy (returned), or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"{what} not reached in {timeout} s")

@@ -1,12 +1,12 @@
 import os
 import signal
 import sys
-import time
 
 import pytest
 
 from core import jobs
 from core.config import Settings
+from tests.conftest import wait_for
 
 SLEEPER = [sys.executable, "-c", "import time\nprint('working', flush=True)\ntime.sleep(60)"]
 # Like the train CLI: SIGINT becomes a clean stop after the current step.
@@ -23,14 +23,6 @@ def settings(tmp_path):
     return Settings.resolve(data=tmp_path / "data", workspace=tmp_path / "ws")
 
 
-def wait_for(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 def test_job_runs_in_background_and_reports_success_with_its_log(settings):

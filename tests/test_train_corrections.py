@@ -4,7 +4,6 @@ training job resumes with one click on the Train page."""
 import json
 import os
 import signal
-import time
 
 import numpy as np
 import pandas as pd
@@ -17,7 +16,7 @@ from core.dataset import load_trimap, open_dataset
 from core.runs import read_metrics_csv, read_progress
 from core.train import ArrayCache, TrainConfig, resize_mask, train, trainable_ids
 from dashboard import jobs_view
-from tests.conftest import APP
+from tests.conftest import APP, wait_for
 
 
 def box_mask(shape: tuple[int, int]) -> np.ndarray:
@@ -72,14 +71,6 @@ def test_training_with_corrections_uses_them_and_never_a_corrected_test_image(tr
     assert np.array_equal(cache.masks[cache.row[fixed_id]], resize_mask(load_trimap(ds, fixed_id), 64))
 
 
-def wait_for(predicate, timeout: float = 120.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"{what} not reached in {timeout} s")
 
 
 def test_a_killed_training_job_resumes_with_one_click(monkeypatch, trained_copy):
@@ -88,9 +79,9 @@ def test_a_killed_training_job_resumes_with_one_click(monkeypatch, trained_copy)
     job = jobs.start(settings, "train", args, run="killed")
     run_dir = settings.run_dir("killed")
     try:
-        wait_for(lambda: (run_dir / "last.pt").is_file() and len(read_metrics_csv(run_dir)), what="first epoch")
+        wait_for(lambda: (run_dir / "last.pt").is_file() and len(read_metrics_csv(run_dir)), 120, "first epoch")
         os.kill(int(read_progress(run_dir)["pid"]), signal.SIGKILL)  # as the OOM killer would
-        final = wait_for(lambda: (s := jobs.status(settings, job.id)) and not s.active and s, what="job end")
+        final = wait_for(lambda: (s := jobs.status(settings, job.id)) and not s.active and s, 120, "job end")
     finally:
         jobs.cancel(settings, job.id)
     assert final.state == "failed"
@@ -110,7 +101,7 @@ def test_a_killed_training_job_resumes_with_one_click(monkeypatch, trained_copy)
     resumed = jobs.list_jobs(settings, "train")[0]
     assert resumed.job.id != job.id
     assert jobs_view.command_args(resumed.job) == [*args, "--resume"]
-    done = wait_for(lambda: (s := jobs.status(settings, resumed.job.id)) and not s.active and s, what="resume")
+    done = wait_for(lambda: (s := jobs.status(settings, resumed.job.id)) and not s.active and s, 120, "resume")
     assert done.state == "succeeded", jobs.log_tail(settings, resumed.job.id)
     after = read_metrics_csv(run_dir)
     assert list(after["epoch"]) == [1, 2, 3, 4]

@@ -1,4 +1,4 @@
-"""Real browser: draw one stroke on the Annotate editor with the mouse, save, and find the version in History.
+"""Real browser: draw on the Annotate editor with the mouse, save twice, move on, and find the versions in History.
 
 Runs `streamlit run` on the real 20-image sample with an empty workspace and drives /usr/bin/chromium.
 """
@@ -58,10 +58,28 @@ def test_stroke_save_and_history(sample_root, workspace, tmp_path):
         assert gt[mid_y, mid_x] == 2 and mask[mid_y, mid_x] == 1
         assert np.array_equal(mask[gt.shape[0] // 2:], gt[gt.shape[0] // 2:])
 
+        # A second save and Next run only the editor's fragment (no photo resent): the version, the image, the
+        # caption and the shareable URL must all follow.
+        page.mouse.move(*start)
+        page.mouse.down()
+        page.mouse.move(end[0], end[1] + box["height"] * 0.1, steps=12)
+        page.mouse.up()
+        page.locator(f"{EDITOR} button[data-action=save]").click()
+        page.wait_for_selector(f'{EDITOR}[data-saved-version="2"]', timeout=20_000)
+        page.locator(f"{EDITOR} button[data-action=next]").click()
+        page.wait_for_selector(f'{EDITOR}[data-ready]:not([data-ready^="{IMAGE}@"]):not([data-ready=""])',
+                               timeout=20_000)
+        wait_for_app(page)
+        shown = page.locator(EDITOR).get_attribute("data-ready").split("@")[0]
+        assert page.url.endswith(f"image={shown}")
+        assert shown in page.locator('[data-testid="stMain"]').inner_text()
+        assert_no_exception(page)
+        assert [c.version for c in corrections.history(settings, IMAGE)] == [1, 2]
+
         page.goto(f"{url}/history?image={IMAGE}")
         page.get_by_text("Original GT", exact=True).wait_for(timeout=20_000)
         wait_for_app(page)
         assert_no_exception(page)
         main = page.locator('[data-testid="stMain"]').inner_text()
-        assert "v1" in main and "latest" in main and "Original GT" in main
+        assert "v1" in main and "v2" in main and "latest" in main and "Original GT" in main
         page.screenshot(path=str(tmp_path / "history.png"), full_page=True)

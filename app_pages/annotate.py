@@ -14,6 +14,7 @@ run, split = frame.selected_run(), frame.selected_split()
 st.title("Annotate")
 st.session_state.setdefault(state.ANNOTATE_AUTHOR, db.clean_author(None))
 st.session_state.setdefault(state.ANNOTATE_NOTE, "")
+# Taken once per page run: saves (which rerun only the workbench) do not reshuffle the queue being walked.
 ids = edit.queue(current, ds)
 editor.forget_sent()  # a run of the whole page may mount a new editor
 

@@ -2,8 +2,6 @@
 
 import streamlit as st
 
-from core.errors import PetSegError
-from core.runs import eval_dir
 from dashboard import data, filters, frame, gallery, settings, state, tables
 
 current = settings.current()
@@ -19,12 +17,7 @@ rows = filters.sort_table(filters.apply_filters(view, chosen, metric), chosen.so
 
 overlay_labels = {"none": "photo only", "gt": "ground truth", "pred": "prediction", "errors": "error map"}
 st.session_state.setdefault(state.BROWSE_OVERLAY, "none")
-pred_folder = None
-if run:
-    try:
-        pred_folder = eval_dir(current, run, split)
-    except PetSegError:
-        pred_folder = None
+pred_folder = frame.evaluation_folder(current, run, split)
 
 
 @st.fragment

@@ -3,8 +3,6 @@
 import pandas as pd
 import streamlit as st
 
-from core.errors import PetSegError
-from core.runs import eval_dir
 from dashboard import data, frame, gallery, plots, settings, state, tables
 
 current = settings.current()
@@ -50,11 +48,7 @@ if selected:
     shown = scored.loc[selected].sort_values(metric, kind="stable").head(gallery.PAGE_SIZE)
     if len(selected) > len(shown):
         st.caption(f"The {len(shown)} lowest by {metric} are shown.")
-    try:
-        folder = eval_dir(current, run, split)
-    except PetSegError:
-        folder = None
-    gallery.tiles(current, ds, shown, metric, "none", folder)
+    gallery.tiles(current, ds, shown, metric, "none", frame.evaluation_folder(current, run, split))
 
 st.subheader("Per breed")
 summary = tables.breed_summary(scored, metric)

@@ -22,18 +22,15 @@ RSS <= 1 GB. Full page loads include Streamlit's websocket handshake; other proc
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, PROJECT_ROOT, free_port  # noqa: E402
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, streamlit_process  # noqa: E402
 
 RUN = "bench-tiny"
 BARS = {"browse_warm": 1.0, "browse_warm_nav": 1.0, "compare_link": 0.5, "compare_nav": 0.5, "compare_next": 0.5,
@@ -68,29 +65,6 @@ def prepare(workdir: Path, count: int, image_size: int) -> tuple[Path, Path]:
     return data, workspace
 
 
-def start_server(data: Path, workspace: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = dict(os.environ, PETSEG_DATA=str(data), PETSEG_HOME=str(workspace))
-    log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "streamlit_app.py"), "--server.address",
-         "127.0.0.1", "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
-        cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as response:
-                if response.status == 200:
-                    return proc, url
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"streamlit did not start:\n{log_path.read_text()[-2000:]}")
-
-
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -120,11 +94,10 @@ def main() -> int:
 
     from playwright.sync_api import sync_playwright
 
-    proc, url = start_server(data, workspace, args.workdir / "server.log")
     results: dict[str, list[float]] = {k: [] for k in (
         "browse_cold", "browse_warm", "browse_warm_nav", "browse_next", "compare_link", "compare_nav", "compare_next",
         "distributions", "distributions_nav")}
-    try:
+    with streamlit_process(data, workspace, args.workdir / "server.log") as (proc, url):
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -204,12 +177,6 @@ def main() -> int:
                 results["distributions_nav"].append(timed(lambda: nav("distributions"), distributions_loaded))
             browser.close()
         rss = peak_rss_mb(proc.pid)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
     print(f"\ndataset: {args.count} generated images; run {RUN} ({args.image_size} px) evaluated on test")
     print(f"{'measure':<16}{'median s':>10}{'min s':>8}{'max s':>8}  bar")

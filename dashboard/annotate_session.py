@@ -23,6 +23,7 @@ from core.dataset import Dataset, load_image, load_trimap
 from core.errors import PetSegError
 from core.runs import EVAL_SPLITS, eval_dir, read_prediction
 from dashboard.editor import EditorEvent
+from dashboard.filters import current_order
 
 START_LABELS = {
     "correction": "latest correction",
@@ -103,13 +104,12 @@ def prediction(settings: Settings, ds: Dataset, image_id: str, run: str, split: 
 
 
 def _official(ds: Dataset, image_id: str, shape: tuple[int, int]) -> np.ndarray | None:
+    """The official trimap when it is usable; load_trimap already refuses wrong sizes and values."""
     try:
         gt = load_trimap(ds, image_id)
     except PetSegError:
         return None
-    if gt is None or gt.shape != shape or not set(np.unique(gt).tolist()) <= masks.TRIMAP_VALUES:
-        return None
-    return gt
+    return gt if gt is not None and gt.shape == shape else None
 
 
 def _start_mask(settings: Settings, ds: Dataset, image_id: str, start: str, shape: tuple[int, int],
@@ -239,8 +239,4 @@ def neighbours(ids: list[str], image_id: str) -> tuple[str | None, str | None]:
 
 def queue(settings: Settings, ds: Dataset) -> list[str]:
     """The ids prev/next walk through: Browse's current filter and sort, else the dataset's id order."""
-    try:
-        from dashboard.filters import current_order
-    except ImportError:
-        return ds.ids()
     return current_order(settings, ds) or ds.ids()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import streamlit as st
 
 from core.config import Settings
 from core.errors import PetSegError
-from core.runs import RunInfo, evaluated_splits, list_runs
+from core.runs import RunInfo, eval_dir, evaluated_splits, list_runs
 from dashboard import data, state
 from dashboard import settings as app_settings
 
@@ -90,6 +91,16 @@ def selected_split() -> str:
     if st.session_state.get(state.SPLIT) not in splits:
         _apply_url(state.SPLIT, state.URL_SPLIT, "split", splits)
     return st.session_state[state.SPLIT]
+
+
+def evaluation_folder(settings: Settings, run: str | None, split: str) -> Path | None:
+    """``<run>/eval/<split>/`` of the selected run, where its prediction PNGs are; None without a usable run."""
+    if not run:
+        return None
+    try:
+        return eval_dir(settings, run, split)
+    except PetSegError:
+        return None
 
 
 def selected_metric() -> str:

@@ -41,6 +41,13 @@ def free_port() -> int:
 @contextlib.contextmanager
 def streamlit_server(data: Path, workspace: Path, log_path: Path) -> Iterator[str]:
     """Start the app on a free loopback port; yield its base URL; stop it afterwards."""
+    with streamlit_process(data, workspace, log_path) as (_proc, url):
+        yield url
+
+
+@contextlib.contextmanager
+def streamlit_process(data: Path, workspace: Path, log_path: Path) -> Iterator[tuple[subprocess.Popen, str]]:
+    """:func:`streamlit_server` that also yields the server process (benchmarks read its peak memory)."""
     port = free_port()
     env = dict(os.environ, PETSEG_DATA=str(data), PETSEG_HOME=str(workspace))
     with open(log_path, "wb") as log:
@@ -67,7 +74,7 @@ def streamlit_server(data: Path, workspace: Path, log_path: Path) -> Iterator[st
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"streamlit did not become healthy:\n{log_path.read_text()[-2000:]}")
                 time.sleep(0.2)
-            yield url
+            yield proc, url
         finally:
             proc.terminate()
             try:

@@ -2,9 +2,8 @@
 
 import streamlit as st
 
-from core import corrections, db
+from core import corrections, db, ledger
 from core.errors import PetSegError
-from core.evaluate import rescore_everywhere
 from dashboard import annotate_session as edit
 from dashboard import data, editor, frame, settings, state
 
@@ -53,7 +52,7 @@ def _open(image_id: str, start: str) -> edit.EditSession | None:
 
 
 def _reload_theirs(image_id: str, starts: list[str]) -> None:
-    latest = corrections.latest(current, image_id)
+    latest = ledger.latest(current, image_id)
     st.session_state[state.ANNOTATE_START] = "correction" if latest else ("gt" if "gt" in starts else "empty")
     fresh = _open(image_id, st.session_state[state.ANNOTATE_START])
     if fresh is not None:
@@ -114,7 +113,7 @@ def workbench() -> None:
 
     # The widgets come after the event: a save may clear the note before its widget exists in this run.
     row = ds.table.loc[image_id]
-    latest = corrections.latest(current, image_id)
+    latest = ledger.latest(current, image_id)
     versions = f"latest correction v{latest.version} by {latest.author}" if latest else "no correction yet"
     st.caption(f"**{image_id}** · {row['breed']} ({row['species']}) · {row['split']} · "
                f"{row['width']}×{row['height']} px · {versions}")
@@ -164,16 +163,6 @@ def workbench() -> None:
         mine.button("Save mine on top as a new version", key="annotate_on_top", type="primary", on_click=_save_on_top)
 
     st.page_link("app_pages/history.py", label=f"History of {image_id}", icon="🕘", query_params={"image": image_id})
-
-    if session.rescore:
-        # After the confirmation has reached the browser: the stored metrics follow the new ground truth.
-        pending, session.rescore = session.rescore, []
-        try:
-            rows = rescore_everywhere(current, pending)
-        except PetSegError as exc:
-            st.warning(f"Saved, but the stored metrics could not be rescored: {exc}")
-        else:
-            st.caption(f"Rescored {rows} evaluation row{'s' if rows != 1 else ''} against the new ground truth.")
 
 
 workbench()

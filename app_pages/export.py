@@ -5,7 +5,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import corrections
+from core import ledger
 from core.errors import PetSegError
 from core.export import FORMATS, export_archive
 from dashboard import data, settings, state
@@ -21,7 +21,7 @@ MAX_LISTED = 20
 current = settings.current()
 ds = data.dataset_or_stop(current)
 st.title("Export")
-corrected = len(corrections.latest_versions(current))
+corrected = len(ledger.latest_versions(current))
 st.caption(f"{len(ds):,} images · {corrected:,} with a correction. Every zip also holds `manifest.csv` (version, "
            f"author, note, IoU vs original GT per image). Zips are written to `{current.exports_dir}` only.")
 

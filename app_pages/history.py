@@ -2,9 +2,8 @@
 
 import streamlit as st
 
-from core import corrections, db
+from core import corrections, db, ledger
 from core.errors import PetSegError
-from core.evaluate import rescore_everywhere
 from dashboard import annotate_views, data, settings, state
 from dashboard.markdown import escape
 
@@ -12,7 +11,7 @@ current = settings.current()
 ds = data.dataset_or_stop(current)
 st.title("History")
 
-corrected = corrections.latest_table(current)
+corrected = ledger.latest_table(current)
 raw = st.query_params.get("image")
 if raw:
     try:
@@ -39,21 +38,17 @@ if chosen != image_id:
 
 st.session_state.setdefault(state.ANNOTATE_AUTHOR, db.clean_author(None))
 show_deleted = st.toggle("Show deleted versions", key=state.HISTORY_SHOW_DELETED)
-versions = corrections.history(current, image_id, include_deleted=show_deleted)
-latest = corrections.latest(current, image_id)
+versions = ledger.history(current, image_id, include_deleted=show_deleted)
+latest = ledger.latest(current, image_id)
 left, right = st.columns([3, 1])
 left.caption(f"{len(versions)} version{'s' if len(versions) != 1 else ''} of **{escape(image_id)}** · effective "
              f"ground truth: {'v' + str(latest.version) if latest else 'the official trimap'}")
 right.page_link("app_pages/annotate.py", label="Edit in Annotate", icon="✏️", query_params={"image": image_id})
 
 
-def _changed(message: str) -> None:
-    # The ground truth moved: the stored scores follow it without the model.
-    try:
-        rescore_everywhere(current, [image_id])
-    except PetSegError as exc:
-        message += f" (stored metrics not rescored: {exc})"
-    st.session_state[state.HISTORY_MESSAGE] = message
+def _changed(message: str, rescored: int) -> None:
+    rows = f"{rescored} stored evaluation row{'s' if rescored != 1 else ''} rescored against the new ground truth"
+    st.session_state[state.HISTORY_MESSAGE] = f"{message} {rows}."
 
 
 def _revert(version: int) -> None:
@@ -62,12 +57,13 @@ def _revert(version: int) -> None:
     except PetSegError as exc:
         st.session_state[state.HISTORY_MESSAGE] = f"error: {exc}"
         return
-    _changed(f"Reverted: v{made.version} has the content of v{version}.")
+    _changed(f"Reverted: v{made.version} has the content of v{version}.", made.rescored)
 
 
 def _delete(version: int) -> None:
-    corrections.soft_delete(current, image_id, version)
-    _changed(f"Deleted v{version} (soft: it stays in the ledger; show deleted versions to restore it).")
+    deleted = corrections.soft_delete(current, image_id, version)
+    _changed(f"Deleted v{version} (soft: it stays in the ledger; show deleted versions to restore it).",
+             deleted.rescored)
 
 
 message = st.session_state.pop(state.HISTORY_MESSAGE, None)

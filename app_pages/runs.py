@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core.config import Settings
-from core.corrections import latest_versions
+from core.ledger import latest_versions
 from core.runs import METRICS_FILE, eval_dir, list_runs, load_eval
 from dashboard import jobs_view, runs_compare, settings, state
 

@@ -3,8 +3,8 @@
 import streamlit as st
 
 from core.config import Settings
-from core.corrections import latest_versions
 from core.dataset import Dataset
+from core.ledger import latest_versions
 from core.runs import EVAL_SPLITS, list_runs
 from core.train import PRESETS
 from dashboard import data, jobs_view, settings

@@ -39,7 +39,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make `core` importable from the project root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core import corrections, db  # noqa: E402
+from core import corrections, db, ledger  # noqa: E402
 from core.config import Settings  # noqa: E402
 from core.dataset import Dataset, load_trimap, open_dataset  # noqa: E402
 from core.masks import BACKGROUND, PET, encode_png, sha256_hex  # noqa: E402
@@ -93,7 +93,7 @@ def _child_save(settings: Settings, ds: Dataset, image_id: str, mask: np.ndarray
     try:
         corrections.save(settings, ds, image_id, mask, base_version=base, source="correction", author="fault")
         code = EXIT_SAVED
-    except corrections.ConflictError:
+    except ledger.ConflictError:
         code = EXIT_CONFLICT
     except BaseException as exc:  # noqa: BLE001 - reported through the exit code and stderr
         print(f"child error: {exc!r}", file=sys.stderr)
@@ -109,12 +109,12 @@ def fork_save(settings: Settings, ds: Dataset, image_id: str, mask: np.ndarray, 
 
 
 def _incoming(settings: Settings) -> list[str]:
-    folder = settings.masks_dir / corrections.INCOMING
+    folder = settings.masks_dir / ledger.INCOMING
     return sorted(os.listdir(folder)) if folder.is_dir() else []
 
 
 def _max_version(settings: Settings, image_id: str) -> int:
-    rows = corrections.history(settings, image_id, include_deleted=True)
+    rows = ledger.history(settings, image_id, include_deleted=True)
     return rows[-1].version if rows else 0
 
 
@@ -124,7 +124,7 @@ def calibrate(settings: Settings, ds: Dataset, ids: list[str], bases: dict[str, 
     times = []
     for _ in range(runs):
         image_id = ids[int(rng.integers(len(ids)))]
-        current = corrections.latest(settings, image_id)
+        current = ledger.latest(settings, image_id)
         start = time.perf_counter()
         pid = fork_save(settings, ds, image_id, random_mask(bases[image_id], rng), current.version if current else None)
         _, status = os.waitpid(pid, 0)
@@ -150,11 +150,11 @@ def run_trials(
             counts.kill_window_s = statistics.median(windows)
             window = windows[-1]
         image_id = ids[int(rng.integers(len(ids)))]
-        before = corrections.latest(settings, image_id)
+        before = ledger.latest(settings, image_id)
         before_max = _max_version(settings, image_id)
         if recent and rng.random() < 0.1:  # sometimes content the store already has (shared file)
             image_id, mask = recent[int(rng.integers(len(recent)))]
-            before = corrections.latest(settings, image_id)
+            before = ledger.latest(settings, image_id)
             before_max = _max_version(settings, image_id)
         else:
             mask = random_mask(bases[image_id], rng)
@@ -176,7 +176,7 @@ def run_trials(
         if killed and not new_rows and new_file.exists() and not file_existed:
             counts.orphan_files += 1
 
-        after = corrections.latest(settings, image_id)  # an open: must sweep the temporaries
+        after = ledger.latest(settings, image_id)  # an open: must sweep the temporaries
         problems = _check_trial(settings, image_id, before, before_max, after, new_rows, new_sha, killed, status)
         if _incoming(settings):
             problems.append(f"temporaries survived the next open: {_incoming(settings)}")
@@ -191,15 +191,15 @@ def run_trials(
         recent = (recent + [(image_id, mask)])[-20:]
 
     counts.violations.extend(audit(settings))
-    counts.garbage_collected = corrections.collect_garbage(settings)
+    counts.garbage_collected = ledger.collect_garbage(settings)
     counts.violations.extend(audit(settings))
     with db.session(settings) as conn:
         counts.final_rows = conn.execute("SELECT COUNT(*) FROM corrections").fetchone()[0]
     return counts
 
 
-def _rows_after(settings: Settings, image_id: str, version: int) -> list[corrections.Correction]:
-    return [c for c in corrections.history(settings, image_id, include_deleted=True) if c.version > version]
+def _rows_after(settings: Settings, image_id: str, version: int) -> list[ledger.Correction]:
+    return [c for c in ledger.history(settings, image_id, include_deleted=True) if c.version > version]
 
 
 def _check_trial(settings, image_id, before, before_max, after, new_rows, new_sha, killed, status) -> list[str]:
@@ -235,13 +235,13 @@ def audit(settings: Settings) -> list[str]:
         problems.append(f"sqlite integrity_check: {integrity}")
     for image_id, version, sha, rel in rows:
         path = settings.workspace / rel
-        if not rel.startswith("masks/") or corrections.INCOMING in rel:
+        if not rel.startswith("masks/") or ledger.INCOMING in rel:
             problems.append(f"{image_id} v{version} points at {rel}")
         elif not path.is_file():
             problems.append(f"{image_id} v{version}: file missing")
         elif hashlib.sha256(path.read_bytes()).hexdigest() != sha:
             problems.append(f"{image_id} v{version}: sha256 mismatch")
-    check = corrections.check_store(settings)
+    check = ledger.check_store(settings)
     problems.extend(f"check_store: missing {m}" for m in check.missing)
     problems.extend(f"check_store: corrupt {m}" for m in check.corrupt)
     return problems
@@ -254,7 +254,7 @@ def save_latency(settings: Settings, ds: Dataset, saves: int, seed: int = 1) -> 
     times = []
     for _ in range(saves):
         image_id = ids[int(rng.integers(len(ids)))]
-        current = corrections.latest(settings, image_id)
+        current = ledger.latest(settings, image_id)
         mask = random_mask(load_trimap(ds, image_id), rng)
         start = time.perf_counter()
         corrections.save(settings, ds, image_id, mask, base_version=current.version if current else None,

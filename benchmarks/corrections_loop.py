@@ -36,9 +36,10 @@ import numpy as np  # noqa: E402
 
 from core.config import Settings  # noqa: E402
 from core.corrections import import_folder  # noqa: E402
-from core.dataset import TRIMAP_BACKGROUND, TRIMAP_PET, load_trimap, open_dataset  # noqa: E402
+from core.dataset import load_trimap, open_dataset  # noqa: E402
 from core.evaluate import evaluate  # noqa: E402
-from core.masks import binary_to_trimap, encode_png, iou_pet, pet_outline_mask  # noqa: E402
+from core.masks import BACKGROUND, PET, binary_to_trimap, encode_png, pet_outline_mask  # noqa: E402
+from core.metrics import pet_iou  # noqa: E402
 from core.synth import generate  # noqa: E402
 from core.train import TrainConfig, train, trainable_ids  # noqa: E402
 
@@ -50,8 +51,8 @@ def damage(trimap: np.ndarray, kind: str) -> np.ndarray:
     height, width = trimap.shape
     if kind == "flip":
         out = trimap.copy()
-        out[trimap == TRIMAP_PET] = TRIMAP_BACKGROUND
-        out[trimap == TRIMAP_BACKGROUND] = TRIMAP_PET
+        out[trimap == PET] = BACKGROUND
+        out[trimap == BACKGROUND] = PET
         return out
     pet = pet_outline_mask(trimap)
     if kind == "shift":
@@ -113,7 +114,7 @@ def main() -> int:
         settings = Settings.resolve(data=base / "damaged", workspace=workspace)
         ds = open_dataset(settings.data, settings.workspace)
         clean_ds = open_dataset(clean, base / "clean-workspace")
-        label_iou = np.mean([iou_pet(load_trimap(ds, i), load_trimap(clean_ds, i)) for i in damaged])
+        label_iou = np.mean([pet_iou(load_trimap(ds, i), load_trimap(clean_ds, i)) for i in damaged])
         kinds = {k: sum(1 for v in damaged.values() if v == k) for k in DAMAGES}
         print(f"dataset: {len(ds)} images ({len(ds.ids('trainval'))} trainval / {len(ds.ids('test'))} test), "
               f"generated in {time.perf_counter() - t0:.0f} s")
@@ -128,7 +129,7 @@ def main() -> int:
         fixes.mkdir()
         for image_id in damaged:
             (fixes / f"{image_id}.png").write_bytes(encode_png(load_trimap(clean_ds, image_id)))
-        results = import_folder(settings, fixes, author="benchmark", note="restore damaged trimap", ds=ds)
+        results = import_folder(settings, fixes, author="benchmark", note="restore damaged trimap", ds=ds).results
         imported = sum(1 for r in results if r.new_version)
         if imported != len(damaged):
             print(f"error: only {imported} of {len(damaged)} corrections imported", file=sys.stderr)

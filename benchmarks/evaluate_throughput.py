@@ -37,10 +37,10 @@ from core.config import Settings  # noqa: E402
 from core.dataset import load_image, load_trimap, open_dataset  # noqa: E402
 from core.device import busy_cores_elsewhere, configure_cpu_threads, select_runtime  # noqa: E402
 from core.evaluate import evaluate  # noqa: E402
+from core.masks import resize_image  # noqa: E402
 from core.metrics import image_metrics, prediction_metrics  # noqa: E402
 from core.model import build_model, load_checkpoint, save_checkpoint, to_input  # noqa: E402
 from core.synth import generate  # noqa: E402
-from core.train import resize_image  # noqa: E402
 
 
 def plain_loop(model: torch.nn.Module, cfg, ds, ids: list[str], out: Path) -> tuple[float, dict[str, np.ndarray]]:

@@ -96,19 +96,13 @@ def cmd_corrections_import(args: argparse.Namespace) -> int:
     from core.corrections import import_folder
 
     settings = _settings(args)
-    results = import_folder(settings, Path(args.source), author=args.author, note=args.note)
-    for result in results:
+    report = import_folder(settings, Path(args.source), author=args.author, note=args.note)
+    for result in report.results:
         print(result.line())
-    refused = sum(1 for r in results if not r.ok)
-    imported = [r.image_id for r in results if r.new_version]
-    print(f"{len(imported)} imported, {len(results) - refused - len(imported)} unchanged, {refused} refused")
-    if imported:
-        from core.evaluate import rescore_everywhere
-
-        # Stored evaluations follow the new ground truth now, so the views never show a stale score.
-        rows = rescore_everywhere(settings, imported)
-        print(f"{rows} stored evaluation rows rescored against the imported masks")
-    return 1 if refused and refused == len(results) else 0
+    total, refused, imported = len(report.results), report.refused, len(report.imported)
+    print(f"{imported} imported, {total - refused - imported} unchanged, {refused} refused")
+    print(f"{report.rescored} stored evaluation rows rescored against the imported masks")
+    return 1 if refused and refused == total else 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:

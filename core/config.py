@@ -21,7 +21,7 @@ DATA_ENV = "PETSEG_DATA"
 WORKSPACE_ENV = "PETSEG_HOME"
 
 # Run names become folder names: keep them boring so they can never escape runs/.
-_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class Settings:
 
 
 def check_run_name(name: str) -> str:
-    if not _RUN_NAME.match(name or ""):
+    if not isinstance(name, str) or not RUN_NAME.fullmatch(name):
         raise PetSegError(
             f"run name {name!r} is not allowed: "
             "use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"

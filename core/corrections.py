@@ -1,28 +1,20 @@
-"""The corrections store: a versioned, crash-safe ledger of mask fixes (SQLite rows + content-addressed PNGs).
+"""Changing corrections: save, revert, delete and import, each rescoring the stored evaluations in the same call.
 
-    >>> from core.corrections import ConflictError, effective_mask, history, save
-    >>> mask, version = effective_mask(settings, ds, "Abyssinian_1")   # latest correction, else the official trimap
-    >>> mask[40:60, 100:140] = 1                                        # the ear is pet, not background
-    >>> saved = save(settings, ds, "Abyssinian_1", mask, base_version=version, source="gt", note="ear")
-    >>> [(c.version, c.source, round(c.iou_gt, 3)) for c in history(settings, "Abyssinian_1")]
-    [(1, 'gt', 0.981)]
+    >>> from core import corrections, groundtruth
+    >>> mask, version = groundtruth.current(settings, ds, "Abyssinian_1")   # latest correction, else the trimap
+    >>> mask[40:60, 100:140] = 1                                             # the ear is pet, not background
+    >>> saved = corrections.save(settings, ds, "Abyssinian_1", mask, base_version=version, source="gt", note="ear")
+    >>> saved.version, round(saved.iou_gt, 3), saved.rescored               # rows of metrics.parquet rescored
+    (1, 0.981, 2)
 
-``effective_mask`` is THE ground truth of an image for training, evaluation, views and export.
-
-Storage. Each version is a row of ``corrections`` in ``<workspace>/petseg.sqlite`` and a PNG at
-``masks/<sha[:2]>/<sha>.png`` named by the sha256 of its bytes (identical masks share one file). A save
-writes the PNG to ``masks/.incoming/``, fsyncs it, renames it into place and fsyncs the folder, and only
-then inserts the row in one ``BEGIN IMMEDIATE`` transaction. So a crash at any moment leaves the old state
-or the new one: at worst an unreferenced PNG (harmless; :func:`collect_garbage` removes it) or a temporary
-in ``masks/.incoming/`` (removed by the next open of the store), never a row without its file.
-``masks/.lock`` (flock) keeps the clean-ups away from saves in flight: saves hold it shared, clean-ups
-exclusively, and the kernel drops it when a process dies.
+These are the only functions that change what :mod:`core.groundtruth` answers. Each one stores through
+:mod:`core.ledger` (versioned, crash-safe; see there) and then rescores every stored evaluation of the images it
+changed (:func:`core.scoring.rescore_everywhere`), so a caller — the dashboard, the CLI or a Python script —
+never sees a stale score and never has to remember to refresh one.
 
 Concurrency is optimistic: a save names the version it started from (``base_version``; ``None`` = no
-correction yet). If the latest non-deleted version is another one, nothing is written and
-:class:`ConflictError` says which version landed meanwhile; the caller reloads it or saves again on top
-(``base_version=err.current_version``). Versions are numbered 1, 2, 3... per image and never reused;
-deleting is soft and reverting creates a new version with the old content.
+correction yet). If the latest is another one, nothing is written and :class:`core.ledger.ConflictError` says
+which version landed meanwhile; the caller reloads it or saves again on top (``base_version=err.current_version``).
 
 Imports (:func:`import_folder`) take ``<image_id>.png`` files coded as trimaps (1 pet, 2 background,
 3 border) or as binary masks (0 background, 255 pet). A binary mask becomes pet = 1 / background = 2 with
@@ -33,90 +25,23 @@ the border band regenerated around its outline the way the dataset's trimaps hav
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
-import re
-import sqlite3
-import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from core import db
-from core.atomic import fsync_dir
+from core import db, ledger
 from core.config import Settings
 from core.dataset import Dataset, load_trimap, open_dataset
 from core.errors import ImageUnreadable, PetSegError
-from core.masks import decode_png, encode_png, iou_pet, read_mask_file, sha256_hex, to_trimap, validate_trimap
+from core.ledger import Correction
+from core.masks import decode_label_png, encode_png, sha256_hex, to_trimap, validate_trimap
+from core.metrics import pet_iou
+from core.scoring import rescore_everywhere
 
-SOURCES = ("gt", "prediction", "correction", "import", "revert")
-INCOMING = ".incoming"
-LOCK_NAME = ".lock"
 MAX_NOTE = 2000
 MAX_IMPORT_BYTES = 32 * 1024 * 1024
-
-_MASK_PATH = re.compile(r"^masks/([0-9a-f]{2})/([0-9a-f]{64})\.png$")
-_ANY = object()  # revert lands on top of whatever is latest
-
-
-class ConflictError(PetSegError):
-    """Another version of the image was saved after the one this edit started from."""
-
-    def __init__(self, image_id: str, base_version: int | None, current: Correction | None) -> None:
-        self.image_id = image_id
-        self.base_version = base_version
-        self.current_version = current.version if current else None
-        started = f"v{base_version}" if base_version is not None else "the official trimap (no correction)"
-        if current is None:
-            now = "its corrections were deleted meanwhile (it shows the official trimap again)"
-            choice = "save again with no base version"
-        else:
-            now = f"v{current.version} was saved meanwhile by {current.author} at {current.created_at}"
-            choice = f"save again on top of v{current.version}"
-        super().__init__(
-            f"{image_id} changed while you edited: you started from {started} but {now}; "
-            f"nothing was overwritten: reload the latest, or {choice} to keep your mask as a new version"
-        )
-
-
-@dataclass(frozen=True)
-class Correction:
-    """One ledger row. ``path`` is relative to the workspace; ``iou_gt`` is against the official trimap."""
-
-    image_id: str
-    version: int
-    parent_version: int | None
-    source: str
-    author: str
-    note: str
-    created_at: str
-    sha256: str
-    path: str
-    height: int
-    width: int
-    iou_gt: float | None
-    deleted: bool
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Correction:
-        return cls(
-            image_id=row["image_id"],
-            version=int(row["version"]),
-            parent_version=row["parent_version"],
-            source=row["source"],
-            author=row["author"],
-            note=row["note"],
-            created_at=row["created_at"],
-            sha256=row["sha256"],
-            path=row["path"],
-            height=int(row["height"]),
-            width=int(row["width"]),
-            iou_gt=row["iou_gt"],
-            deleted=bool(row["deleted"]),
-        )
 
 
 @dataclass(frozen=True)
@@ -135,117 +60,17 @@ class ImportResult:
 
 
 @dataclass(frozen=True)
-class StoreCheck:
-    """Result of :func:`check_store`: counts plus the offending rows/files."""
-
-    rows: int
-    missing: list[str]  # "image_id vN" rows whose file is gone
-    corrupt: list[str]  # "image_id vN" rows whose file does not match its sha256
-    orphans: list[str]  # mask files no row references (harmless)
-    temporaries: list[str]  # leftovers of interrupted writes in masks/.incoming
+class ImportReport:
+    results: list[ImportResult]
+    rescored: int  # stored evaluation rows rescored against the imported masks
 
     @property
-    def ok(self) -> bool:
-        return not self.missing and not self.corrupt
+    def imported(self) -> list[str]:
+        return [r.image_id for r in self.results if r.new_version and r.image_id]
 
-
-# --- reading ---------------------------------------------------------------------------------------------
-
-
-def history(settings: Settings, image_id: str, include_deleted: bool = False) -> list[Correction]:
-    """All versions of an image, oldest first (soft-deleted ones only if ``include_deleted``)."""
-    query = "SELECT * FROM corrections WHERE image_id = ?" + ("" if include_deleted else " AND deleted = 0")
-    with _open(settings) as conn:
-        rows = conn.execute(query + " ORDER BY version", (image_id,)).fetchall()
-    return [Correction.from_row(row) for row in rows]
-
-
-def latest(settings: Settings, image_id: str) -> Correction | None:
-    """The latest non-deleted version of an image, or ``None`` when it has no correction."""
-    with _open(settings) as conn:
-        return _latest(conn, image_id)
-
-
-def get_version(settings: Settings, image_id: str, version: int) -> Correction:
-    """One version (deleted or not); ``PetSegError`` if the image has no such version."""
-    with _open(settings) as conn:
-        row = conn.execute(
-            "SELECT * FROM corrections WHERE image_id = ? AND version = ?", (image_id, int(version))
-        ).fetchone()
-    if row is None:
-        raise PetSegError(f"{image_id} has no version {version}; see its history for the versions that exist")
-    return Correction.from_row(row)
-
-
-def latest_versions(settings: Settings) -> dict[str, int]:
-    """``{image_id: latest non-deleted version}`` for every corrected image (one query, for tables)."""
-    with _open(settings) as conn:
-        rows = conn.execute(
-            "SELECT image_id, MAX(version) FROM corrections WHERE deleted = 0 GROUP BY image_id"
-        ).fetchall()
-    return {row[0]: int(row[1]) for row in rows}
-
-
-def latest_table(settings: Settings) -> pd.DataFrame:
-    """The latest non-deleted version of every corrected image, index ``image_id`` (one query, for tables).
-
-    Columns: image_id, version, parent_version, source, author, note, created_at, sha256, path, height,
-    width, iou_gt, versions (how many non-deleted versions the image has).
-    """
-    with _open(settings) as conn:
-        frame = pd.read_sql_query(
-            """
-            SELECT c.image_id, c.version, c.parent_version, c.source, c.author, c.note, c.created_at, c.sha256,
-                   c.path, c.height, c.width, c.iou_gt, m.versions
-            FROM corrections c
-            JOIN (SELECT image_id, MAX(version) AS version, COUNT(*) AS versions
-                  FROM corrections WHERE deleted = 0 GROUP BY image_id) m
-              ON c.image_id = m.image_id AND c.version = m.version
-            ORDER BY c.image_id
-            """,
-            conn,
-        )
-    return frame.set_index("image_id", drop=False)
-
-
-def load_mask(settings: Settings, correction: Correction) -> np.ndarray:
-    """The mask of one version, verified against its sha256; ``ImageUnreadable`` if the file is gone or damaged."""
-    label = f"{correction.image_id} v{correction.version}"
-    path = _mask_file(settings, correction.path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ImageUnreadable(
-            f"the mask file of {label} is missing from {settings.masks_dir}; revert to another version"
-        ) from None
-    if sha256_hex(data) != correction.sha256:
-        raise ImageUnreadable(f"the mask file of {label} is damaged (sha256 mismatch); revert to another version")
-    mask = decode_png(data, what=f"mask of {label}")
-    if mask.shape != (correction.height, correction.width):
-        raise ImageUnreadable(f"the mask file of {label} has shape {mask.shape}, not the recorded size")
-    return mask
-
-
-def effective_mask(settings: Settings, ds: Dataset, image_id: str) -> tuple[np.ndarray | None, int | None]:
-    """The ground truth of an image: ``(latest correction, its version)``, else ``(official trimap or None, None)``.
-
-    Training, evaluation, views and export all call this one function.
-    """
-    image_id = ds.require(image_id)
-    correction = latest(settings, image_id)
-    if correction is None:
-        return load_trimap(ds, image_id), None
-    size = _known_size(ds, image_id)
-    if size is not None and size != (correction.height, correction.width):
-        raise PetSegError(
-            f"correction v{correction.version} of {image_id} is {correction.width}x{correction.height} but the "
-            f"image is {size[1]}x{size[0]}: this workspace's corrections belong to another dataset; "
-            "use a separate --workspace per dataset"
-        )
-    return load_mask(settings, correction), correction.version
-
-
-# --- writing ---------------------------------------------------------------------------------------------
+    @property
+    def refused(self) -> int:
+        return sum(1 for r in self.results if not r.ok)
 
 
 def save(
@@ -259,15 +84,16 @@ def save(
     author: str | None = None,
     note: str = "",
 ) -> Correction:
-    """Store ``mask`` as the next version of ``image_id``; ``ConflictError`` if the latest is not ``base_version``.
-
-    ``source`` says what the edit started from: gt, prediction, correction, import or revert.
+    """Store ``mask`` as the next version of ``image_id`` and rescore; ``ConflictError`` if the latest is not
+    ``base_version``. ``source`` says what the edit started from: gt, prediction, correction, import or revert.
     """
-    image_id = ds.require(image_id)
-    if base_version is not None and (not isinstance(base_version, int) or base_version < 1):
+    if base_version is not None and (
+        not isinstance(base_version, int) or isinstance(base_version, bool) or base_version < 1
+    ):
         raise PetSegError(f"base version must be a version number >= 1 or None, got {base_version!r}")
-    return _save(settings, ds, image_id, mask, base_version=base_version, parent=base_version, source=source,
-                 author=author, note=note)
+    saved = _store(settings, ds, image_id, mask, base_version=base_version, parent=base_version, source=source,
+                   author=author, note=note)
+    return _rescored(settings, saved)
 
 
 def revert(
@@ -275,32 +101,22 @@ def revert(
 ) -> Correction:
     """A new version whose content equals ``version`` (which may be soft-deleted), on top of the latest."""
     image_id = ds.require(image_id)
-    old = get_version(settings, image_id, version)
-    mask = load_mask(settings, old)
-    return _save(settings, ds, image_id, mask, base_version=_ANY, parent=old.version, source="revert",
-                 author=author, note=note or f"revert to v{old.version}")
+    old = ledger.get_version(settings, image_id, version)
+    mask = ledger.load_mask(settings, old)
+    saved = _store(settings, ds, image_id, mask, base_version=ledger.ANY, parent=old.version, source="revert",
+                   author=author, note=note or f"revert to v{old.version}")
+    return _rescored(settings, saved)
 
 
 def soft_delete(settings: Settings, image_id: str, version: int) -> Correction:
-    """Hide one version from history and from :func:`effective_mask`; its row and file stay."""
-    with _open(settings) as conn, db.transaction(conn):
-        # "AND deleted = 0" keeps the first deletion time; deleting twice is not an error.
-        conn.execute(
-            "UPDATE corrections SET deleted = 1, deleted_at = ? WHERE image_id = ? AND version = ? AND deleted = 0",
-            (db.utc_now(), image_id, int(version)),
-        )
-        row = conn.execute(
-            "SELECT * FROM corrections WHERE image_id = ? AND version = ?", (image_id, int(version))
-        ).fetchone()
-    if row is None:
-        raise PetSegError(f"{image_id} has no version {version}; see its history for the versions that exist")
-    return Correction.from_row(row)
+    """Hide one version from history and from the ground truth (its row and file stay), then rescore."""
+    return _rescored(settings, ledger.mark_deleted(settings, image_id, version))
 
 
 def import_folder(
     settings: Settings, folder: Path, author: str | None = None, note: str = "", *, ds: Dataset | None = None
-) -> list[ImportResult]:
-    """Import every ``<image_id>.png`` of ``folder`` (not recursive) as a new version; one result per entry."""
+) -> ImportReport:
+    """Import every ``<image_id>.png`` of ``folder`` (not recursive) as a new version, then rescore them all."""
     folder = Path(folder)
     if not folder.is_dir():
         raise PetSegError(f"import folder {folder} does not exist or is not a folder")
@@ -310,59 +126,19 @@ def import_folder(
     ds = ds if ds is not None else open_dataset(settings.data, settings.workspace)
     author = db.clean_author(author)
     note = _clean_note(note)
-    return [_import_one(settings, ds, entry, author, note) for entry in entries]
-
-
-def collect_garbage(settings: Settings) -> int:
-    """Delete mask files no ledger row references (deleted rows keep theirs) and stale temporaries."""
-    removed = 0
-    with _store_lock(settings, exclusive=True):
-        removed += _sweep_incoming(settings)
-        with db.session(settings) as conn:
-            referenced = {row[0] for row in conn.execute("SELECT DISTINCT path FROM corrections")}
-        for path in _mask_files(settings):
-            if path.relative_to(settings.workspace).as_posix() not in referenced:
-                path.unlink(missing_ok=True)
-                removed += 1
-    return removed
-
-
-def cleanup_temporaries(settings: Settings) -> int:
-    """Remove leftovers of interrupted writes from ``masks/.incoming`` unless a save is in flight right now.
-
-    Runs on every open of the store; returns how many files were removed.
-    """
-    if not (settings.masks_dir / INCOMING).is_dir():
-        return 0
-    with _store_lock(settings, exclusive=True, blocking=False) as locked:
-        return _sweep_incoming(settings) if locked else 0
-
-
-def check_store(settings: Settings) -> StoreCheck:
-    """Verify every row's file against its sha256 and list orphans and temporaries (read-only)."""
-    with db.session(settings) as conn:
-        rows = [Correction.from_row(r) for r in conn.execute("SELECT * FROM corrections ORDER BY image_id, version")]
-    missing, corrupt = [], []
-    for row in rows:
-        try:
-            data = _mask_file(settings, row.path).read_bytes()
-        except (FileNotFoundError, PetSegError):
-            missing.append(f"{row.image_id} v{row.version}")
-            continue
-        if sha256_hex(data) != row.sha256:
-            corrupt.append(f"{row.image_id} v{row.version}")
-    referenced = {row.path for row in rows}
-    orphans = [p.relative_to(settings.workspace).as_posix() for p in _mask_files(settings)]
-    orphans = [p for p in orphans if p not in referenced]
-    incoming = settings.masks_dir / INCOMING
-    temporaries = sorted(p.name for p in incoming.iterdir()) if incoming.is_dir() else []
-    return StoreCheck(len(rows), missing, corrupt, orphans, temporaries)
+    results = [_import_one(settings, ds, entry, author, note) for entry in entries]
+    imported = [r.image_id for r in results if r.new_version and r.image_id]
+    return ImportReport(results, rescore_everywhere(settings, imported) if imported else 0)
 
 
 # --- internals -------------------------------------------------------------------------------------------
 
 
-def _save(
+def _rescored(settings: Settings, row: Correction) -> Correction:
+    return replace(row, rescored=rescore_everywhere(settings, [row.image_id]))
+
+
+def _store(
     settings: Settings,
     ds: Dataset,
     image_id: str,
@@ -374,134 +150,15 @@ def _save(
     author: str | None,
     note: str,
 ) -> Correction:
-    if source not in SOURCES:
-        raise PetSegError(f"source {source!r} is not one of {', '.join(SOURCES)}")
+    image_id = ds.require(image_id)
     size = _known_size(ds, image_id)
     if size is None:
         raise ImageUnreadable(f"the photo of {image_id} is unreadable, so its size is unknown: fix the file first")
     validate_trimap(mask, size, what=f"mask for {image_id}")
-    author = db.clean_author(author)
-    note = _clean_note(note)
-    data = encode_png(mask)
-    digest = sha256_hex(data)
-    iou = _iou_against_gt(ds, image_id, mask)
-
-    with _open(settings) as conn:
-        if base_version is not _ANY:
-            _check_base(conn, image_id, base_version)  # fail fast, before any file is written
-    rel_path = f"masks/{digest[:2]}/{digest}.png"
-    with _store_lock(settings, exclusive=False):
-        _write_mask_file(settings, rel_path, digest, data)
-        with db.session(settings) as conn, db.transaction(conn):
-            if base_version is not _ANY:
-                _check_base(conn, image_id, base_version)
-            version = conn.execute(
-                "SELECT COALESCE(MAX(version), 0) + 1 FROM corrections WHERE image_id = ?", (image_id,)
-            ).fetchone()[0]
-            created_at = db.utc_now()
-            conn.execute(
-                """
-                INSERT INTO corrections (image_id, version, parent_version, source, author, note, created_at,
-                                         sha256, path, height, width, iou_gt)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """,
-                (image_id, version, parent, source, author, note, created_at, digest, rel_path, size[0], size[1], iou),
-            )
-            row = conn.execute(
-                "SELECT * FROM corrections WHERE image_id = ? AND version = ?", (image_id, version)
-            ).fetchone()
-    return Correction.from_row(row)
-
-
-def _check_base(conn: sqlite3.Connection, image_id: str, base_version: int | None) -> None:
-    current = _latest(conn, image_id)
-    if (current.version if current else None) != base_version:
-        raise ConflictError(image_id, base_version, current)
-
-
-def _latest(conn: sqlite3.Connection, image_id: str) -> Correction | None:
-    row = conn.execute(
-        "SELECT * FROM corrections WHERE image_id = ? AND deleted = 0 ORDER BY version DESC LIMIT 1", (image_id,)
-    ).fetchone()
-    return Correction.from_row(row) if row else None
-
-
-def _write_mask_file(settings: Settings, rel_path: str, digest: str, data: bytes) -> None:
-    """Put ``data`` at ``rel_path`` durably (caller holds the shared store lock)."""
-    final = settings.workspace / rel_path
-    if final.is_file():
-        with contextlib.suppress(OSError):
-            if sha256_hex(final.read_bytes()) == digest:
-                return  # same content already stored
-    incoming = settings.masks_dir / INCOMING
-    incoming.mkdir(parents=True, exist_ok=True)
-    # Temporaries live in one folder (not beside their target) so the clean-up after a crash is one listing.
-    fd, tmp_name = tempfile.mkstemp(dir=incoming, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        shard_is_new = not final.parent.is_dir()
-        final.parent.mkdir(parents=True, exist_ok=True)
-        if shard_is_new:
-            fsync_dir(final.parent.parent)
-        os.replace(tmp_name, final)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    fsync_dir(final.parent)
-
-
-def _sweep_incoming(settings: Settings) -> int:
-    removed = 0
-    incoming = settings.masks_dir / INCOMING
-    with contextlib.suppress(FileNotFoundError):
-        for entry in os.scandir(incoming):
-            with contextlib.suppress(FileNotFoundError, PermissionError, IsADirectoryError):
-                os.unlink(entry.path)
-                removed += 1
-    return removed
-
-
-def _mask_files(settings: Settings) -> Iterator[Path]:
-    if not settings.masks_dir.is_dir():
-        return
-    for shard in sorted(settings.masks_dir.iterdir()):
-        if shard.is_dir() and re.fullmatch(r"[0-9a-f]{2}", shard.name):
-            yield from sorted(p for p in shard.iterdir() if p.is_file())
-
-
-@contextlib.contextmanager
-def _store_lock(settings: Settings, *, exclusive: bool, blocking: bool = True) -> Iterator[bool]:
-    settings.masks_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(settings.masks_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        flags = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if blocking else fcntl.LOCK_NB)
-        try:
-            fcntl.flock(fd, flags)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)  # closing drops the lock
-
-
-@contextlib.contextmanager
-def _open(settings: Settings) -> Iterator[sqlite3.Connection]:
-    """Open the store: clear leftovers of interrupted writes, then connect."""
-    cleanup_temporaries(settings)
-    with db.session(settings) as conn:
-        yield conn
-
-
-def _mask_file(settings: Settings, rel_path: str) -> Path:
-    # Paths come from the database; accept only the shape the store writes, so a tampered row reads nothing else.
-    if not _MASK_PATH.match(rel_path or ""):
-        raise PetSegError(f"ledger path {rel_path!r} is not a store path; the database was edited by hand")
-    return settings.workspace / rel_path
+    return ledger.add_version(
+        settings, image_id, mask, base_version=base_version, parent=parent, source=source,
+        author=db.clean_author(author), note=_clean_note(note), iou_gt=_iou_against_official(ds, image_id, mask),
+    )
 
 
 def _known_size(ds: Dataset, image_id: str) -> tuple[int, int] | None:
@@ -510,14 +167,14 @@ def _known_size(ds: Dataset, image_id: str) -> tuple[int, int] | None:
     return (height, width) if height > 0 and width > 0 else None
 
 
-def _iou_against_gt(ds: Dataset, image_id: str, mask: np.ndarray) -> float | None:
+def _iou_against_official(ds: Dataset, image_id: str, mask: np.ndarray) -> float | None:
     try:
         reference = load_trimap(ds, image_id)
     except ImageUnreadable:
         return None  # a broken official trimap is what corrections are for; the IoU is just unknown
     if reference is None or reference.shape != mask.shape:
         return None
-    return float(iou_pet(mask, reference))
+    return pet_iou(mask, reference)
 
 
 def _import_one(settings: Settings, ds: Dataset, entry: os.DirEntry, author: str, note: str) -> ImportResult:
@@ -540,9 +197,9 @@ def _import_one(settings: Settings, ds: Dataset, entry: os.DirEntry, author: str
         size = _known_size(ds, image_id)
         if size is None:
             raise PetSegError(f"the photo of {image_id} is unreadable, so the mask size cannot be checked")
-        trimap, kind = to_trimap(read_mask_file(data, what="mask", expected_size=size))
+        trimap, kind = to_trimap(decode_label_png(data, what="mask", expected_size=size))
         digest = sha256_hex(encode_png(trimap))
-        current = latest(settings, image_id)
+        current = ledger.latest(settings, image_id)
         if current is not None and current.sha256 == digest:
             return ImportResult(name, True, f"unchanged: identical to v{current.version}", image_id, current.version)
         if current is None:
@@ -550,8 +207,8 @@ def _import_one(settings: Settings, ds: Dataset, entry: os.DirEntry, author: str
                 official = load_trimap(ds, image_id)
                 if official is not None and np.array_equal(official, trimap):
                     return ImportResult(name, True, "unchanged: identical to the official trimap", image_id)
-        saved = save(settings, ds, image_id, trimap, base_version=current.version if current else None,
-                     source="import", author=author, note=note)
+        saved = _store(settings, ds, image_id, trimap, base_version=current.version if current else None,
+                       parent=current.version if current else None, source="import", author=author, note=note)
     except PetSegError as exc:
         return ImportResult(name, False, str(exc), image_id)
     how = "trimap" if kind == "trimap" else "binary 0/255, border band regenerated"

@@ -29,7 +29,6 @@ warm start decodes nothing; a cold start reads image headers only and decodes th
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
@@ -39,7 +38,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -48,9 +46,8 @@ from PIL import Image, UnidentifiedImageError
 
 from core.atomic import atomic_open
 from core.errors import ImageUnreadable, PetSegError, UnknownImage
+from core.masks import BORDER, PET, TRIMAP_VALUES, decode_label_png
 
-TRIMAP_PET, TRIMAP_BACKGROUND, TRIMAP_BORDER = 1, 2, 3
-CLASS_NAMES = ("pet", "background", "border")  # class index c <-> trimap value c + 1
 BREEDS: tuple[str, ...] = (
     "Abyssinian", "american_bulldog", "american_pit_bull_terrier", "basset_hound", "beagle", "Bengal", "Birman",
     "Bombay", "boxer", "British_Shorthair", "chihuahua", "Egyptian_Mau", "english_cocker_spaniel", "english_setter",
@@ -75,7 +72,6 @@ INDEX_VERSION = 1
 INDEX_KEEP = 8  # cache files kept in <workspace>/index (one per dataset version seen recently)
 MAX_ID_LENGTH = 100
 _ID = re.compile(r"[A-Za-z]+(?:_[A-Za-z]+)*_[0-9]{1,9}")
-_TRIMAP_VALUES = (TRIMAP_PET, TRIMAP_BACKGROUND, TRIMAP_BORDER)
 _PARALLEL_FROM = 64  # below this many images a thread pool costs more than it saves
 
 _GET_DATA = (
@@ -272,30 +268,7 @@ def _to_rgb(im: Image.Image) -> np.ndarray:
 
 
 def _decode_trimap(path: Path) -> np.ndarray:
-    """Decode a trimap PNG to (H, W) uint8 class values; ValueError when it is not a one-channel label map."""
-    data = path.read_bytes()
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[24:26] == b"\x08\x00":
-        # 8-bit grayscale, like every official trimap: OpenCV decodes it faster and without the GIL.
-        decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-        if decoded is not None and decoded.ndim == 2 and decoded.dtype == np.uint8:
-            return decoded
-    with Image.open(io.BytesIO(data)) as im:
-        im.load()
-        mode = im.mode
-        if mode in ("L", "P", "1"):  # palette indices are the label values (how some tools store label maps)
-            return np.array(im, dtype=np.uint8)
-        if mode.startswith("I"):
-            values = np.asarray(im)
-            if values.max(initial=0) > 255:
-                raise ValueError(f"{mode} label values above 255")
-            return values.astype(np.uint8)
-        if mode in ("RGB", "RGBA", "LA"):
-            values = np.asarray(im)
-            colour = values[..., :1] if mode == "LA" else values[..., :3]
-            if not (colour == colour[..., :1]).all():
-                raise ValueError(f"{mode} image with differing colour channels, not a label map")
-            return np.ascontiguousarray(colour[..., 0], dtype=np.uint8)
-        raise ValueError(f"unsupported mode {mode}")
+    return decode_label_png(path.read_bytes(), what="the trimap file")
 
 
 def _trimap_issues(trimap: np.ndarray, image_size: tuple[int, int] | None) -> list[tuple[str, str]]:
@@ -303,9 +276,9 @@ def _trimap_issues(trimap: np.ndarray, image_size: tuple[int, int] | None) -> li
     height, width = trimap.shape
     if image_size is not None and (width, height) != image_size:
         issues.append(("trimap-size", f"trimap is {width}x{height} but the image is {image_size[0]}x{image_size[1]}"))
-    if trimap.size and (trimap.min() < TRIMAP_PET or trimap.max() > TRIMAP_BORDER):
+    if trimap.size and (trimap.min() < PET or trimap.max() > BORDER):
         counts = np.bincount(trimap.ravel(), minlength=256)
-        bad = [int(v) for v in np.flatnonzero(counts) if v not in _TRIMAP_VALUES]
+        bad = [int(v) for v in np.flatnonzero(counts) if v not in TRIMAP_VALUES]
         share = counts[bad].sum() / trimap.size
         shown = ", ".join(map(str, bad[:6])) + (", ..." if len(bad) > 6 else "")
         issues.append(("trimap-values", f"values {shown} outside {{1, 2, 3}} in {share:.1%} of the pixels"))
@@ -566,7 +539,7 @@ def _inspect_one(root: Path, image_id: str, trimap_on_disk: bool, file_size: int
     if trimap_issues:
         issues.extend((kind, f"{detail}: {_NO_GT}") for kind, detail in trimap_issues)
         return width, height, readable, False, math.nan, issues
-    fraction = np.count_nonzero(trimap == TRIMAP_PET) / trimap.size
+    fraction = np.count_nonzero(trimap == PET) / trimap.size
     return width, height, readable, True, fraction, issues
 
 

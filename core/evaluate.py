@@ -10,7 +10,7 @@
     ((400, 600), (400, 600, 3))
 
 Writes ``<run>/eval/<split>/pred/<image_id>.png`` (trimap-coded 1/2/3, the image's size) and
-``<run>/eval/<split>/metrics.parquet``, one row per evaluated image with the columns of :data:`COLUMNS`
+``<run>/eval/<split>/metrics.parquet``, one row per evaluated image with the columns of :data:`core.runs.EVAL_COLUMNS`
 (metric definitions in :mod:`core.metrics`). Images are resized to the input size and batched for the model;
 the logits of each image are resized back to its original size, then softmax and argmax.
 
@@ -19,7 +19,7 @@ the logits of each image are resized back to its original size, then softmax and
   (``has_gt`` False), so means and ``dataset_iou`` leave them out while views can still show them.
 - Incremental: a rerun reuses every row made with the same checkpoint (sha256 in ``checkpoint_sha``) for an
   unchanged image file; rows whose ground truth changed since are rescored from the stored prediction PNG
-  without the model (:func:`rescore`, also callable for one image after a correction).
+  without the model (:mod:`core.scoring`, which every correction-changing operation also calls).
 """
 
 from __future__ import annotations
@@ -35,48 +35,34 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from core.atomic import atomic_open, atomic_write_bytes, atomic_write_text
+from core import groundtruth
+from core.atomic import atomic_write_bytes, atomic_write_text
 from core.config import Settings
 from core.dataset import Dataset, load_image, open_dataset
 from core.device import Runtime, inference, select_runtime
 from core.errors import ImageUnreadable, PetSegError
-from core.metrics import (
-    GT_METRICS,
-    PREDICTION_METRICS,
-    dataset_iou,
-    empty_gt_metrics,
-    image_metrics,
-    prediction_metrics,
-)
+from core.masks import encode_png_fast, resize_image
+from core.metrics import dataset_iou, prediction_metrics
 from core.model import ModelConfig, file_sha256, load_checkpoint, to_input
 from core.runs import (
-    EVAL_SPLITS,
     METRICS_FILE,
     PRED_DIR,
     PROGRESS_FILE,
     eval_dir,
     read_eval_table,
     read_prediction,
+    write_eval_table,
 )
-from core.train import ground_truth, ground_truth_versions, resize_image
+from core.scoring import score
 
 CHECKPOINTS = ("best", "last")
 SAVE_EVERY_S = 30.0  # partial tables survive an interruption; the rerun continues from them
-
-ID_COLUMNS = ("image_id", "split", "breed", "species", "width", "height", "has_gt")
-PROVENANCE_COLUMNS = ("gt_version", "checkpoint", "checkpoint_sha", "dataset_fingerprint", "image_stat",
-                      "evaluated_at", "scored_at")
-# iou_pet against the official trimap: equal to iou_pet unless a correction is the ground truth (gt_version set),
-# so a view can show both scores of a corrected image.
-OFFICIAL_COLUMNS = ("iou_pet_official",)
-COLUMNS = ID_COLUMNS + GT_METRICS + OFFICIAL_COLUMNS + PREDICTION_METRICS + PROVENANCE_COLUMNS
 
 
 # --- predicting -------------------------------------------------------------
@@ -106,7 +92,7 @@ def _logits_batch(model: torch.nn.Module, cfg: ModelConfig, runtime: Runtime, re
         return model(x).float().cpu()
 
 
-def _at_original_size(
+def at_original_size(
     logits: torch.Tensor, height: int, width: int, probabilities: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray | None]:
     """(3, S, S) logits -> (trimap-coded mask, max softmax probability, (H, W, 3) softmax if asked) at full size.
@@ -138,7 +124,7 @@ def predict_batch(
     logits = _logits_batch(model, cfg, runtime, resized)
     out = []
     for image, item in zip(images, logits, strict=True):
-        mask, _, probs = _at_original_size(item, image.shape[0], image.shape[1], probabilities=True)
+        mask, _, probs = at_original_size(item, image.shape[0], image.shape[1], probabilities=True)
         out.append(Prediction(mask=mask.numpy(), probabilities=probs))
     return out
 
@@ -195,19 +181,7 @@ def load_predictor(
     return Predictor(runtime.prepare_model(model), cfg, meta, runtime, path)
 
 
-# --- evaluation folder and table ----------------------------------------------
-
-
-def write_table(folder: Path, rows: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    table = pd.DataFrame.from_records(list(rows.values()), columns=list(COLUMNS))
-    table = table.sort_values("image_id").reset_index(drop=True)
-    table["gt_version"] = table["gt_version"].astype("Int64")
-    for name in ("pet_tp", "pet_fp", "pet_fn", "pet_tn"):
-        table[name] = table[name].astype("Int64")
-    table["has_gt"] = table["has_gt"].astype(bool)
-    with atomic_open(folder / METRICS_FILE) as handle:
-        table.to_parquet(handle, index=False)
-    return table.set_index("image_id", drop=False).rename_axis(None)
+# --- evaluation folder ----------------------------------------------------------
 
 
 def _image_stat(ds: Dataset, image_id: str) -> str:
@@ -219,90 +193,8 @@ def _image_stat(ds: Dataset, image_id: str) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
-def _encode_png(mask: np.ndarray) -> bytes:
-    # Label maps are long runs of one value: run-length matching with the "up" row filter compresses them best
-    # (about 3 KB a mask) and is 5x faster than OpenCV's default adaptive filtering, which cost more than the
-    # softmax per image. (The corrections store keeps its own fixed encoding: its file names are content hashes.)
-    params = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
-    if hasattr(cv2, "IMWRITE_PNG_FILTER"):  # OpenCV >= 4.11
-        params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
-    ok, data = cv2.imencode(".png", mask, params)
-    if not ok:
-        raise RuntimeError("PNG encoding failed")
-    return data.tobytes()
-
-
 def _write_png(path: Path, mask: np.ndarray) -> None:
-    atomic_write_bytes(path, _encode_png(mask))
-
-
-# --- scoring ------------------------------------------------------------------
-
-
-def _score(
-    settings: Settings, ds: Dataset, image_id: str, pred: np.ndarray, use_corrections: bool
-) -> dict[str, Any]:
-    """Ground-truth metrics and version of one prediction (NaN metrics when there is no usable ground truth)."""
-    gt, version = _usable_ground_truth(settings, ds, image_id, pred, use_corrections)
-    metrics = {**image_metrics(pred, gt), "has_gt": True} if gt is not None else {**empty_gt_metrics(), "has_gt": False}
-    official = metrics["iou_pet"]
-    if version is not None:
-        official_gt, _ = _usable_ground_truth(settings, ds, image_id, pred, use_corrections=False)
-        official = math.nan if official_gt is None else image_metrics(pred, official_gt)["iou_pet"]
-    return {**metrics, "iou_pet_official": official, "gt_version": version, "scored_at": time.time()}
-
-
-def _usable_ground_truth(
-    settings: Settings, ds: Dataset, image_id: str, pred: np.ndarray, use_corrections: bool
-) -> tuple[np.ndarray | None, int | None]:
-    try:
-        gt, version = ground_truth(settings, ds, image_id, use_corrections)
-    except ImageUnreadable:
-        return None, None
-    return (gt, version) if gt is not None and gt.shape == pred.shape else (None, version)
-
-
-def rescore(
-    settings: Settings, run: str, split: str, image_ids: Iterable[str], use_corrections: bool = True
-) -> pd.DataFrame:
-    """Recompute the ground-truth metrics of some images from their stored predictions (no model).
-
-    For a changed ground truth (a correction): reads the prediction PNG and the current ground truth, keeps
-    the prediction-only columns (``pred_pet_fraction``, ``mean_confidence``, ``uncertain_fraction``) and
-    rewrites the table. Returns the updated rows; ids not in the table are ignored.
-    """
-    folder = eval_dir(settings, run, split)
-    table = read_eval_table(folder)
-    if table is None:
-        return pd.DataFrame(columns=list(COLUMNS))
-    ds = open_dataset(settings.data, settings.workspace)
-    rows = {r["image_id"]: r for r in table.to_dict("records")}
-    changed = []
-    for image_id in image_ids:
-        if image_id not in rows:
-            continue
-        pred = read_prediction(folder, image_id)
-        if pred is None:
-            continue
-        rows[image_id].update(_score(settings, ds, image_id, pred, use_corrections))
-        rows[image_id]["dataset_fingerprint"] = ds.fingerprint
-        changed.append(image_id)
-    if not changed:
-        return table.iloc[0:0]
-    return write_table(folder, rows).loc[changed]
-
-
-def rescore_everywhere(settings: Settings, image_ids: Iterable[str], use_corrections: bool = True) -> int:
-    """Rescore these images in every evaluated split of every run; returns how many rows changed."""
-    ids = list(image_ids)
-    count = 0
-    if not settings.runs_dir.is_dir():
-        return 0
-    for run_dir in sorted(p for p in settings.runs_dir.iterdir() if p.is_dir()):
-        for split in EVAL_SPLITS:
-            if (run_dir / "eval" / split / METRICS_FILE).is_file():
-                count += len(rescore(settings, run_dir.name, split, ids, use_corrections))
-    return count
+    atomic_write_bytes(path, encode_png_fast(mask))
 
 
 # --- the evaluation -------------------------------------------------------------
@@ -317,7 +209,6 @@ def evaluate(
     batch_size: int = 16,
     device: str = "auto",
     precision: str = "auto",
-    use_corrections: bool = True,
     progress: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
     image_ids: Iterable[str] | None = None,
@@ -343,7 +234,7 @@ def evaluate(
         table = table[table.index.isin(wanted)]
     readable = table[table["readable"]]
     skipped = len(table) - len(readable)
-    versions = ground_truth_versions(settings, list(readable.index), use_corrections)
+    truth = groundtruth.snapshot(settings, ds, readable.index)
     todo: list[str] = []
     rescored = 0
     for image_id in readable.index:
@@ -354,17 +245,17 @@ def evaluate(
         gt_version = None if pd.isna(row["gt_version"]) else int(row["gt_version"])
         # A table written before iou_pet_official existed is rescored once to fill it in.
         stale = row["dataset_fingerprint"] != ds.fingerprint or "iou_pet_official" not in row
-        if stale or gt_version != versions[image_id]:
+        if stale or gt_version != truth.versions[image_id]:
             pred = read_prediction(folder, image_id)
             if pred is None:
                 todo.append(image_id)
                 continue
-            row.update(_score(settings, ds, image_id, pred, use_corrections))
+            row.update(score(truth, image_id, pred))
             row["dataset_fingerprint"] = ds.fingerprint
             rescored += 1
         rows[image_id] = row
     if rescored:
-        write_table(folder, rows)
+        write_eval_table(folder, rows)
 
     predicted, predict_seconds = 0, 0.0
     if todo:
@@ -377,23 +268,23 @@ def evaluate(
                     skipped += 1
                     continue
                 row = {**_identity(ds, image_id), **prediction_row}
-                row.update(_score(settings, ds, image_id, row.pop("_mask"), use_corrections))
+                row.update(score(truth, image_id, row.pop("_mask")))
                 row.update(checkpoint=checkpoint, checkpoint_sha=sha, dataset_fingerprint=ds.fingerprint,
                            image_stat=_image_stat(ds, image_id), evaluated_at=time.time())
                 rows[image_id] = row
                 predicted += 1
                 report.advance()
                 if time.perf_counter() - last_save > SAVE_EVERY_S:
-                    write_table(folder, rows)
+                    write_eval_table(folder, rows)
                     last_save = time.perf_counter()
         except BaseException as exc:
             # Keep what was predicted: the rerun continues from here instead of starting over.
-            write_table(folder, rows)
+            write_eval_table(folder, rows)
             report.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
             raise
         report.close()
         predict_seconds = time.perf_counter() - loop_started
-    final = write_table(folder, rows) if (predicted or old is None or len(rows) != len(old_rows)) else old
+    final = write_eval_table(folder, rows) if (predicted or old is None or len(rows) != len(old_rows)) else old
     scored = final[final["has_gt"]] if len(final) else final
     summary = {
         "run": run,
@@ -474,7 +365,7 @@ def _predict_all(
                 continue
             logits = _logits_batch(predictor.model, cfg, runtime, np.stack([small for _, _, small in good]))
             for (image_id, (height, width), _), item in zip(good, logits, strict=True):
-                mask, confidence, _ = _at_original_size(item, height, width)
+                mask, confidence, _ = at_original_size(item, height, width)
                 values = prediction_metrics(mask, confidence)
                 mask = mask.numpy()
                 writes.append(writer.submit(_write_png, pred_dir / f"{image_id}.png", mask))

@@ -34,15 +34,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from core.errors import PetSegError
-from core.metrics import image_metrics
+from core.evaluate import at_original_size
+from core.masks import PET, border_band, resize_image
+from core.metrics import pet_iou
 from core.model import ModelConfig, to_input
-from core.train import resize_image
 
 TOP_CHANNELS = 4  # strongest channels kept per stage (by mean absolute activation)
 ARCHITECTURE_PROBE = 64  # input side of the forward pass that reads the architecture
@@ -439,15 +438,14 @@ def _finish(image: np.ndarray, square: np.ndarray, depth: int, n_blocks: int, st
             logits: torch.Tensor, zeroed: list[int]) -> Explanation:
     height, width = image.shape[:2]
     probabilities = torch.softmax(logits, dim=1)[0].cpu().numpy().astype(np.float32)
-    full = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
-    mask = (full[0].argmax(dim=0) + 1).to(torch.uint8).cpu().numpy()
+    mask, _, _ = at_original_size(logits[0].cpu(), height, width)
     order = [f"enc{j}" for j in range(depth)] + ["bottleneck"] + [f"dec{i + 1}" for i in range(n_blocks)]
     return Explanation(
         input_image=square,
         original_size=(int(height), int(width)),
         stages=tuple(stages[k] for k in order if k in stages),
         probabilities=probabilities,
-        mask=mask,
+        mask=mask.numpy(),
         zeroed_skips=tuple(f"dec{i + 1}" for i in sorted(set(zeroed))),
     )
 
@@ -455,32 +453,20 @@ def _finish(image: np.ndarray, square: np.ndarray, depth: int, n_blocks: int, st
 # --- comparing the ablation with the normal output ----------------------------------------------------------------
 
 
-def outline_band(trimap: np.ndarray, radius: int | None = None) -> np.ndarray:
-    """Boolean band of ``radius`` px around the pet outline of a trimap-coded mask (default 2 % of the short side)."""
-    pet = (trimap == 1).astype(np.uint8)
-    radius = radius if radius is not None else max(2, round(0.02 * min(trimap.shape)))
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    edge = cv2.morphologyEx(pet, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
-    return cv2.dilate(edge, kernel) > 0
-
-
-def pet_iou(mask: np.ndarray, ground_truth: np.ndarray | None) -> float | None:
-    """The evaluation's ``iou_pet`` (ground-truth border pixels left out), None without a usable ground truth."""
-    if ground_truth is None or ground_truth.shape != mask.shape:
-        return None
-    return float(image_metrics(mask, ground_truth)["iou_pet"])
+def _iou_or_none(mask: np.ndarray, ground_truth: np.ndarray | None) -> float | None:
+    return None if ground_truth is None or ground_truth.shape != mask.shape else pet_iou(mask, ground_truth)
 
 
 def compare_ablation(normal: Explanation, ablated: Explanation, ground_truth: np.ndarray | None) -> dict[str, Any]:
     """Both IoUs, how many pixels changed class, and how many of those lie near the normal output's pet outline."""
     changed = normal.mask != ablated.mask
     n_changed = int(changed.sum())
-    near = int((changed & outline_band(normal.mask)).sum())
+    near = int((changed & border_band(normal.mask == PET)).sum())
     return {
-        "iou_normal": pet_iou(normal.mask, ground_truth),
-        "iou_ablated": pet_iou(ablated.mask, ground_truth),
+        "iou_normal": _iou_or_none(normal.mask, ground_truth),
+        "iou_ablated": _iou_or_none(ablated.mask, ground_truth),
         "changed_fraction": n_changed / changed.size,
         "changed_near_outline_fraction": near / n_changed if n_changed else 0.0,
-        "pet_fraction_normal": float((normal.mask == 1).mean()),
-        "pet_fraction_ablated": float((ablated.mask == 1).mean()),
+        "pet_fraction_normal": float((normal.mask == PET).mean()),
+        "pet_fraction_ablated": float((ablated.mask == PET).mean()),
     }

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from core import corrections
+from core import groundtruth
 from core.atomic import atomic_open
 from core.config import Settings
 from core.dataset import Dataset, open_dataset
@@ -84,8 +84,8 @@ def export_archive(
         raise PetSegError(f"export format {fmt!r} is not one of {', '.join(FORMATS)}")
     out = _output_path(settings, fmt, out)
     ds = ds if ds is not None else open_dataset(settings.data, settings.workspace)
-    corrected = corrections.latest_table(settings)
-    ids = [i for i in ds.ids() if i in corrected.index] if only_corrected else ds.ids()
+    truth = groundtruth.snapshot(settings, ds, ds.ids())  # one ledger query for the whole export
+    ids = [i for i in ds.ids() if truth.versions[i] is not None] if only_corrected else ds.ids()
     if only_corrected and not ids:
         raise PetSegError("no image of this dataset has a correction; export without --only-corrected")
 
@@ -94,8 +94,9 @@ def export_archive(
     coco = {"images": [], "annotations": [], "categories": COCO_CATEGORIES}
     with atomic_open(out) as handle, zipfile.ZipFile(handle, "w") as archive:
         for number, image_id in enumerate(ids, start=1):
+            version = truth.versions[image_id]
             try:
-                mask, version = corrections.effective_mask(settings, ds, image_id)
+                mask = truth.mask(image_id)
             except ImageUnreadable as exc:
                 mask, version, reason = None, None, str(exc)
             else:
@@ -107,7 +108,7 @@ def export_archive(
             trimap_png = encode_png(mask)
             row = {"image_id": image_id, "status": "official", "iou_gt": 1.0, "sha256": sha256_hex(trimap_png)}
             if version is not None:
-                info = corrections.get_version(settings, image_id, version)
+                info = truth.rows[image_id]
                 row.update(status="corrected", version=version, source=info.source, author=info.author,
                            created_at=info.created_at, note=info.note,
                            iou_gt=None if info.iou_gt is None else round(info.iou_gt, 6))

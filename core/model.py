@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from core.atomic import atomic_open
-from core.dataset import CLASS_NAMES
 from core.errors import CheckpointError, PetSegError
+from core.masks import CLASS_NAMES
 
 log = logging.getLogger("petseg")
 

@@ -21,13 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pandas as pd
 
+from core.atomic import atomic_open
 from core.config import Settings
-from core.errors import PetSegError
+from core.errors import ImageUnreadable, PetSegError
 from core.jobs import process_alive
+from core.masks import decode_label_png
+from core.metrics import GT_METRICS, PREDICTION_METRICS
 
 # --- the layout of a run folder -------------------------------------------------
 
@@ -49,6 +51,14 @@ METRICS_COLUMNS = (
 EVAL_SPLITS = ("test", "trainval", "all")
 METRICS_FILE = "metrics.parquet"  # in eval/<split>/
 PRED_DIR = "pred"  # in eval/<split>/: <image_id>.png, trimap-coded
+# The columns of metrics.parquet (metric definitions in core.metrics).
+ID_COLUMNS = ("image_id", "split", "breed", "species", "width", "height", "has_gt")
+PROVENANCE_COLUMNS = ("gt_version", "checkpoint", "checkpoint_sha", "dataset_fingerprint", "image_stat",
+                      "evaluated_at", "scored_at")
+# iou_pet against the official trimap: equal to iou_pet unless a correction is the ground truth (gt_version set),
+# so a view can show both scores of a corrected image.
+OFFICIAL_COLUMNS = ("iou_pet_official",)
+EVAL_COLUMNS = ID_COLUMNS + GT_METRICS + OFFICIAL_COLUMNS + PREDICTION_METRICS + PROVENANCE_COLUMNS
 # progress.json older than this while "training" means the trainer died without saying so.
 STALE_AFTER_S = 120.0
 
@@ -90,10 +100,26 @@ def read_eval_table(folder: Path) -> pd.DataFrame | None:
     return table.set_index("image_id", drop=False).rename_axis(None)
 
 
+def write_eval_table(folder: Path, rows: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Write ``eval/<split>/metrics.parquet`` atomically from ``{image_id: row}``; returns it as read back."""
+    table = pd.DataFrame.from_records(list(rows.values()), columns=list(EVAL_COLUMNS))
+    table = table.sort_values("image_id").reset_index(drop=True)
+    table["gt_version"] = table["gt_version"].astype("Int64")
+    for name in ("pet_tp", "pet_fp", "pet_fn", "pet_tn"):
+        table[name] = table[name].astype("Int64")
+    table["has_gt"] = table["has_gt"].astype(bool)
+    with atomic_open(Path(folder) / METRICS_FILE) as handle:
+        table.to_parquet(handle, index=False)
+    return table.set_index("image_id", drop=False).rename_axis(None)
+
+
 def read_prediction(folder: Path, image_id: str) -> np.ndarray | None:
     """A stored prediction of ``eval/<split>/`` (trimap-coded, original size), None when missing or unreadable."""
-    data = cv2.imread(str(Path(folder) / PRED_DIR / f"{image_id}.png"), cv2.IMREAD_UNCHANGED)
-    return None if data is None or data.ndim != 2 else data
+    try:
+        data = (Path(folder) / PRED_DIR / f"{image_id}.png").read_bytes()
+        return decode_label_png(data, what=f"the prediction of {image_id}")
+    except (OSError, ImageUnreadable):
+        return None
 
 
 def read_progress(run_dir: Path) -> dict[str, Any] | None:

@@ -44,16 +44,14 @@ from core.dataset import (
     SYNTHETIC_MARKER,
     TEST_FILE,
     TRAINVAL_FILE,
-    TRIMAP_BACKGROUND,
-    TRIMAP_BORDER,
-    TRIMAP_PET,
     TRIMAPS_DIR,
     breed_number,
     species_of,
 )
 from core.errors import PetSegError
+from core.masks import binary_to_trimap
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: the border band is core.masks.border_band
 MAX_COUNT = 100_000
 _SERIAL_BELOW = 96  # fewer images than this: starting worker processes costs more than it saves
 
@@ -259,24 +257,13 @@ def render(seed: int, index: int) -> tuple[bytes, bytes]:
         pet &= occluder < 128
 
     image = _finish(rng, image)
-    trimap = make_trimap(pet, band=_band_width(rng, height, width))
+    trimap = binary_to_trimap(pet, half_width=_band_width(rng, height, width) // 2)
     quality = int(rng.integers(72, 96))
     ok_jpeg, jpeg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
     ok_png, png = cv2.imencode(".png", trimap, [cv2.IMWRITE_PNG_COMPRESSION, 6])
     if not (ok_jpeg and ok_png):
         raise RuntimeError(f"OpenCV failed to encode image {index}")
     return jpeg.tobytes(), png.tobytes()
-
-
-def make_trimap(pet: np.ndarray, band: int) -> np.ndarray:
-    """Trimap from a binary pet mask: a ``band``-pixel border (3) centred on the outline, pet 1 inside, 2 outside."""
-    radius = max(1, band // 2)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    mask = pet.astype(np.uint8)
-    trimap = np.full(mask.shape, TRIMAP_BACKGROUND, dtype=np.uint8)
-    trimap[cv2.dilate(mask, kernel) > 0] = TRIMAP_BORDER
-    trimap[cv2.erode(mask, kernel) > 0] = TRIMAP_PET
-    return trimap
 
 
 def _image_size(rng: np.random.Generator) -> tuple[int, int]:

@@ -7,7 +7,7 @@
     >>> result.best_val_iou_pet
     0.87
 
-Read top to bottom: presets and the config object, ground truth, the array cache, augmentation, then
+Read top to bottom: presets and the config object, the array cache, augmentation, then
 :func:`train` (data, model, optimiser, loop, validation, checkpoints).
 
 The run folder ``<workspace>/runs/<run>/`` gets ``config.json``, ``metrics.csv`` (one row per epoch),
@@ -41,17 +41,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from core import groundtruth
 from core.atomic import atomic_write_text
 from core.config import Settings, check_run_name
-from core.dataset import Dataset, load_image, load_trimap, open_dataset
+from core.dataset import Dataset, load_image, open_dataset
 from core.device import Runtime, available_cores, configure_cpu_threads, resolve_device, select_runtime
 from core.errors import CheckpointError, ImageUnreadable, PetSegError
+from core.masks import resize_image, resize_mask
 from core.metrics import batch_metrics
 from core.model import (
     ModelConfig,
@@ -180,33 +181,6 @@ def config_from_args(args: Any) -> TrainConfig:
     return TrainConfig(**fields)
 
 
-# --- ground truth -----------------------------------------------------------
-
-def ground_truth(
-    settings: Settings, ds: Dataset, image_id: str, use_corrections: bool = False
-) -> tuple[np.ndarray | None, int | None]:
-    """THE ground truth of an image for training and evaluation: ``(trimap-coded mask or None, version)``.
-
-    ``version`` is the correction version, ``None`` for the official trimap. Evaluation always scores against
-    the latest correction; training does only with ``--use-corrections``.
-    """
-    if use_corrections:
-        from core.corrections import effective_mask
-
-        return effective_mask(settings, ds, image_id)
-    return load_trimap(ds, image_id), None
-
-
-def ground_truth_versions(settings: Settings, ids: list[str], use_corrections: bool) -> dict[str, int | None]:
-    """The version :func:`ground_truth` would return for each id, without loading any mask."""
-    if not use_corrections or not settings.db_path.exists():
-        return dict.fromkeys(ids)
-    from core.corrections import latest_versions
-
-    latest = latest_versions(settings)
-    return {image_id: latest.get(image_id) for image_id in ids}
-
-
 # --- which images ----------------------------------------------------------
 
 
@@ -284,8 +258,8 @@ class ArrayCache:
 
     def ensure(self, settings: Settings, ds: Dataset, ids: list[str], use_corrections: bool, progress: bool) -> None:
         """Decode and resize every id not cached yet (or whose ground truth changed since)."""
-        versions = ground_truth_versions(settings, ids, use_corrections)
-        todo = [i for i in ids if i not in self.filled or self.filled[i] != versions[i]]
+        truth = groundtruth.snapshot(settings, ds, ids, corrections=use_corrections)
+        todo = [i for i in ids if i not in self.filled or self.filled[i] != truth.versions[i]]
         if not todo:
             return
         log.info("caching %d images at %d px in %s", len(todo), self.size, self.folder)
@@ -293,7 +267,7 @@ class ArrayCache:
         def fill(image_id: str) -> tuple[str, int | None] | None:
             try:
                 image = load_image(ds, image_id)
-                mask, version = ground_truth(settings, ds, image_id, use_corrections)
+                mask, version = truth.mask(image_id), truth.versions[image_id]
             except ImageUnreadable as exc:
                 log.warning("skipped %s: %s", image_id, exc)
                 return None
@@ -325,16 +299,6 @@ def _prune_old(root: Path, keep: int, current: Path) -> None:
     folders = sorted((p for p in root.iterdir() if p.is_dir() and p != current), key=lambda p: p.stat().st_mtime)
     for old in folders[: max(0, len(folders) - (keep - 1))]:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def resize_image(image: np.ndarray, size: int) -> np.ndarray:
-    """Squash an RGB image to size x size (as smp's Oxford-pet example does; INTER_AREA when shrinking)."""
-    shrink = image.shape[0] > size or image.shape[1] > size
-    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-
-
-def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
-    return cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
 
 
 # --- augmentation -----------------------------------------------------------
@@ -521,7 +485,7 @@ def _train(settings: Settings, cfg: TrainConfig, run_dir: Path, progress: Progre
 
     # Data: usable trainval images, a fixed validation slice, and the array cache.
     ds = open_dataset(settings.data, settings.workspace)
-    corrected = ground_truth_versions(settings, list(ds.table.index), cfg.use_corrections)
+    corrected = groundtruth.snapshot(settings, ds, ds.table.index, corrections=cfg.use_corrections).versions
     usable, left_out = trainable_ids(ds, [i for i, v in corrected.items() if v is not None])
     if left_out:
         log.warning("%d trainval images are unreadable or have no trimap: left out of training", left_out)

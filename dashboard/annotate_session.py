@@ -13,14 +13,15 @@ was opened, whatever it started from, so a save lands as a conflict if someone e
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from core import corrections, masks
+from core import corrections, ledger, masks
 from core.config import Settings
 from core.dataset import Dataset, load_image, load_trimap
 from core.errors import PetSegError
+from core.metrics import pet_iou
 from core.runs import EVAL_SPLITS, eval_dir, read_prediction
 from dashboard.editor import EditorEvent
 from dashboard.filters import current_order
@@ -64,7 +65,6 @@ class EditSession:
     sequence: int = 0  # handled events
     status: str = ""
     status_kind: str = ""
-    rescore: list[str] = field(default_factory=list)  # images whose stored metrics need rescoring
 
     @property
     def dirty(self) -> bool:
@@ -73,7 +73,7 @@ class EditSession:
     def readout(self) -> dict[str, float | int | None]:
         """IoU against the original GT and changed pixels, by the same functions the ledger uses."""
         return {
-            "iou_gt": None if self.gt is None else masks.iou_pet(self.work, self.gt),
+            "iou_gt": None if self.gt is None else pet_iou(self.work, self.gt),
             "changed": masks.changed_pixels(self.work, self.start_mask),
             "changed_from_gt": None if self.gt is None else masks.changed_pixels(self.work, self.gt),
         }
@@ -82,7 +82,7 @@ class EditSession:
 def available_starts(settings: Settings, ds: Dataset, image_id: str, run: str | None, split: str) -> list[str]:
     """The starting points this image has, default first (latest correction, else GT, else prediction)."""
     starts = []
-    if corrections.latest(settings, image_id) is not None:
+    if ledger.latest(settings, image_id) is not None:
         starts.append("correction")
     if ds.table.at[image_id, "has_trimap"]:
         starts.append("gt")
@@ -114,10 +114,10 @@ def _official(ds: Dataset, image_id: str, shape: tuple[int, int]) -> np.ndarray 
 
 def _start_mask(settings: Settings, ds: Dataset, image_id: str, start: str, shape: tuple[int, int],
                 run: str | None, split: str) -> tuple[np.ndarray, int | None]:
-    latest = corrections.latest(settings, image_id)
+    latest = ledger.latest(settings, image_id)
     base = latest.version if latest else None
     if start == "correction" and latest is not None:
-        mask = corrections.load_mask(settings, latest)
+        mask = ledger.load_mask(settings, latest)
     elif start == "gt":
         mask = _official(ds, image_id, shape)
     elif start == "prediction" and run:
@@ -195,13 +195,13 @@ def reject_preview(session: EditSession) -> None:
 
 
 def save(settings: Settings, ds: Dataset, session: EditSession, *, base_version: int | None, author: str,
-         note: str) -> corrections.Correction | None:
+         note: str) -> ledger.Correction | None:
     """Save the working mask as a new version; a conflict is kept on the session for the user to resolve."""
     mask = session.work
     try:
         saved = corrections.save(settings, ds, session.image_id, mask, base_version=base_version,
                                  source=session.source, author=author or None, note=note)
-    except corrections.ConflictError as exc:
+    except ledger.ConflictError as exc:
         session.conflict = Conflict(mask=mask.copy(), current_version=exc.current_version, message=str(exc))
         _say(session, "Not saved: someone else saved this image meanwhile. Choose below.", "warning")
         return None
@@ -210,9 +210,9 @@ def save(settings: Settings, ds: Dataset, session: EditSession, *, base_version:
     session.source = "correction"
     session.clean = mask.copy()
     session.saved += 1
-    session.rescore.append(session.image_id)
     iou = "" if saved.iou_gt is None else f" · IoU vs original GT {saved.iou_gt:.3f}"
-    _say(session, f"Saved v{saved.version} of {session.image_id}{iou}", "success")
+    rows = f" · {saved.rescored} stored evaluation row{'s' if saved.rescored != 1 else ''} rescored"
+    _say(session, f"Saved v{saved.version} of {session.image_id}{iou}{rows}", "success")
     return saved
 
 

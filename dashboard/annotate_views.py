@@ -1,7 +1,7 @@
 """Pictures for the History page: one thumbnail per mask version, drawn over the photo.
 
     >>> from dashboard.annotate_views import version_thumbnail, official_thumbnail
-    >>> jpeg = version_thumbnail(settings, ds, corrections.get_version(settings, "Abyssinian_1", 2))
+    >>> jpeg = version_thumbnail(settings, ds, ledger.get_version(settings, "Abyssinian_1", 2))
     >>> official = official_thumbnail(ds, "Abyssinian_1")      # None without a usable trimap
 
 Thumbnails are cached by the photo file's stamp and the mask's sha256 (a version never changes content), so
@@ -17,7 +17,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from core import corrections
+from core import ledger
 from core.config import Settings
 from core.dataset import Dataset, load_image, load_trimap
 from core.errors import PetSegError
@@ -39,11 +39,11 @@ def _jpeg(image: np.ndarray, mask: np.ndarray) -> bytes:
 
 @st.cache_data(max_entries=512, show_spinner=False)
 def _version_thumb(photo_key: str, sha256: str, _settings: Settings, _ds: Dataset,
-                   _correction: corrections.Correction) -> bytes:
-    return _jpeg(load_image(_ds, _correction.image_id), corrections.load_mask(_settings, _correction))
+                   _correction: ledger.Correction) -> bytes:
+    return _jpeg(load_image(_ds, _correction.image_id), ledger.load_mask(_settings, _correction))
 
 
-def version_thumbnail(settings: Settings, ds: Dataset, correction: corrections.Correction) -> bytes:
+def version_thumbnail(settings: Settings, ds: Dataset, correction: ledger.Correction) -> bytes:
     """JPEG of one version over the photo; ``PetSegError`` if the photo or the version's file is unreadable."""
     photo_key = images.file_key(ds.image_path(correction.image_id))
     return _version_thumb(f"{correction.image_id}|{photo_key}", correction.sha256, settings, ds, correction)

@@ -24,8 +24,8 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from core import groundtruth
 from core.config import Settings
-from core.corrections import effective_mask
 from core.dataset import Dataset, load_image
 from core.device import select_runtime
 from core.errors import PetSegError
@@ -37,9 +37,9 @@ from core.explain import (
     StageMaps,
     compare_ablation,
     explain_with_ablation,
-    pet_iou,
 )
 from core.explain import architecture as read_architecture
+from core.metrics import pet_iou
 from core.model import ModelConfig, file_sha256, load_checkpoint
 from dashboard import state, tables
 from dashboard.images import GT_COLOURS, PRED_COLOURS, blend, colour_mask, error_overlay
@@ -303,7 +303,7 @@ def image_sections(settings: Settings, ds: Dataset, loaded: Loaded, image_id: st
     try:
         normal, ablated = explanations(loaded, ds, image_id, tuple(chosen))
         photo = load_image(ds, image_id)
-        gt, version = effective_mask(settings, ds, image_id)
+        gt, version = groundtruth.current(settings, ds, image_id)
     except PetSegError as exc:
         st.error(str(exc))
         return
@@ -344,10 +344,10 @@ def _output(normal: Explanation, photo: np.ndarray, gt: np.ndarray | None, versi
     for col, name, plane in zip(cols, CLASS_LABELS, probs, strict=True):
         col.image(heat(plane, 0.0, 1.0, side=0), caption=f"P({name}), 0 dark to 1 yellow", width="stretch")
     source = "the official trimap" if version is None else f"correction v{version}"
-    iou = pet_iou(normal.mask, gt)
     if gt is None:
         st.info(f"{escape(image_id)} has no ground truth: the prediction is shown without IoU.")
     else:
+        iou = pet_iou(normal.mask, gt)
         st.markdown(f"The argmax, resized to the photo's {normal.original_size[1]}×{normal.original_size[0]}, "
                     f"against the ground truth ({source}): pet IoU **{iou:.3f}**. On the error map :red[red] is "
                     "pet predicted on background, :blue[blue] is pet predicted as background, :gray[grey] is the "

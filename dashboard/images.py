@@ -25,8 +25,9 @@ import numpy as np
 from PIL import Image
 
 from core.config import Settings
-from core.dataset import TRIMAP_BACKGROUND, TRIMAP_BORDER, TRIMAP_PET, Dataset, load_image
+from core.dataset import Dataset, load_image
 from core.errors import ImageUnreadable
+from core.masks import BACKGROUND, BORDER, PET
 from core.runs import PRED_DIR, read_prediction
 
 Colour = tuple[int, int, int]
@@ -35,8 +36,8 @@ CORRECT, FALSE_PET, MISSED_PET, GT_BORDER = 0, 1, 2, 3
 ERROR_COLOURS: dict[int, Colour] = {FALSE_PET: (230, 40, 40), MISSED_PET: (30, 120, 255), GT_BORDER: (150, 150, 150)}
 ERROR_LABELS = {FALSE_PET: "pet predicted on background", MISSED_PET: "pet predicted as background",
                 GT_BORDER: "border in the ground truth (not scored)"}
-GT_COLOURS: dict[int, Colour] = {TRIMAP_PET: (40, 200, 90), TRIMAP_BORDER: (255, 215, 0)}
-PRED_COLOURS: dict[int, Colour] = {TRIMAP_PET: (200, 60, 230), TRIMAP_BORDER: (255, 140, 0)}
+GT_COLOURS: dict[int, Colour] = {PET: (40, 200, 90), BORDER: (255, 215, 0)}
+PRED_COLOURS: dict[int, Colour] = {PET: (200, 60, 230), BORDER: (255, 140, 0)}
 THUMB_SIZE = 160
 THUMB_KINDS = ("none", "gt", "pred", "errors")
 THUMB_OPACITY = 0.45
@@ -47,12 +48,12 @@ def error_codes(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """Per-pixel agreement of two trimaps: CORRECT, FALSE_PET, MISSED_PET or GT_BORDER (uint8)."""
     if pred.shape != gt.shape:
         raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in size")
-    pred_pet = pred == TRIMAP_PET
-    gt_pet = gt == TRIMAP_PET
+    pred_pet = pred == PET
+    gt_pet = gt == PET
     codes = np.zeros(gt.shape, dtype=np.uint8)
-    codes[pred_pet & (gt == TRIMAP_BACKGROUND)] = FALSE_PET
+    codes[pred_pet & (gt == BACKGROUND)] = FALSE_PET
     codes[~pred_pet & gt_pet] = MISSED_PET
-    codes[gt == TRIMAP_BORDER] = GT_BORDER
+    codes[gt == BORDER] = GT_BORDER
     return codes
 
 
@@ -172,9 +173,9 @@ def _small_picture(ds: Dataset, image_id: str, kind: str, settings: Settings, pr
     small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     gt = pred = None
     if kind in ("gt", "errors"):
-        from core.corrections import effective_mask
+        from core import groundtruth
 
-        gt, _ = effective_mask(settings, ds, image_id)
+        gt, _ = groundtruth.current(settings, ds, image_id)
     if kind in ("pred", "errors") and pred_folder is not None:
             pred = read_prediction(pred_folder, image_id)
 

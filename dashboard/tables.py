@@ -67,7 +67,7 @@ def eval_table(settings: Settings, run: str | None, split: str) -> pd.DataFrame 
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def _status(workspace: str, data: str, stamp: tuple) -> tuple[dict[str, int], pd.DataFrame]:
-    from core.corrections import latest_versions
+    from core.ledger import latest_versions
     from core.review import all_reviews
 
     settings = Settings(Path(data), Path(workspace))

@@ -83,12 +83,12 @@ def controls() -> ViewOptions:
 @st.cache_data(show_spinner=False, max_entries=24)
 def _arrays(data: str, workspace: str, _ds: Dataset, image_id: str, pred_folder: str | None, stamp: tuple
             ) -> tuple[np.ndarray, np.ndarray | None, int | None, np.ndarray | None, str | None]:
-    from core.corrections import effective_mask
+    from core import groundtruth
     settings = Settings(Path(data), Path(workspace))
     image = load_image(_ds, image_id)
     problem = None
     try:
-        gt, version = effective_mask(settings, _ds, image_id)
+        gt, version = groundtruth.current(settings, _ds, image_id)
     except PetSegError as exc:
         gt, version, problem = None, None, str(exc)
     pred = read_prediction(Path(pred_folder), image_id) if pred_folder else None

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core import corrections
+from core import groundtruth, ledger
 from core.config import Settings
 from core.dataset import load_trimap, open_dataset
 from tests.browser import assert_no_exception, chromium_page, streamlit_server, wait_for_app
@@ -47,9 +47,9 @@ def test_stroke_save_and_history(sample_root, workspace, tmp_path):
 
         settings = Settings.resolve(data=sample_root, workspace=workspace)
         ds = open_dataset(sample_root, workspace)
-        saved = corrections.history(settings, IMAGE)
+        saved = ledger.history(settings, IMAGE)
         assert [c.version for c in saved] == [1]
-        mask, version = corrections.effective_mask(settings, ds, IMAGE)
+        mask, version = groundtruth.current(settings, ds, IMAGE)
         gt = load_trimap(ds, IMAGE)
         assert version == 1 and mask.shape == gt.shape and set(np.unique(mask)) <= {1, 2, 3}
         # The stroke's middle, in image pixels, is pet now; far away nothing changed.
@@ -74,7 +74,7 @@ def test_stroke_save_and_history(sample_root, workspace, tmp_path):
         assert page.url.endswith(f"image={shown}")
         assert shown in page.locator('[data-testid="stMain"]').inner_text()
         assert_no_exception(page)
-        assert [c.version for c in corrections.history(settings, IMAGE)] == [1, 2]
+        assert [c.version for c in ledger.history(settings, IMAGE)] == [1, 2]
 
         page.goto(f"{url}/history?image={IMAGE}")
         page.get_by_text("Original GT", exact=True).wait_for(timeout=20_000)

@@ -13,25 +13,14 @@ import numpy as np
 import pytest
 from _tiny_dataset import copy_sample, ellipse_pet, make_tiny_dataset
 
-from core import cli, corrections, db
+from core import cli, corrections, db, groundtruth, ledger
 from core.config import Settings
-from core.corrections import (
-    ConflictError,
-    collect_garbage,
-    effective_mask,
-    history,
-    import_folder,
-    latest,
-    latest_table,
-    latest_versions,
-    load_mask,
-    revert,
-    save,
-    soft_delete,
-)
+from core.corrections import import_folder, revert, save, soft_delete
 from core.dataset import load_trimap, open_dataset
 from core.errors import ImageUnreadable, PetSegError, UnknownImage
-from core.masks import BACKGROUND, BORDER, PET, binary_to_trimap, iou_pet
+from core.ledger import ConflictError, collect_garbage, history, latest, latest_table, latest_versions, load_mask
+from core.masks import BACKGROUND, BORDER, PET, binary_to_trimap
+from core.metrics import pet_iou
 
 ID = "Abyssinian_1"
 
@@ -116,7 +105,7 @@ def test_save_creates_numbered_versions_with_their_files(settings: Settings, ds)
     table = latest_table(settings)
     assert table.loc[ID, "version"] == 2 and table.loc[ID, "versions"] == 2
     official = load_trimap(ds, ID)
-    assert first.iou_gt == pytest.approx(iou_pet(_mask(ds, shift=1), official))
+    assert first.iou_gt == pytest.approx(pet_iou(_mask(ds, shift=1), official))
 
 
 def test_identical_masks_share_one_file(settings: Settings, ds):
@@ -127,15 +116,15 @@ def test_identical_masks_share_one_file(settings: Settings, ds):
     assert len(_mask_files(settings)) == 2
 
 
-def test_effective_mask_is_the_latest_correction_else_the_official_trimap(settings: Settings, ds):
+def test_the_ground_truth_is_the_latest_correction_else_the_official_trimap(settings: Settings, ds):
     official = load_trimap(ds, ID)
-    mask, version = effective_mask(settings, ds, ID)
+    mask, version = groundtruth.current(settings, ds, ID)
     assert version is None and np.array_equal(mask, official)
     save(settings, ds, ID, _mask(ds, shift=1), base_version=None, source="gt")
     save(settings, ds, ID, _mask(ds, shift=2), base_version=1, source="correction")
-    mask, version = effective_mask(settings, ds, ID)
+    mask, version = groundtruth.current(settings, ds, ID)
     assert version == 2 and np.array_equal(mask, _mask(ds, shift=2))
-    other, other_version = effective_mask(settings, ds, "beagle_1")
+    other, other_version = groundtruth.current(settings, ds, "beagle_1")
     assert other_version is None and np.array_equal(other, load_trimap(ds, "beagle_1"))
 
 
@@ -162,7 +151,7 @@ def test_soft_delete_hides_a_version_and_keeps_its_row_and_file(settings: Settin
     assert deleted.deleted and (settings.workspace / v2.path).is_file()
     assert [c.version for c in history(settings, ID)] == [1]
     assert [(c.version, c.deleted) for c in history(settings, ID, include_deleted=True)] == [(1, False), (2, True)]
-    mask, version = effective_mask(settings, ds, ID)
+    mask, version = groundtruth.current(settings, ds, ID)
     assert version == 1 and np.array_equal(mask, _mask(ds, shift=1))
     assert soft_delete(settings, ID, 2).deleted  # deleting twice is harmless
     # the editor loaded v1 (the latest visible); a save from there is numbered after the deleted v2
@@ -170,7 +159,7 @@ def test_soft_delete_hides_a_version_and_keeps_its_row_and_file(settings: Settin
     assert (v3.version, v3.parent_version) == (3, 1)
     soft_delete(settings, ID, 3)
     soft_delete(settings, ID, 1)
-    mask, version = effective_mask(settings, ds, ID)
+    mask, version = groundtruth.current(settings, ds, ID)
     assert version is None and np.array_equal(mask, load_trimap(ds, ID))
     assert latest_versions(settings) == {}
     with pytest.raises(PetSegError, match="has no version 9"):
@@ -185,7 +174,7 @@ def test_revert_creates_a_new_version_with_the_old_content(settings: Settings, d
     assert (reverted.version, reverted.parent_version, reverted.source) == (3, 1, "revert")
     assert reverted.sha256 == v1.sha256 and reverted.note == "revert to v1"
     assert reverted.iou_gt == pytest.approx(v1.iou_gt)
-    mask, version = effective_mask(settings, ds, ID)
+    mask, version = groundtruth.current(settings, ds, ID)
     assert version == 3 and np.array_equal(mask, _mask(ds, shift=1))
     with pytest.raises(PetSegError, match="has no version 7"):
         revert(settings, ds, ID, 7)
@@ -198,7 +187,7 @@ def test_a_damaged_or_missing_mask_file_is_reported_not_returned(settings: Setti
     data[-20] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(ImageUnreadable, match="damaged .* revert"):
-        effective_mask(settings, ds, ID)
+        groundtruth.current(settings, ds, ID)
     path.unlink()
     with pytest.raises(ImageUnreadable, match="missing"):
         load_mask(settings, v1)
@@ -221,7 +210,7 @@ def test_corrections_from_another_dataset_are_not_applied_silently(tmp_path: Pat
     other_root = make_tiny_dataset(tmp_path / "other", size=(30, 30))
     other = open_dataset(other_root, settings.workspace)
     with pytest.raises(PetSegError, match="belong to another dataset"):
-        effective_mask(settings, other, ID)
+        groundtruth.current(settings, other, ID)
 
 
 def test_saves_from_threads_are_each_a_version_or_a_conflict(settings: Settings, ds):
@@ -253,7 +242,7 @@ def test_unknown_or_path_like_ids_are_refused(settings: Settings, ds, image_id: 
     with pytest.raises(UnknownImage):
         save(settings, ds, image_id, _mask(ds), base_version=None, source="gt")
     with pytest.raises(UnknownImage):
-        effective_mask(settings, ds, image_id)
+        groundtruth.current(settings, ds, image_id)
     assert _rows(settings) == [] and _mask_files(settings) == []
 
 
@@ -303,7 +292,7 @@ def test_import_folder_versions_good_files_and_refuses_bad_ones_one_line_each(tm
     os.symlink("/etc/passwd", folder / "Abyssinian_2.PNG")
     (folder / "evil\nname.png").write_bytes(b"x")
 
-    results = import_folder(settings, folder, author="Lab", note="batch 3", ds=ds)
+    results = import_folder(settings, folder, author="Lab", note="batch 3", ds=ds).results
     by_name = {r.name: r for r in results}
     assert len(results) == 10
     assert by_name[f"{ID}.png"].ok and by_name[f"{ID}.png"].version == 1
@@ -324,13 +313,13 @@ def test_import_folder_versions_good_files_and_refuses_bad_ones_one_line_each(tm
 
     imported = latest(settings, ID)
     assert (imported.source, imported.author, imported.note) == ("import", "Lab", "batch 3")
-    assert np.array_equal(effective_mask(settings, ds, ID)[0], trimap)
-    bengal, _ = effective_mask(settings, ds, "Bengal_1")
+    assert np.array_equal(groundtruth.current(settings, ds, ID)[0], trimap)
+    bengal, _ = groundtruth.current(settings, ds, "Bengal_1")
     assert np.array_equal(bengal, binary_to_trimap(binary_pet))  # pet 1, background 2, regenerated border 3
     assert set(np.unique(bengal)) == {PET, BACKGROUND, BORDER}
     assert set(latest_versions(settings)) == {ID, "Bengal_1"}
 
-    again = {r.name: r for r in import_folder(settings, folder, ds=ds)}
+    again = {r.name: r for r in import_folder(settings, folder, ds=ds).results}
     assert again[f"{ID}.png"].ok and "unchanged: identical to v1" in again[f"{ID}.png"].line()
     assert latest_versions(settings) == {ID: 1, "Bengal_1": 1}
 
@@ -339,7 +328,7 @@ def test_import_of_the_official_trimap_adds_no_version(tmp_path: Path, settings:
     folder = tmp_path / "same"
     folder.mkdir()
     _write_png(folder / f"{ID}.png", load_trimap(ds, ID))
-    (result,) = import_folder(settings, folder, ds=ds)
+    (result,) = import_folder(settings, folder, ds=ds).results
     assert result.ok and "identical to the official trimap" in result.line()
     assert latest_versions(settings) == {}
 
@@ -354,7 +343,7 @@ def test_import_refuses_missing_or_empty_folders_and_huge_files(tmp_path: Path, 
     folder.mkdir()
     _write_png(folder / f"{ID}.png", _mask(ds))
     monkeypatch.setattr(corrections, "MAX_IMPORT_BYTES", 50)
-    (result,) = import_folder(settings, folder, ds=ds)
+    (result,) = import_folder(settings, folder, ds=ds).results
     assert not result.ok and "larger than" in result.message
 
 
@@ -386,7 +375,7 @@ def test_collect_garbage_removes_orphans_and_keeps_every_referenced_file(setting
     orphan.write_bytes(b"left by a crash between file and row")
     assert collect_garbage(settings) == 1
     assert not orphan.exists() and (settings.workspace / v2.path).is_file()
-    assert corrections.check_store(settings).ok
+    assert ledger.check_store(settings).ok
 
 
 # --- the real sample -----------------------------------------------------------------------------------
@@ -401,7 +390,7 @@ def test_corrections_on_the_real_sample(tmp_path: Path, sample_root: Path, works
     edited = official.copy()
     edited[: official.shape[0] // 4] = BACKGROUND
     saved = save(settings, ds, image_id, edited, base_version=None, source="gt", note="top is background")
-    mask, version = effective_mask(settings, ds, image_id)
+    mask, version = groundtruth.current(settings, ds, image_id)
     assert version == 1 and np.array_equal(mask, edited)
-    assert saved.iou_gt == pytest.approx(iou_pet(edited, official)) and saved.iou_gt < 1.0
+    assert saved.iou_gt == pytest.approx(pet_iou(edited, official)) and saved.iou_gt < 1.0
     assert (saved.height, saved.width) == official.shape

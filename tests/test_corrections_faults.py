@@ -12,10 +12,10 @@ import pytest
 from _tiny_dataset import make_tiny_dataset
 
 from benchmarks.corrections_faults import EXIT_CONFLICT, EXIT_SAVED, audit, random_mask, run_trials
-from core import corrections, db
+from core import corrections, db, groundtruth, ledger
 from core.config import Settings
-from core.corrections import INCOMING, collect_garbage, history, latest, load_mask
 from core.dataset import load_trimap, open_dataset
+from core.ledger import INCOMING, collect_garbage, history, latest, load_mask
 from core.masks import encode_png, sha256_hex
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the fault tests fork processes")
@@ -75,7 +75,7 @@ def test_sigkill_at_random_moments_leaves_the_old_or_the_new_state(settings: Set
     assert _incoming(settings) == []
     # every row's file is there and hashes to its name; the ledger has one row per finished save
     assert audit(settings) == []
-    check = corrections.check_store(settings)
+    check = ledger.check_store(settings)
     assert check.ok and check.orphans == [] and check.rows == counts.final_rows
     assert counts.final_rows >= counts.completed + counts.killed_new_state
 
@@ -90,7 +90,7 @@ def test_a_temporary_left_by_a_kill_is_removed_by_the_next_open_and_never_a_vers
     new_mask = random_mask(load_trimap(ds, ID), np.random.default_rng(2))
 
     def stuck_after_writing_the_temporary() -> int:
-        monkeypatch.setattr(corrections.os, "replace", lambda *a: time.sleep(60))
+        monkeypatch.setattr(ledger.os, "replace", lambda *a: time.sleep(60))
         corrections.save(settings, ds, ID, new_mask, base_version=1, source="correction")
         return 0
 
@@ -103,7 +103,7 @@ def test_a_temporary_left_by_a_kill_is_removed_by_the_next_open_and_never_a_vers
     assert latest(settings, ID) == old
     assert _incoming(settings) == []
     assert [c.version for c in history(settings, ID, include_deleted=True)] == [1]
-    assert np.array_equal(corrections.effective_mask(settings, ds, ID)[0], load_mask(settings, old))
+    assert np.array_equal(groundtruth.current(settings, ds, ID)[0], load_mask(settings, old))
 
 
 def test_a_kill_between_file_and_row_leaves_a_harmless_orphan_file(settings: Settings, ds, monkeypatch):
@@ -111,17 +111,17 @@ def test_a_kill_between_file_and_row_leaves_a_harmless_orphan_file(settings: Set
     assert latest(settings, ID) is None  # creates the database, so the child only blocks at the row
 
     def stuck_before_the_row() -> int:
-        monkeypatch.setattr(corrections.db, "transaction", lambda conn: time.sleep(60))
+        monkeypatch.setattr(ledger.db, "transaction", lambda conn: time.sleep(60))
         corrections.save(settings, ds, ID, mask, base_version=None, source="gt")
         return 0
 
     pid = _fork(stuck_before_the_row)
-    _wait_until(lambda: corrections.check_store(settings).orphans)
+    _wait_until(lambda: ledger.check_store(settings).orphans)
     _kill(pid)
     assert latest(settings, ID) is None  # the old state: no correction
-    assert corrections.effective_mask(settings, ds, ID)[1] is None
+    assert groundtruth.current(settings, ds, ID)[1] is None
     assert collect_garbage(settings) == 1
-    assert corrections.check_store(settings).orphans == []
+    assert ledger.check_store(settings).orphans == []
     saved = corrections.save(settings, ds, ID, mask, base_version=None, source="gt")  # nothing blocks a retry
     assert saved.version == 1 and np.array_equal(load_mask(settings, saved), mask)
 
@@ -135,13 +135,13 @@ def test_cleanup_leaves_the_temporary_of_a_save_in_flight_alone(settings: Settin
         os.rename(src, dst)
 
     def slow_save() -> int:
-        monkeypatch.setattr(corrections.os, "replace", slow_replace)
+        monkeypatch.setattr(ledger.os, "replace", slow_replace)
         corrections.save(settings, ds, ID, mask, base_version=None, source="gt")
         return EXIT_SAVED
 
     pid = _fork(slow_save)
     _wait_until(lambda: _incoming(settings))
-    assert corrections.cleanup_temporaries(settings) == 0  # the writer holds the store lock
+    assert ledger.cleanup_temporaries(settings) == 0  # the writer holds the store lock
     assert latest(settings, ID) is None and len(_incoming(settings)) == 1
     release.touch()
     _, status = os.waitpid(pid, 0)
@@ -166,7 +166,7 @@ def _race(settings: Settings, ds, masks: list[np.ndarray], base: int | None, ret
                 try:
                     corrections.save(settings, ds, ID, mask, base_version=start_from, source="correction")
                     return EXIT_SAVED
-                except corrections.ConflictError as exc:
+                except ledger.ConflictError as exc:
                     if not retry:
                         return EXIT_CONFLICT
                     start_from = exc.current_version  # "save on top"

@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 import core.dataset as dataset
+import core.masks as masks
 from core.dataset import (
     BREEDS,
     SPLITS,
@@ -380,7 +381,7 @@ def _forbid_decoding(monkeypatch):
         raise AssertionError("the warm path decoded a file")
 
     monkeypatch.setattr(dataset.Image, "open", refuse)
-    monkeypatch.setattr(dataset.cv2, "imdecode", refuse)
+    monkeypatch.setattr(masks.cv2, "imdecode", refuse)  # the label-PNG decoder
     monkeypatch.setattr(dataset, "_inspect_all", refuse)
     monkeypatch.setattr(dataset, "_read_lists", refuse)
 

@@ -17,8 +17,10 @@ from core.cli import main
 from core.config import Settings
 from core.dataset import load_image, load_trimap, open_dataset
 from core.errors import PetSegError
-from core.evaluate import COLUMNS, evaluate, load_predictor, rescore
+from core.evaluate import evaluate, load_predictor
+from core.runs import EVAL_COLUMNS as COLUMNS
 from core.runs import evaluated_splits, list_runs, load_eval, read_metrics_csv
+from core.scoring import rescore
 from core.train import TrainConfig, train
 
 REQUIRED = ("image_id", "split", "breed", "species", "iou_pet", "iou_pet_border_as_pet", "miou_3class",
@@ -103,36 +105,36 @@ def test_rerun_reuses_every_row_without_touching_the_model(settings, evaluated, 
     assert load_eval(settings, RUN, "test")["evaluated_at"].tolist() == before["evaluated_at"].tolist()
 
 
-def test_rescore_after_a_ground_truth_change_uses_the_stored_prediction(settings, evaluated, monkeypatch) -> None:
-    ds = open_dataset(settings.data, settings.workspace)
-    table = load_eval(settings, RUN, "test")
+def test_rescore_after_a_ground_truth_change_uses_the_stored_prediction(settings, evaluated, tmp_path,
+                                                                      monkeypatch) -> None:
+    from core import ledger
+
+    # A ledger changed behind the evaluation's back (rows written without core.corrections' rescoring).
+    copy = Settings.resolve(data=settings.data, workspace=tmp_path / "workspace")
+    shutil.copytree(settings.workspace, copy.workspace)
+    ds = open_dataset(copy.data, copy.workspace)
+    table = load_eval(copy, RUN, "test")
     image_id = table.index[0]
     corrected = load_trimap(ds, image_id).copy()
     corrected[:, : corrected.shape[1] // 2] = 1  # someone marked the left half as pet
-    real_ground_truth = evaluation.ground_truth
-
-    def fake_ground_truth(settings, ds, requested, use_corrections=False):
-        if requested == image_id and use_corrections:
-            return corrected, 1
-        return real_ground_truth(settings, ds, requested, use_corrections)
-
-    monkeypatch.setattr(evaluation, "ground_truth", fake_ground_truth)
+    ledger.add_version(copy, image_id, corrected, base_version=None, parent=None, source="gt", author="a", note="",
+                       iou_gt=None)
     monkeypatch.setattr(evaluation, "load_predictor", _no_model)
     started = time.perf_counter()
-    rows = rescore(settings, RUN, "test", [image_id])
+    rows = rescore(copy, RUN, "test", [image_id])
     assert time.perf_counter() - started < 1.0
     pred = cv2.imread(str(Path(evaluated["predictions_dir"]) / f"{image_id}.png"), cv2.IMREAD_UNCHANGED)
     assert rows.loc[image_id, "iou_pet"] == pytest.approx(_numpy_scores(pred, corrected)["iou_pet"], abs=1e-6)
     assert rows.loc[image_id, "gt_version"] == 1
-    after = load_eval(settings, RUN, "test")
+    after = load_eval(copy, RUN, "test")
     assert after.loc[image_id, "mean_confidence"] == table.loc[image_id, "mean_confidence"]
     others = [i for i in table.index if i != image_id]
     assert after.loc[others, "iou_pet"].tolist() == table.loc[others, "iou_pet"].tolist()
     # Back to the official trimap: the next evaluate notices the version change and rescores, still model-free.
-    monkeypatch.setattr(evaluation, "ground_truth", real_ground_truth)
-    summary = evaluate(settings, RUN, "test", progress=False)
+    ledger.mark_deleted(copy, image_id, 1)
+    summary = evaluate(copy, RUN, "test", progress=False)
     assert summary["rescored"] == 1 and summary["predicted"] == 0
-    assert load_eval(settings, RUN, "test").loc[image_id, "iou_pet"] == pytest.approx(table.loc[image_id, "iou_pet"])
+    assert load_eval(copy, RUN, "test").loc[image_id, "iou_pet"] == pytest.approx(table.loc[image_id, "iou_pet"])
 
 
 def test_a_saved_correction_is_the_ground_truth_and_the_official_score_stays_visible(settings, evaluated, tmp_path):
@@ -146,9 +148,11 @@ def test_a_saved_correction_is_the_ground_truth_and_the_official_score_stays_vis
     official = load_trimap(ds, image_id)
     corrected = official.copy()
     corrected[: corrected.shape[0] // 2] = 1  # the top half is pet now
-    save(copy, ds, image_id, corrected, base_version=None, source="gt")
+    saved = save(copy, ds, image_id, corrected, base_version=None, source="gt")
 
-    rows = rescore(copy, RUN, "test", [image_id])
+    # The save rescored the stored evaluation itself: no caller has to remember.
+    assert saved.rescored == 1
+    rows = load_eval(copy, RUN, "test").loc[[image_id]]
     pred = cv2.imread(str(Path(evaluated["predictions_dir"]) / f"{image_id}.png"), cv2.IMREAD_UNCHANGED)
     assert rows.loc[image_id, "gt_version"] == 1
     assert rows.loc[image_id, "iou_pet"] == pytest.approx(_numpy_scores(pred, corrected)["iou_pet"], abs=1e-6)

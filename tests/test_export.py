@@ -20,11 +20,13 @@ from pycocotools.coco import COCO
 from core import cli
 from core import export as export_module
 from core.config import Settings
-from core.corrections import import_folder, latest, save
+from core.corrections import import_folder, save
 from core.dataset import load_trimap, open_dataset
 from core.errors import PetSegError
 from core.export import MANIFEST_COLUMNS, export, export_archive
-from core.masks import BORDER, PET, binary_to_trimap, decode_png, iou_pet
+from core.ledger import latest
+from core.masks import BORDER, PET, binary_to_trimap, decode_label_png
+from core.metrics import pet_iou
 
 # pycocotools' decode predates numpy 2's __array__ copy keyword; harmless here.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -94,7 +96,7 @@ def test_manifest_lists_every_image_with_its_version_author_iou_and_sha(tmp_path
     assert rows[first]["status"] == "corrected" and rows[first]["version"] == "1"
     assert (rows[first]["author"], rows[first]["note"], rows[first]["source"]) == ("Ana", "top, pet", "gt")
     assert rows[first]["sha256"] == ledger.sha256 and rows[first]["created_at"] == ledger.created_at
-    assert float(rows[first]["iou_gt"]) == pytest.approx(iou_pet(corrected[first], load_trimap(ds, first)))
+    assert float(rows[first]["iou_gt"]) == pytest.approx(pet_iou(corrected[first], load_trimap(ds, first)))
     official = rows[ds.ids()[1]]
     assert (official["status"], official["version"], official["iou_gt"]) == ("official", "", "1.0")
 
@@ -106,7 +108,7 @@ def test_binary_export_counts_the_border_as_pet(tmp_path: Path, sample):
         names = sorted(n for n in archive.namelist() if n.startswith("binary/"))
         assert names == sorted(f"binary/{i}.png" for i in corrected)
         for image_id, mask in corrected.items():
-            binary = decode_png(archive.read(f"binary/{image_id}.png"))
+            binary = decode_label_png(archive.read(f"binary/{image_id}.png"))
             assert set(np.unique(binary)) <= {0, 255}
             assert np.array_equal(binary == 255, (mask == PET) | (mask == BORDER))
         assert {row["image_id"] for row in _manifest(archive)} == set(corrected)
@@ -150,13 +152,13 @@ def test_import_then_export_gives_the_imported_masks_back(tmp_path: Path, sample
         else:
             imported[image_id] = binary_to_trimap(pet, half_width=3)
             cv2.imwrite(str(folder / f"{image_id}.png"), imported[image_id])
-    results = import_folder(settings, folder, author="lab", ds=ds)
+    results = import_folder(settings, folder, author="lab", ds=ds).results
     assert all(r.ok for r in results) and len(results) == 4
     with zipfile.ZipFile(export(settings, fmt="trimap", out=tmp_path / "i.zip", only_corrected=True)) as archive:
         names = sorted(n for n in archive.namelist() if n.endswith(".png"))
         assert names == sorted(f"annotations/trimaps/{i}.png" for i in imported)
         for image_id, expected in imported.items():
-            assert np.array_equal(decode_png(archive.read(f"annotations/trimaps/{image_id}.png")), expected)
+            assert np.array_equal(decode_label_png(archive.read(f"annotations/trimaps/{image_id}.png")), expected)
         assert {row["source"] for row in _manifest(archive)} == {"import"}
 
 
@@ -173,7 +175,7 @@ def test_images_without_any_mask_are_left_out_and_listed(tmp_path: Path, workspa
     assert "1 left out" in report.summary()
     with zipfile.ZipFile(report.path) as archive:
         assert "annotations/trimaps/beagle_1.png" not in archive.namelist()
-        assert np.array_equal(decode_png(archive.read("annotations/trimaps/beagle_2.png")), fixed)
+        assert np.array_equal(decode_label_png(archive.read("annotations/trimaps/beagle_2.png")), fixed)
         rows = {row["image_id"]: row for row in _manifest(archive)}
     assert rows["beagle_1"]["status"] == "left_out" and "no official trimap" in rows["beagle_1"]["reason"]
     assert rows["beagle_2"]["status"] == "corrected" and rows["beagle_2"]["iou_gt"] == ""

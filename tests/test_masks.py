@@ -19,20 +19,19 @@ from core.masks import (
     binary_to_trimap,
     border_band,
     changed_pixels,
-    decode_png,
+    decode_label_png,
     default_half_width,
     encode_png,
     fill_holes,
     grabcut,
-    iou_pet,
     pet_outline_mask,
-    read_mask_file,
     regenerate_border,
     remove_specks,
     to_trimap,
     trimap_to_binary,
     validate_trimap,
 )
+from core.metrics import pet_iou
 
 
 def _disc(shape=(60, 80), center=(30, 40), radius=18) -> np.ndarray:
@@ -88,7 +87,7 @@ def test_regenerated_border_matches_the_real_trimaps(sample_root: Path):
         regenerated = regenerate_border(trimap)
         outside_bands = (trimap != BORDER) & (regenerated != BORDER)
         assert (trimap == regenerated)[outside_bands].all()
-        assert iou_pet(regenerated, trimap) > 0.8
+        assert pet_iou(regenerated, trimap) > 0.8
         # the dataset's bands are ~15-22 px on these ~500 px photos; ours is 2 * half-width
         assert 14 <= 2 * default_half_width(trimap.shape) <= 24
         ratios.append((regenerated == BORDER).sum() / (trimap == BORDER).sum())
@@ -128,43 +127,43 @@ def test_png_round_trip_is_exact_and_deterministic():
     mask = rng.integers(1, 4, size=(37, 53), dtype=np.uint8)
     data = encode_png(mask)
     assert data == encode_png(mask.copy())
-    assert np.array_equal(decode_png(data), mask)
-    assert np.array_equal(read_mask_file(data, what="m", expected_size=(37, 53)), mask)
+    assert np.array_equal(decode_label_png(data), mask)
+    assert np.array_equal(decode_label_png(data, what="m", expected_size=(37, 53)), mask)
 
 
-def test_read_mask_file_accepts_common_encodings():
+def test_decode_label_png_accepts_common_encodings():
     mask = binary_to_trimap(_disc())
     palette = Image.fromarray(mask, mode="P")  # indices are the values, as in some tools' exports
     palette.putpalette([0, 0, 0, 255, 0, 0, 0, 0, 255, 255, 255, 0])
     buffer = io.BytesIO()
     palette.save(buffer, format="PNG")
-    assert np.array_equal(read_mask_file(buffer.getvalue(), what="m"), mask)
+    assert np.array_equal(decode_label_png(buffer.getvalue(), what="m"), mask)
     rgb = np.stack([mask] * 3, axis=-1)
-    assert np.array_equal(read_mask_file(_png(rgb), what="m"), mask)
+    assert np.array_equal(decode_label_png(_png(rgb), what="m"), mask)
     one_bit = Image.fromarray(_disc()).convert("1")
     buffer = io.BytesIO()
     one_bit.save(buffer, format="PNG")
-    assert set(np.unique(read_mask_file(buffer.getvalue(), what="m"))) == {0, 255}
+    assert set(np.unique(decode_label_png(buffer.getvalue(), what="m"))) == {0, 255}
 
 
-def test_read_mask_file_refuses_hostile_or_wrong_files():
+def test_decode_label_png_refuses_hostile_or_wrong_files():
     mask = binary_to_trimap(_disc())
     with pytest.raises(PetSegError, match="80x60 .* but the image is 80x61"):
-        read_mask_file(_png(mask), what="mask", expected_size=(61, 80))
+        decode_label_png(_png(mask), what="mask", expected_size=(61, 80))
     with pytest.raises(PetSegError, match="not a readable PNG"):
-        read_mask_file(b"\x89PNG\r\n\x1a\n garbage", what="mask")
+        decode_label_png(b"\x89PNG\r\n\x1a\n garbage", what="mask")
     with pytest.raises(PetSegError, match="not a readable PNG"):
-        read_mask_file(b"", what="mask")
+        decode_label_png(b"", what="mask")
     jpeg = io.BytesIO()
     Image.fromarray(mask).save(jpeg, format="JPEG")
     with pytest.raises(PetSegError, match="JPEG file, not a PNG"):
-        read_mask_file(jpeg.getvalue(), what="mask")
+        decode_label_png(jpeg.getvalue(), what="mask")
     colour = np.zeros((4, 4, 3), np.uint8)
     colour[..., 0] = 255
     with pytest.raises(PetSegError, match="colour image"):
-        read_mask_file(_png(colour), what="mask")
+        decode_label_png(_png(colour), what="mask")
     with pytest.raises(PetSegError, match="mode I;16"):
-        read_mask_file(_png(np.ones((4, 4), np.uint16) * 300), what="mask")
+        decode_label_png(_png(np.ones((4, 4), np.uint16) * 300), what="mask")
     # a tiny file that claims to be 100k x 100k pixels is refused from its header, before decoding
     header = Image.new("L", (1, 1))
     buffer = io.BytesIO()
@@ -173,23 +172,23 @@ def test_read_mask_file_refuses_hostile_or_wrong_files():
     data[16:24] = (100_000).to_bytes(4, "big") * 2  # IHDR width and height
     data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")  # keep the header chunk valid
     with pytest.raises(PetSegError, match="far larger than any photo"):
-        read_mask_file(bytes(data), what="mask")
+        decode_label_png(bytes(data), what="mask")
     data[16:24] = (7_000).to_bytes(4, "big") * 2  # under PIL's bomb limit, over ours
     data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")
     with pytest.raises(PetSegError, match=r"far larger than any photo \(7000x7000\)"):
-        read_mask_file(bytes(data), what="mask")
+        decode_label_png(bytes(data), what="mask")
 
 
-def test_iou_pet_ignores_the_reference_border():
+def test_pet_iou_ignores_the_reference_border():
     reference = np.array([[PET, PET, BORDER, BACKGROUND]], np.uint8)
-    assert iou_pet(reference, reference) == 1.0
-    assert iou_pet(np.array([[PET, PET, PET, BACKGROUND]], np.uint8), reference) == 1.0  # border pixel ignored
-    assert iou_pet(np.array([[PET, BACKGROUND, BORDER, PET]], np.uint8), reference) == pytest.approx(1 / 3)
+    assert pet_iou(reference, reference) == 1.0
+    assert pet_iou(np.array([[PET, PET, PET, BACKGROUND]], np.uint8), reference) == 1.0  # border pixel ignored
+    assert pet_iou(np.array([[PET, BACKGROUND, BORDER, PET]], np.uint8), reference) == pytest.approx(1 / 3)
     empty = np.full((2, 2), BACKGROUND, np.uint8)
-    assert iou_pet(empty, empty) == 1.0
+    assert pet_iou(empty, empty) == 1.0
     assert changed_pixels(empty, reference[:, :2].repeat(2, axis=0)) == 4
     with pytest.raises(PetSegError, match="shapes"):
-        iou_pet(empty, reference)
+        pet_iou(empty, reference)
 
 
 def test_fill_holes_and_remove_specks():
@@ -206,17 +205,19 @@ def test_fill_holes_and_remove_specks():
     assert np.array_equal(cleaned[10:50, 20:60], holed[10:50, 20:60])  # the pet itself is kept
 
 
-def test_iou_pet_is_the_evaluation_s_iou_pet(sample_root: Path):
-    """One definition: the ledger's numpy IoU must equal core.metrics' smp-based ``iou_pet`` to the last digit."""
-    from core.metrics import image_metrics  # torch + smp: imported only for this cross-check
+def test_the_border_band_is_centred_on_the_outline():
+    mask = np.zeros((200, 200), dtype=bool)
+    cv2.circle(mask.view(np.uint8), (100, 100), 60, 1, -1)
+    trimap = binary_to_trimap(mask, half_width=8)
+    assert trimap[100, 100] == PET and trimap[0, 0] == BACKGROUND
+    row = trimap[100]
+    assert (row[100 - 60 - 8: 100 - 60 + 8] == BORDER).all()  # 8 px outside to 8 px inside the edge
+    assert row[100 - 60 + 9] == PET and row[100 - 60 - 10] == BACKGROUND
 
-    rng = np.random.default_rng(0)
-    trimaps = _real_trimaps(sample_root)[:6]
-    pairs = [(regenerate_border(t, half_width=3), t) for t in trimaps]
-    pairs += [(rng.integers(1, 4, size=t.shape, dtype=np.uint8), t) for t in trimaps[:3]]
-    pairs.append((np.full((5, 5), BACKGROUND, np.uint8), np.full((5, 5), BORDER, np.uint8)))  # empty union
-    for mask, reference in pairs:
-        assert iou_pet(mask, reference) == pytest.approx(image_metrics(mask, reference)["iou_pet"], abs=1e-6)
+
+def test_decoding_a_16_bit_label_map_with_small_values_gives_the_labels():
+    mask = binary_to_trimap(_disc())
+    assert np.array_equal(decode_label_png(_png(mask.astype(np.uint16))), mask)
 
 
 def test_grabcut_pulls_a_rough_mask_towards_the_pet_and_obeys_strokes(sample_root: Path):
@@ -229,7 +230,7 @@ def test_grabcut_pulls_a_rough_mask_towards_the_pet_and_obeys_strokes(sample_roo
     sure_pet = cv2.erode((truth == PET).astype(np.uint8), np.ones((15, 15), np.uint8)) > 0
     refined = grabcut(photo, rough, sure_pet=sure_pet, sure_background=sure_background)
     validate_trimap(refined, truth.shape)
-    assert iou_pet(refined, truth) > iou_pet(rough, truth) + 0.1
+    assert pet_iou(refined, truth) > pet_iou(rough, truth) + 0.1
     assert (refined[sure_background] != PET).all() and (refined[sure_pet] != BACKGROUND).all()
     with pytest.raises(PetSegError, match="some pet and some background"):
         grabcut(photo, np.full(truth.shape, BACKGROUND, np.uint8))

@@ -167,3 +167,37 @@ def test_prediction_metrics_match_numpy() -> None:
 def test_size_mismatch_is_refused() -> None:
     with pytest.raises(ValueError, match="differ in size"):
         image_metrics(_full(PET, (4, 4)), _full(PET, (4, 5)))
+
+
+def _smp(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
+    values = batch_metrics(pred, gt)
+    return {k: (int(v[0]) if k.startswith("pet_") else float(v[0])) for k, v in values.items()}
+
+
+def test_the_confusion_count_gives_exactly_smp_s_numbers(sample_root) -> None:
+    """image_metrics (one bincount) and batch_metrics (smp's get_stats + iou_score) agree value for value."""
+    import cv2
+
+    from core.masks import regenerate_border
+
+    rng = np.random.default_rng(7)
+    pairs = []
+    for path in sorted((sample_root / "annotations" / "trimaps").glob("*.png"))[:8]:
+        truth = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        pairs.append((regenerate_border(truth, half_width=4), truth))
+        pairs.append((rng.integers(1, 4, size=truth.shape, dtype=np.uint8), truth))
+    for shape in [(1, 1), (3, 7), (16, 16)]:
+        for fill in (PET, BACKGROUND, BORDER):
+            pairs.append((np.full(shape, fill, np.uint8), np.full(shape, BORDER, np.uint8)))  # empty unions
+            pairs.append((rng.integers(1, 4, size=shape, dtype=np.uint8), np.full(shape, fill, np.uint8)))
+    for pred, gt in pairs:
+        assert image_metrics(pred, gt) == _smp(pred, gt)
+
+
+def test_the_confusion_count_refuses_values_outside_the_trimap_coding() -> None:
+    good = np.ones((4, 4), np.uint8)
+    for bad in (np.zeros((4, 4), np.uint8), np.full((4, 4), 4, np.uint8), np.full((4, 4), 255, np.uint8)):
+        with pytest.raises(ValueError, match="outside"):
+            image_metrics(bad, good)
+        with pytest.raises(ValueError, match="outside"):
+            image_metrics(good, bad)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import corrections
+from core import corrections, groundtruth, ledger
 from core.dataset import load_trimap, open_dataset
 from core.errors import PetSegError
 from core.metrics import image_metrics
@@ -123,13 +123,14 @@ def test_save_makes_a_version_rescores_and_shows_in_history(app, trained_copy, d
     mask = _painted(app.session_state[state.ANNOTATE_SESSION].work)
     _event(app, "save", mask)
 
+    # The save itself rescored the stored evaluation of the image (its test split row).
     assert [m.value for m in app.success] == [f"Saved v1 of {image_id} · IoU vs original GT "
-                                              f"{corrections.latest(settings, image_id).iou_gt:.3f}"]
-    saved = corrections.history(settings, image_id)
+                                              f"{ledger.latest(settings, image_id).iou_gt:.3f} · "
+                                              "1 stored evaluation row rescored"]
+    saved = ledger.history(settings, image_id)
     assert [(c.version, c.source, c.author, c.note) for c in saved] == [(1, "gt", "ana", "ear was background")]
-    assert np.array_equal(corrections.effective_mask(settings, ds, image_id)[0], mask)
+    assert np.array_equal(groundtruth.current(settings, ds, image_id)[0], mask)
     assert app.text_input(key=state.ANNOTATE_NOTE).value == ""  # a note belongs to one save
-    assert any(c.value.startswith("Rescored") and not c.value.startswith("Rescored 0") for c in app.caption)
     # The stored score now follows the correction, and the official-trimap score is kept beside it.
     row = load_eval(settings, trained_copy.run, "test").loc[image_id]
     prediction = read_prediction(eval_dir(settings, trained_copy.run, "test"), image_id)
@@ -143,8 +144,8 @@ def test_save_makes_a_version_rescores_and_shows_in_history(app, trained_copy, d
 
     # A second stroke and save lands on top of v1.
     _event(app, "save", np.where(mask == 2, 2, 3).astype(np.uint8))
-    assert [c.version for c in corrections.history(settings, image_id)] == [1, 2]
-    assert corrections.history(settings, image_id)[1].parent_version == 1
+    assert [c.version for c in ledger.history(settings, image_id)] == [1, 2]
+    assert ledger.history(settings, image_id)[1].parent_version == 1
 
     _open(app, "app_pages/history.py", image_id)
     text = " ".join(m.value for m in app.markdown)
@@ -162,12 +163,12 @@ def test_save_conflict_offers_save_on_top(app, trained_copy, ds):
 
     mine = _painted(app.session_state[state.ANNOTATE_SESSION].work)
     _event(app, "save", mine)
-    assert [c.version for c in corrections.history(settings, image_id)] == [1]  # nothing overwritten
+    assert [c.version for c in ledger.history(settings, image_id)] == [1]  # nothing overwritten
     assert any("changed while you edited" in w.value for w in app.warning)
     app.button(key="annotate_on_top").click().run()
     assert not app.exception
-    assert [(c.version, c.parent_version) for c in corrections.history(settings, image_id)] == [(1, None), (2, 1)]
-    assert np.array_equal(corrections.effective_mask(settings, ds, image_id)[0], mine)
+    assert [(c.version, c.parent_version) for c in ledger.history(settings, image_id)] == [(1, None), (2, 1)]
+    assert np.array_equal(groundtruth.current(settings, ds, image_id)[0], mine)
     assert app.session_state[state.ANNOTATE_SESSION].conflict is None
 
 
@@ -184,7 +185,7 @@ def test_save_conflict_reload_theirs_discards_mine(app, trained_copy, ds):
     session = app.session_state[state.ANNOTATE_SESSION]
     assert session.start == "correction" and session.base_version == 1 and session.revision > revision
     assert np.array_equal(session.work, theirs)
-    assert [c.version for c in corrections.history(settings, image_id)] == [1]
+    assert [c.version for c in ledger.history(settings, image_id)] == [1]
 
 
 def test_assisted_tools_and_grabcut_preview(app, trained_copy, ds):
@@ -240,7 +241,7 @@ def test_malformed_event_saves_nothing(app, trained_copy, ds):
     app.run()
     assert not app.exception
     assert any("size" in e.value for e in app.error)
-    assert corrections.history(trained_copy.settings, image_id) == []
+    assert ledger.history(trained_copy.settings, image_id) == []
 
 
 @pytest.mark.parametrize("page", ["app_pages/annotate.py", "app_pages/history.py"])
@@ -261,17 +262,17 @@ def test_history_revert_and_soft_delete(app, trained_copy, ds):
     _open(app, "app_pages/history.py", image_id)
     app.button(key="history_revert_1").click().run()
     assert not app.exception
-    versions = corrections.history(settings, image_id)
+    versions = ledger.history(settings, image_id)
     assert [(c.version, c.source) for c in versions][-1] == (3, "revert")
-    assert np.array_equal(corrections.effective_mask(settings, ds, image_id)[0], _painted(gt))
+    assert np.array_equal(groundtruth.current(settings, ds, image_id)[0], _painted(gt))
     assert any("v3 has the content of v1" in s.value for s in app.success)
 
     app.button(key="history_delete_3").click().run()
-    assert corrections.latest(settings, image_id).version == 2
-    assert [c.version for c in corrections.history(settings, image_id)] == [1, 2]
+    assert ledger.latest(settings, image_id).version == 2
+    assert [c.version for c in ledger.history(settings, image_id)] == [1, 2]
     app.toggle(key=state.HISTORY_SHOW_DELETED).set_value(True).run()
     assert "deleted" in " ".join(m.value for m in app.markdown)
-    assert first.sha256 == corrections.get_version(settings, image_id, 3).sha256
+    assert first.sha256 == ledger.get_version(settings, image_id, 3).sha256
 
 
 def test_history_without_corrections_points_to_annotate(app):

@@ -9,10 +9,11 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 import dashboard.explain_view as explain_view
-from core.corrections import effective_mask
+from core import groundtruth
 from core.dataset import load_image, open_dataset
 from core.evaluate import checkpoint_path
-from core.explain import architecture, explain, pet_iou
+from core.explain import architecture, explain
+from core.metrics import pet_iou
 from core.model import load_checkpoint
 from core.runs import load_eval
 
@@ -68,7 +69,7 @@ def test_the_page_draws_the_u_and_follows_the_image_through_every_stage(monkeypa
 
     # The IoUs shown are the core's, for this image against its effective ground truth.
     ds = open_dataset(trained.settings.data, trained.settings.workspace)
-    gt, _ = effective_mask(trained.settings, ds, image_id)
+    gt, _ = groundtruth.current(trained.settings, ds, image_id)
     image = load_image(ds, image_id)
     normal = pet_iou(explain(model, cfg, image).mask, gt)
     ablated = pet_iou(explain(model, cfg, image, zero_skips=None).mask, gt)

@@ -11,7 +11,7 @@ import pytest
 import core.synth as synth
 from core.dataset import BREEDS, breed_number, load_image, load_trimap, open_dataset, species_of, summarize
 from core.errors import PetSegError
-from core.synth import LIST_HEADER, generate, make_trimap
+from core.synth import LIST_HEADER, generate
 
 COUNT = 40
 
@@ -118,13 +118,3 @@ def test_a_failed_run_leaves_nothing_behind(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="boom"):
         generate(tmp_path / "data", count=8, progress=False)
     assert list(tmp_path.iterdir()) == []
-
-
-def test_make_trimap_centres_the_band_on_the_outline():
-    mask = np.zeros((200, 200), dtype=bool)
-    cv2.circle(mask.view(np.uint8), (100, 100), 60, 1, -1)
-    trimap = make_trimap(mask, band=16)
-    assert trimap[100, 100] == 1 and trimap[0, 0] == 2
-    row = trimap[100]
-    assert (row[100 - 60 - 8: 100 - 60 + 7] == 3).all()  # 8 px outside to 7 px inside the edge
-    assert row[100 - 60 + 9] == 1 and row[100 - 60 - 10] == 2

@@ -13,6 +13,7 @@ import torch
 import core.train as training
 from core.cli import main
 from core.config import Settings
+from core.corrections import save
 from core.dataset import BREEDS, breed_number, load_trimap, open_dataset, species_of
 from core.errors import PetSegError
 from core.masks import binary_to_trimap
@@ -179,17 +180,7 @@ def test_the_array_cache_is_reused_and_refreshed_when_ground_truth_changes(blobs
     assert decoded == []  # every row came from the cache
 
     corrected = ids[0]
-    real_gt = training.ground_truth
-
-    def corrected_gt(settings, ds, image_id, use_corrections=False):
-        if image_id == corrected:
-            return np.ones_like(real_gt(settings, ds, image_id)[0]), 4
-        return real_gt(settings, ds, image_id)
-
-    monkeypatch.setattr(
-        training, "ground_truth_versions", lambda _s, ids, _u: {k: 4 if k == corrected else None for k in ids}
-    )
-    monkeypatch.setattr(training, "ground_truth", corrected_gt)
+    save(settings, ds, corrected, np.ones_like(load_trimap(ds, corrected)), base_version=None, source="gt")
     reopened.ensure(settings, ds, ids, use_corrections=True, progress=False)
     assert decoded == [corrected]  # only the image whose ground truth changed
     assert (ArrayCache.open(settings, ds, ids, 64).masks[first] == 1).all()

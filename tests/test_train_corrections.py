@@ -9,12 +9,13 @@ import numpy as np
 import pandas as pd
 from streamlit.testing.v1 import AppTest
 
-import core.train
 from core import jobs
 from core.corrections import save
 from core.dataset import load_trimap, open_dataset
+from core.groundtruth import GroundTruth
+from core.masks import resize_mask
 from core.runs import read_metrics_csv, read_progress
-from core.train import ArrayCache, TrainConfig, resize_mask, train, trainable_ids
+from core.train import ArrayCache, TrainConfig, train, trainable_ids
 from dashboard import jobs_view
 from tests.conftest import APP, wait_for
 
@@ -37,14 +38,14 @@ def test_training_with_corrections_uses_them_and_never_a_corrected_test_image(tr
     save(settings, ds, test_id, box_mask(load_trimap(ds, test_id).shape), base_version=None, source="gt")
 
     reads: list[tuple[str, int | None, np.ndarray | None]] = []
-    real = core.train.ground_truth
+    real = GroundTruth.mask
 
-    def recording(settings_, ds_, image_id, use_corrections=False):
-        mask, version = real(settings_, ds_, image_id, use_corrections)
-        reads.append((image_id, version, mask))
-        return mask, version
+    def recording(truth, image_id):
+        mask = real(truth, image_id)
+        reads.append((image_id, truth.versions[image_id], mask))
+        return mask
 
-    monkeypatch.setattr(core.train, "ground_truth", recording)
+    monkeypatch.setattr(GroundTruth, "mask", recording)
     train(settings, TrainConfig(run="with-fixes", preset="quick", epochs=1, image_size=64, encoder_weights=None,
                                 use_corrections=True, progress=False))
 

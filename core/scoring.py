@@ -1,0 +1,107 @@
+"""Scores of predictions against the ground truth, and keeping the stored scores current when it changes.
+
+    >>> from core import groundtruth, scoring
+    >>> truth = groundtruth.snapshot(settings, ds, ["Abyssinian_1"])
+    >>> scoring.score(truth, "Abyssinian_1", pred)["iou_pet"]        # pred: (H, W) trimap-coded
+    0.91
+    >>> scoring.rescore_everywhere(settings, ["Abyssinian_1"])       # after its ground truth changed
+    2
+
+Every operation that changes a correction (:mod:`core.corrections`) calls :func:`rescore_everywhere` itself,
+so a stored ``metrics.parquet`` always scores against the mask the image has now. Rescoring reads the stored
+prediction PNG, never the model. A score against a correction keeps the score against the official trimap
+beside it (``iou_pet_official``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core import groundtruth
+from core.config import RUN_NAME, Settings
+from core.dataset import load_trimap, open_dataset
+from core.errors import ImageUnreadable
+from core.groundtruth import GroundTruth
+from core.metrics import empty_gt_metrics, image_metrics, pet_iou
+from core.runs import (
+    EVAL_COLUMNS,
+    EVAL_SPLITS,
+    METRICS_FILE,
+    eval_dir,
+    read_eval_table,
+    read_prediction,
+    write_eval_table,
+)
+
+
+def score(truth: GroundTruth, image_id: str, pred: np.ndarray) -> dict[str, Any]:
+    """The ground-truth columns of one prediction: metrics (NaN without a usable ground truth), the official
+    trimap's ``iou_pet_official``, the ``gt_version`` scored against and ``scored_at``."""
+    version = truth.versions[image_id]
+    gt = _usable(lambda: truth.mask(image_id), pred)
+    if gt is None and version is not None:
+        version = None  # the correction's file is unreadable: a later run retries it
+    metrics = {**image_metrics(pred, gt), "has_gt": True} if gt is not None else {**empty_gt_metrics(), "has_gt": False}
+    official = metrics["iou_pet"]
+    if version is not None:
+        official_gt = _usable(lambda: load_trimap(truth.ds, image_id), pred)
+        official = math.nan if official_gt is None else pet_iou(pred, official_gt)
+    return {**metrics, "iou_pet_official": official, "gt_version": version, "scored_at": time.time()}
+
+
+def _usable(load: Callable[[], np.ndarray | None], pred: np.ndarray) -> np.ndarray | None:
+    try:
+        gt = load()
+    except ImageUnreadable:
+        return None
+    return gt if gt is not None and gt.shape == pred.shape else None
+
+
+def rescore(settings: Settings, run: str, split: str, image_ids: Iterable[str]) -> pd.DataFrame:
+    """Recompute the ground-truth columns of some images of one evaluated split from their stored predictions.
+
+    Keeps the prediction-only columns and rewrites the table; returns the updated rows (ids not in the table
+    are ignored).
+    """
+    folder = eval_dir(settings, run, split)
+    table = read_eval_table(folder)
+    if table is None:
+        return pd.DataFrame(columns=list(EVAL_COLUMNS))
+    wanted = [i for i in dict.fromkeys(image_ids) if i in table.index]
+    if not wanted:
+        return table.iloc[0:0]
+    ds = open_dataset(settings.data, settings.workspace)
+    truth = groundtruth.snapshot(settings, ds, [i for i in wanted if i in ds.table.index])
+    rows = {r["image_id"]: r for r in table.to_dict("records")}
+    changed = []
+    for image_id in wanted:
+        pred = read_prediction(folder, image_id)
+        if pred is None or image_id not in truth.versions:
+            continue
+        rows[image_id].update(score(truth, image_id, pred))
+        rows[image_id]["dataset_fingerprint"] = ds.fingerprint
+        changed.append(image_id)
+    if not changed:
+        return table.iloc[0:0]
+    return write_eval_table(folder, rows).loc[changed]
+
+
+def rescore_everywhere(settings: Settings, image_ids: Iterable[str]) -> int:
+    """Rescore these images in every evaluated split of every run; returns how many stored rows changed."""
+    ids = list(image_ids)
+    if not ids or not settings.runs_dir.is_dir():
+        return 0
+    count = 0
+    for run_dir in sorted(p for p in settings.runs_dir.iterdir() if p.is_dir()):
+        if not RUN_NAME.fullmatch(run_dir.name):
+            continue  # not a run folder PetSeg made
+        for split in EVAL_SPLITS:
+            if (run_dir / "eval" / split / METRICS_FILE).is_file():
+                count += len(rescore(settings, run_dir.name, split, ids))
+    return count

@@ -61,7 +61,7 @@ def _revert(version: int) -> None:
 
 
 def _delete(version: int) -> None:
-    deleted = corrections.soft_delete(current, image_id, version)
+    deleted = corrections.soft_delete(current, ds, image_id, version)
     _changed(f"Deleted v{version} (soft: it stays in the ledger; show deleted versions to restore it).",
              deleted.rescored)
 

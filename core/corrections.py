@@ -93,7 +93,7 @@ def save(
         raise PetSegError(f"base version must be a version number >= 1 or None, got {base_version!r}")
     saved = _store(settings, ds, image_id, mask, base_version=base_version, parent=base_version, source=source,
                    author=author, note=note)
-    return _rescored(settings, saved)
+    return _rescored(settings, ds, saved)
 
 
 def revert(
@@ -105,12 +105,13 @@ def revert(
     mask = ledger.load_mask(settings, old)
     saved = _store(settings, ds, image_id, mask, base_version=ledger.ANY, parent=old.version, source="revert",
                    author=author, note=note or f"revert to v{old.version}")
-    return _rescored(settings, saved)
+    return _rescored(settings, ds, saved)
 
 
-def soft_delete(settings: Settings, image_id: str, version: int) -> Correction:
+def soft_delete(settings: Settings, ds: Dataset, image_id: str, version: int) -> Correction:
     """Hide one version from history and from the ground truth (its row and file stay), then rescore."""
-    return _rescored(settings, ledger.mark_deleted(settings, image_id, version))
+    image_id = ds.require(image_id)
+    return _rescored(settings, ds, ledger.mark_deleted(settings, image_id, version))
 
 
 def import_folder(
@@ -128,14 +129,14 @@ def import_folder(
     note = _clean_note(note)
     results = [_import_one(settings, ds, entry, author, note) for entry in entries]
     imported = [r.image_id for r in results if r.new_version and r.image_id]
-    return ImportReport(results, rescore_everywhere(settings, imported) if imported else 0)
+    return ImportReport(results, rescore_everywhere(settings, ds, imported) if imported else 0)
 
 
 # --- internals -------------------------------------------------------------------------------------------
 
 
-def _rescored(settings: Settings, row: Correction) -> Correction:
-    return replace(row, rescored=rescore_everywhere(settings, [row.image_id]))
+def _rescored(settings: Settings, ds: Dataset, row: Correction) -> Correction:
+    return replace(row, rescored=rescore_everywhere(settings, ds, [row.image_id]))
 
 
 def _store(

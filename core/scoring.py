@@ -4,7 +4,7 @@
     >>> truth = groundtruth.snapshot(settings, ds, ["Abyssinian_1"])
     >>> scoring.score(truth, "Abyssinian_1", pred)["iou_pet"]        # pred: (H, W) trimap-coded
     0.91
-    >>> scoring.rescore_everywhere(settings, ["Abyssinian_1"])       # after its ground truth changed
+    >>> scoring.rescore_everywhere(settings, ds, ["Abyssinian_1"])   # after its ground truth changed
     2
 
 Every operation that changes a correction (:mod:`core.corrections`) calls :func:`rescore_everywhere` itself,
@@ -25,7 +25,7 @@ import pandas as pd
 
 from core import groundtruth
 from core.config import RUN_NAME, Settings
-from core.dataset import load_trimap, open_dataset
+from core.dataset import Dataset, load_trimap
 from core.errors import ImageUnreadable
 from core.groundtruth import GroundTruth
 from core.metrics import empty_gt_metrics, image_metrics, pet_iou
@@ -63,7 +63,7 @@ def _usable(load: Callable[[], np.ndarray | None], pred: np.ndarray) -> np.ndarr
     return gt if gt is not None and gt.shape == pred.shape else None
 
 
-def rescore(settings: Settings, run: str, split: str, image_ids: Iterable[str]) -> pd.DataFrame:
+def rescore(settings: Settings, ds: Dataset, run: str, split: str, image_ids: Iterable[str]) -> pd.DataFrame:
     """Recompute the ground-truth columns of some images of one evaluated split from their stored predictions.
 
     Keeps the prediction-only columns and rewrites the table; returns the updated rows (ids not in the table
@@ -76,7 +76,6 @@ def rescore(settings: Settings, run: str, split: str, image_ids: Iterable[str]) 
     wanted = [i for i in dict.fromkeys(image_ids) if i in table.index]
     if not wanted:
         return table.iloc[0:0]
-    ds = open_dataset(settings.data, settings.workspace)
     truth = groundtruth.snapshot(settings, ds, [i for i in wanted if i in ds.table.index])
     rows = {r["image_id"]: r for r in table.to_dict("records")}
     changed = []
@@ -92,7 +91,7 @@ def rescore(settings: Settings, run: str, split: str, image_ids: Iterable[str]) 
     return write_eval_table(folder, rows).loc[changed]
 
 
-def rescore_everywhere(settings: Settings, image_ids: Iterable[str]) -> int:
+def rescore_everywhere(settings: Settings, ds: Dataset, image_ids: Iterable[str]) -> int:
     """Rescore these images in every evaluated split of every run; returns how many stored rows changed."""
     ids = list(image_ids)
     if not ids or not settings.runs_dir.is_dir():
@@ -103,5 +102,5 @@ def rescore_everywhere(settings: Settings, image_ids: Iterable[str]) -> int:
             continue  # not a run folder PetSeg made
         for split in EVAL_SPLITS:
             if (run_dir / "eval" / split / METRICS_FILE).is_file():
-                count += len(rescore(settings, run_dir.name, split, ids))
+                count += len(rescore(settings, ds, run_dir.name, split, ids))
     return count

@@ -147,29 +147,29 @@ def test_conflict_when_another_version_landed_and_save_on_top_keeps_both(setting
 def test_soft_delete_hides_a_version_and_keeps_its_row_and_file(settings: Settings, ds):
     save(settings, ds, ID, _mask(ds, shift=1), base_version=None, source="gt")
     v2 = save(settings, ds, ID, _mask(ds, shift=2), base_version=1, source="correction")
-    deleted = soft_delete(settings, ID, 2)
+    deleted = soft_delete(settings, ds, ID, 2)
     assert deleted.deleted and (settings.workspace / v2.path).is_file()
     assert [c.version for c in history(settings, ID)] == [1]
     assert [(c.version, c.deleted) for c in history(settings, ID, include_deleted=True)] == [(1, False), (2, True)]
     mask, version = groundtruth.current(settings, ds, ID)
     assert version == 1 and np.array_equal(mask, _mask(ds, shift=1))
-    assert soft_delete(settings, ID, 2).deleted  # deleting twice is harmless
+    assert soft_delete(settings, ds, ID, 2).deleted  # deleting twice is harmless
     # the editor loaded v1 (the latest visible); a save from there is numbered after the deleted v2
     v3 = save(settings, ds, ID, _mask(ds, shift=3), base_version=1, source="correction")
     assert (v3.version, v3.parent_version) == (3, 1)
-    soft_delete(settings, ID, 3)
-    soft_delete(settings, ID, 1)
+    soft_delete(settings, ds, ID, 3)
+    soft_delete(settings, ds, ID, 1)
     mask, version = groundtruth.current(settings, ds, ID)
     assert version is None and np.array_equal(mask, load_trimap(ds, ID))
     assert latest_versions(settings) == {}
     with pytest.raises(PetSegError, match="has no version 9"):
-        soft_delete(settings, ID, 9)
+        soft_delete(settings, ds, ID, 9)
 
 
 def test_revert_creates_a_new_version_with_the_old_content(settings: Settings, ds):
     v1 = save(settings, ds, ID, _mask(ds, shift=1), base_version=None, source="gt")
     save(settings, ds, ID, _mask(ds, shift=2), base_version=1, source="correction")
-    soft_delete(settings, ID, 1)
+    soft_delete(settings, ds, ID, 1)
     reverted = revert(settings, ds, ID, 1, author="Ana")
     assert (reverted.version, reverted.parent_version, reverted.source) == (3, 1, "revert")
     assert reverted.sha256 == v1.sha256 and reverted.note == "revert to v1"
@@ -369,7 +369,7 @@ def test_cli_corrections_import_prints_one_line_per_file(tmp_path: Path, setting
 def test_collect_garbage_removes_orphans_and_keeps_every_referenced_file(settings: Settings, ds):
     save(settings, ds, ID, _mask(ds, shift=1), base_version=None, source="gt")
     v2 = save(settings, ds, ID, _mask(ds, shift=2), base_version=1, source="correction")
-    soft_delete(settings, ID, 2)
+    soft_delete(settings, ds, ID, 2)
     orphan = settings.masks_dir / "ab" / ("ab" + "0" * 62 + ".png")
     orphan.parent.mkdir(parents=True, exist_ok=True)
     orphan.write_bytes(b"left by a crash between file and row")

@@ -121,7 +121,7 @@ def test_rescore_after_a_ground_truth_change_uses_the_stored_prediction(settings
                        iou_gt=None)
     monkeypatch.setattr(evaluation, "load_predictor", _no_model)
     started = time.perf_counter()
-    rows = rescore(copy, RUN, "test", [image_id])
+    rows = rescore(copy, ds, RUN, "test", [image_id])
     assert time.perf_counter() - started < 1.0
     pred = cv2.imread(str(Path(evaluated["predictions_dir"]) / f"{image_id}.png"), cv2.IMREAD_UNCHANGED)
     assert rows.loc[image_id, "iou_pet"] == pytest.approx(_numpy_scores(pred, corrected)["iou_pet"], abs=1e-6)

@@ -148,12 +148,7 @@ def latest(settings: Settings, image_id: str) -> Correction | None:
 def get_version(settings: Settings, image_id: str, version: int) -> Correction:
     """One version (deleted or not); ``PetSegError`` if the image has no such version."""
     with _open(settings) as conn:
-        row = conn.execute(
-            "SELECT * FROM corrections WHERE image_id = ? AND version = ?", (image_id, int(version))
-        ).fetchone()
-    if row is None:
-        raise PetSegError(f"{image_id} has no version {version}; see its history for the versions that exist")
-    return Correction.from_row(row)
+        return _version(conn, image_id, version)
 
 
 def latest_versions(settings: Settings) -> dict[str, int]:
@@ -315,10 +310,7 @@ def add_version(
                 (image_id, version, parent, source, author, note, db.utc_now(), digest, rel_path, height, width,
                  iou_gt),
             )
-            row = conn.execute(
-                "SELECT * FROM corrections WHERE image_id = ? AND version = ?", (image_id, version)
-            ).fetchone()
-    return Correction.from_row(row)
+            return _version(conn, image_id, version)
 
 
 def mark_deleted(settings: Settings, image_id: str, version: int) -> Correction:
@@ -329,9 +321,13 @@ def mark_deleted(settings: Settings, image_id: str, version: int) -> Correction:
             "UPDATE corrections SET deleted = 1, deleted_at = ? WHERE image_id = ? AND version = ? AND deleted = 0",
             (db.utc_now(), image_id, int(version)),
         )
-        row = conn.execute(
-            "SELECT * FROM corrections WHERE image_id = ? AND version = ?", (image_id, int(version))
-        ).fetchone()
+        return _version(conn, image_id, version)
+
+
+def _version(conn: sqlite3.Connection, image_id: str, version: int) -> Correction:
+    row = conn.execute(
+        "SELECT * FROM corrections WHERE image_id = ? AND version = ?", (image_id, int(version))
+    ).fetchone()
     if row is None:
         raise PetSegError(f"{image_id} has no version {version}; see its history for the versions that exist")
     return Correction.from_row(row)

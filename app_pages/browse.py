@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from core import views
 from dashboard import data, filters, frame, gallery, settings, state, tables
 
 current = settings.current()
@@ -13,7 +14,7 @@ view = tables.view(current, ds, run, split)
 if not view["evaluated"].any():
     st.info("No evaluation to show metrics from yet: the grid shows the dataset. See **Overview** to evaluate.")
 chosen = filters.panel(view, metric)
-rows = filters.sort_table(filters.apply_filters(view, chosen, metric), chosen.sort, metric)
+rows = views.sort_table(views.apply_filters(view, chosen, metric), chosen.sort, metric)
 
 overlay_labels = {"none": "photo only", "gt": "ground truth", "pred": "prediction", "errors": "error map"}
 st.session_state.setdefault(state.BROWSE_OVERLAY, "none")

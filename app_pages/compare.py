@@ -4,6 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from core import views
 from dashboard import data, filters, frame, settings, state, tables, viewer
 from dashboard.markdown import escape
 
@@ -29,7 +30,7 @@ st.query_params.update({"image": image_id, **({"run": run, "split": split} if ru
 
 view = tables.view(current, ds, run, split)
 row = view.loc[image_id]
-previous_id, next_id = filters.neighbours(order, image_id)
+previous_id, next_id = views.neighbours(order, image_id)
 position = f"{order.index(image_id) + 1} of {len(order)}" if image_id in order else "not in the current filter"
 
 head = st.columns([4, 1, 1, 1.6])

@@ -3,6 +3,7 @@
 import pandas as pd
 import streamlit as st
 
+from core import views
 from dashboard import data, frame, gallery, plots, settings, state, tables
 
 current = settings.current()
@@ -51,7 +52,7 @@ if selected:
     gallery.tiles(current, ds, shown, metric, "none", frame.evaluation_folder(current, run, split))
 
 st.subheader("Per breed")
-summary = tables.breed_summary(scored, metric)
+summary = views.breed_summary(scored, metric)
 summary["open"] = "/compare?image=" + summary["worst_image"]
 st.dataframe(
     summary, hide_index=True, width="stretch",

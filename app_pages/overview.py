@@ -5,6 +5,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from core import views
 from core.runs import EVAL_SPLITS, read_metrics_csv, run_info
 from dashboard import data, evaluation_job, frame, plots, settings, state, tables
 
@@ -79,7 +80,7 @@ if evaluation is None:
     evaluation_job.start_button(current, run, choice)
     st.stop()
 
-numbers = tables.headline(evaluation)
+numbers = views.evaluation_headline(evaluation)
 cols = st.columns(5)
 cols[0].metric("Images scored", f"{numbers['images']:,}")
 cols[1].metric("Mean per-image IoU", f"{numbers['per_image_iou']:.3f}")
@@ -88,7 +89,7 @@ cols[3].metric("Per-image IoU, border = pet", f"{numbers.get('per_image_iou_bord
 cols[4].metric("Pixel accuracy (all pixels)", f"{numbers['pixel_accuracy']:.3f}")
 st.caption("Dataset IoU sums the pet pixels of every image before dividing; pixel accuracy counts all pixels of "
            "the split (3 classes). Mean per-image IoU weighs every image the same.")
-worst = tables.breed_summary(tables.view(current, ds, run, split).loc[lambda v: v["evaluated"]], "iou_pet").head(5)
+worst = views.breed_summary(tables.view(current, ds, run, split).loc[lambda v: v["evaluated"]], "iou_pet").head(5)
 if len(worst):
     st.subheader("Worst breeds by mean IoU")
     st.dataframe(worst, hide_index=True, width="stretch",

@@ -1,13 +1,11 @@
 """Review: a queue of the worst images (or the suspected label errors) in the shared filter, tagged one by one."""
 
-import pandas as pd
 import streamlit as st
 
+from core import views
 from core.review import review_progress
 from dashboard import data, filters, frame, settings, state, tables, viewer
 from dashboard.markdown import escape
-
-ORDERS = {"worst": "worst first by the metric", "tension": "suspected label errors (confident disagreement)"}
 
 current = settings.current()
 ds = data.dataset_or_stop(current)
@@ -24,16 +22,15 @@ with st.expander("Filters (shared with Browse)", expanded=False):
     chosen = filters.panel(view, metric, show_sort=False)
 st.session_state.setdefault(state.REVIEW_ORDER, "worst")
 top = st.columns([2.2, 1.2])
-ordering = top[0].radio("Order", list(ORDERS), key=state.REVIEW_ORDER, format_func=ORDERS.get, horizontal=True)
+ordering = top[0].radio("Order", list(views.REVIEW_ORDERS), key=state.REVIEW_ORDER,
+                         format_func=views.REVIEW_ORDERS.get, horizontal=True)
 skip_done = top[1].toggle("Hide reviewed", key=state.REVIEW_SKIP_DONE)
 if ordering == "tension":
     st.caption("Tension = mean confidence × (1 − uncertain fraction) × (1 − IoU pet): high when the model is "
                "sure of itself yet disagrees with the ground truth, which often means the trimap is wrong.")
 
-candidates = filters.apply_filters(view, chosen, metric)
+queue_all = views.review_queue(view, chosen, metric, ordering)
 ranking_column = "tension" if ordering == "tension" else metric
-candidates = candidates[pd.to_numeric(candidates[ranking_column], errors="coerce").notna()]
-queue_all = filters.sort_table(candidates, "tension" if ordering == "tension" else "metric_asc", metric)
 done, total = review_progress(current, list(queue_all.index))
 st.progress(done / total if total else 0.0, text=f"Reviewed {done} of {total} in this queue")
 queue = queue_all[queue_all["tag"].isna()] if skip_done else queue_all
@@ -72,7 +69,7 @@ viewer.metrics(row, split)
 with st.expander(f"Next in the queue (top {min(len(ids), 20)})"):
     head = queue.iloc[:20][["breed", "species", metric, "tension", "tag"]].copy()
     head.insert(0, "image", head.index)
-    head["tag"] = head["tag"].map(filters.tag_label)
+    head["tag"] = head["tag"].map(views.tag_label)
     st.dataframe(head, hide_index=True, width="stretch",
                  column_config={metric: st.column_config.NumberColumn(format="%.3f"),
                                 "tension": st.column_config.NumberColumn(format="%.3f")})

@@ -5,10 +5,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from core import views
 from core.config import Settings
-from core.ledger import latest_versions
 from core.runs import METRICS_FILE, eval_dir, list_runs, load_eval
-from dashboard import jobs_view, runs_compare, settings, state
+from dashboard import jobs_view, runs_compare, settings, state, tables
 
 TOP = 10
 
@@ -62,7 +62,7 @@ with col_b:
 if run_a == run_b:
     st.info("Pick two different runs.")
     st.stop()
-splits = runs_compare.common_splits(runs[run_a].evaluated_splits, runs[run_b].evaluated_splits)
+splits = views.common_splits(runs[run_a].evaluated_splits, runs[run_b].evaluated_splits)
 if not splits:
     st.info(f"`{run_a}` and `{run_b}` have no evaluated split in common; evaluate both on the same split.")
     for run in (run_a, run_b):
@@ -72,9 +72,11 @@ if not splits:
 with col_split:
     split = pick("Split", splits, state.RUNS_SPLIT, "split", splits[0])
 with col_metric:
-    metric = st.selectbox("Metric", runs_compare.COMPARABLE_METRICS, key="runs_metric")
+    metric = st.selectbox("Metric", views.COMPARABLE_METRICS, key="runs_metric")
 
-joined = runs_compare.join_runs(table_of(run_a, split), table_of(run_b, split), metric)
+corrected_ids, _ = tables.status(current)
+comparison = views.compare(table_of(run_a, split), table_of(run_b, split), run_a, run_b, split, metric, corrected_ids)
+joined = comparison.joined
 if joined.empty:
     st.info(f"No image of {split} was scored with ground truth by both runs.")
     st.stop()
@@ -82,7 +84,7 @@ if joined.empty:
 
 def section(rows: pd.DataFrame, what: str, key: str) -> None:
     """Headline, scatter, histogram and the biggest changes of ``rows``."""
-    h = runs_compare.headline(rows)
+    h = views.headline(rows)
     cols = st.columns(4)
     cols[0].metric(f"A · {run_a}", f"{h.mean_a:.4f}", help=f"mean per-image {metric} over {h.images} {what}")
     cols[1].metric(f"B · {run_b}", f"{h.mean_b:.4f}", help=f"mean per-image {metric} over {h.images} {what}")
@@ -92,7 +94,7 @@ def section(rows: pd.DataFrame, what: str, key: str) -> None:
     left, right = st.columns(2)
     left.plotly_chart(runs_compare.scatter_figure(rows, run_a, run_b, metric), width="stretch", key=f"{key}_scatter")
     right.plotly_chart(runs_compare.delta_histogram(rows, run_a, run_b, metric), width="stretch", key=f"{key}_hist")
-    improved, worsened = runs_compare.top_changes(rows, TOP)
+    improved, worsened = views.top_changes(rows, TOP)
     links = {
         "open A": st.column_config.LinkColumn("open A", display_text="compare ↗", help=f"this image under {run_a}"),
         "open B": st.column_config.LinkColumn("open B", display_text="compare ↗", help=f"this image under {run_b}"),
@@ -109,14 +111,13 @@ def section(rows: pd.DataFrame, what: str, key: str) -> None:
 
 
 section(joined, "images", "all")
-mismatched = runs_compare.mismatched_ground_truth(joined)
+mismatched = comparison.mismatched
 if mismatched:
     st.caption(f"{mismatched} image(s) were scored against different ground-truth versions by the two runs "
                "(a correction landed between the evaluations).")
 
 st.divider()
-corrected_ids = list(latest_versions(current)) if current.db_path.exists() else []
-corrected = runs_compare.restrict(joined, corrected_ids)
+corrected = comparison.corrected_rows
 st.subheader(f"Corrected images ({len(corrected)})")
 if corrected.empty:
     st.caption(f"None of the images scored on {split} has a correction yet (corrections are made on Annotate).")

@@ -19,8 +19,8 @@ import streamlit as st
 
 from core.config import Settings
 from core.dataset import Dataset
+from core.views import tag_label
 from dashboard import images
-from dashboard.filters import tag_label
 from dashboard.markdown import escape
 
 PAGE_SIZE = 48

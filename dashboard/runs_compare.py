@@ -1,111 +1,19 @@
-"""Before/after between two runs: join their per-image evaluation tables, summarise the deltas, draw them.
+"""Drawing a run-vs-run comparison: Compare links per image, the A/B scatter and the delta histogram.
 
-    >>> from core.runs import load_eval
-    >>> joined = join_runs(load_eval(s, "before", "test"), load_eval(s, "after", "test"), "iou_pet")
-    >>> h = headline(joined)
-    >>> h.mean_a, h.mean_b, h.delta, h.improved, h.worsened
-    (0.71, 0.78, 0.07, 80, 30)
-    >>> improved, worsened = top_changes(joined, n=10)
-    >>> scatter_figure(joined, "before", "after", "iou_pet")      # plotly, A on x, B on y, with the diagonal
+    >>> from core.views import compare_runs
+    >>> c = compare_runs(settings, "before", "after", "test")
+    >>> scatter_figure(c.joined, "before", "after", "iou_pet")      # plotly, A on x, B on y, with the diagonal
+    >>> with_links(c.joined.head(10), "before", "after")             # display table with "open A/B" links
 
-Pure functions over DataFrames (no Streamlit, no file access): the Runs page wires them to the workspace.
-Only images that both runs scored against a ground truth take part; ``delta`` is B minus A.
+The comparison itself (join, headline, top changes, corrected images) is :mod:`core.views`.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
-from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import pandas as pd
 import plotly.graph_objects as go
-
-# Per-image metrics where higher is better (the deltas of the others would read upside down).
-COMPARABLE_METRICS = ("iou_pet", "iou_pet_border_as_pet", "miou_3class", "pixel_accuracy", "dice_pet")
-# Metrics are float32 in the table: smaller differences are rounding, not a change.
-TIE = 1e-6
-_KEEP = ("image_id", "breed", "species", "split")
-
-
-@dataclass(frozen=True)
-class Headline:
-    images: int
-    mean_a: float | None
-    mean_b: float | None
-    delta: float | None  # mean_b - mean_a
-    improved: int
-    worsened: int
-    unchanged: int
-
-
-def common_splits(splits_a: Iterable[str], splits_b: Iterable[str]) -> list[str]:
-    """Splits evaluated by both runs, in the order of ``splits_a``."""
-    other = set(splits_b)
-    return [s for s in splits_a if s in other]
-
-
-def join_runs(a: pd.DataFrame, b: pd.DataFrame, metric: str = "iou_pet") -> pd.DataFrame:
-    """One row per image scored by both runs: identity columns, ``a``, ``b``, ``delta`` (b - a), and the
-    ground-truth version each run was scored against (``gt_version_a``/``gt_version_b``, NaN = official trimap).
-    """
-    if metric not in COMPARABLE_METRICS:
-        raise ValueError(f"metric {metric!r} cannot be compared; use one of {', '.join(COMPARABLE_METRICS)}")
-    left, right = _scored(a, metric), _scored(b, metric)
-    keep = [c for c in _KEEP if c in left.columns]
-    joined = left[keep].join(
-        pd.DataFrame({"a": left[metric], "gt_version_a": _versions(left)}), how="inner"
-    ).join(pd.DataFrame({"b": right[metric], "gt_version_b": _versions(right)}), how="inner")
-    joined["a"] = joined["a"].astype("float64")
-    joined["b"] = joined["b"].astype("float64")
-    joined["delta"] = joined["b"] - joined["a"]
-    joined.index.name = None
-    return joined.sort_index()
-
-
-def _scored(table: pd.DataFrame, metric: str) -> pd.DataFrame:
-    table = table if "image_id" not in table.columns else table.set_index("image_id", drop=False)
-    if "has_gt" in table.columns:
-        table = table[table["has_gt"].astype(bool)]
-    return table[table[metric].notna()]
-
-
-def _versions(table: pd.DataFrame) -> pd.Series:
-    if "gt_version" in table.columns:
-        return pd.to_numeric(table["gt_version"], errors="coerce")
-    return pd.Series(math.nan, index=table.index)
-
-
-def headline(joined: pd.DataFrame) -> Headline:
-    """Mean per-image metric of each run over the shared images, the difference, and how many moved."""
-    if joined.empty:
-        return Headline(0, None, None, None, 0, 0, 0)
-    mean_a, mean_b = float(joined["a"].mean()), float(joined["b"].mean())
-    improved = int((joined["delta"] > TIE).sum())
-    worsened = int((joined["delta"] < -TIE).sum())
-    return Headline(len(joined), mean_a, mean_b, mean_b - mean_a, improved, worsened,
-                    len(joined) - improved - worsened)
-
-
-def mismatched_ground_truth(joined: pd.DataFrame) -> int:
-    """Images the two runs were scored against different ground truths for (a correction landed in between)."""
-    a, b = joined["gt_version_a"], joined["gt_version_b"]
-    return int(((a != b) & ~(a.isna() & b.isna())).sum())
-
-
-def top_changes(joined: pd.DataFrame, n: int = 10) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The ``n`` most improved (largest positive delta) and ``n`` most worsened images, ties by id."""
-    ordered = joined.assign(_id=joined.index).sort_values(["delta", "_id"], ascending=[False, True])
-    improved = ordered[ordered["delta"] > TIE].head(n)
-    worsened = ordered[ordered["delta"] < -TIE].sort_values(["delta", "_id"]).head(n)
-    return improved.drop(columns="_id"), worsened.drop(columns="_id")
-
-
-def restrict(joined: pd.DataFrame, image_ids: Iterable[str]) -> pd.DataFrame:
-    """The rows of ``image_ids`` (e.g. the corrected images), in the joined order."""
-    wanted = set(image_ids)
-    return joined[joined.index.isin(wanted)]
 
 
 def compare_url(image_id: str, run: str) -> str:

@@ -1,24 +1,28 @@
-"""The shared filter/sort (pure pandas), the tension score and the per-breed summary."""
+"""core.views on hand-made tables: filter/sort, tension score, breed summary, review queue, run against run."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from dashboard.filters import (
+from core import views
+from core.errors import PetSegError
+from core.views import (
     EVALUATED,
     UNTAGGED,
     Filters,
     apply_filters,
+    breed_summary,
     neighbours,
     order,
+    review_queue,
     sort_table,
     tension_score,
     view_table,
 )
-from dashboard.tables import breed_summary
 
 
 @pytest.fixture
@@ -143,3 +147,114 @@ def test_breed_summary_worst_breed_first_with_worst_image(view):
     beagle = summary.iloc[0]
     assert beagle["n"] == 2 and beagle["mean"] == pytest.approx(0.35) and beagle["worst_image"] == "beagle_1"
     assert beagle["p10"] == pytest.approx(0.23)
+
+
+def test_review_queue_worst_first_or_tension_first_and_only_ranked_images(view):
+    assert list(review_queue(view, Filters(), "iou_pet", "worst").index) == ["beagle_1", "beagle_2", "Abyssinian_1"]
+    tension = review_queue(view, Filters(), "iou_pet", "tension")
+    assert list(tension.index)[0] == "beagle_1" and "beagle_3" not in tension.index  # no IoU: no tension
+    assert tension["tension"].is_monotonic_decreasing
+    # The filter narrows the queue; its own sort does not reorder it.
+    cats_last = review_queue(view, Filters(species=("dog",), sort="metric_desc"), "iou_pet", "worst")
+    assert list(cats_last.index) == ["beagle_1", "beagle_2"]
+    with pytest.raises(PetSegError, match="unknown review order"):
+        review_queue(view, Filters(), "iou_pet", "random")
+
+
+
+# --- run against run ---
+
+
+def table(values: dict[str, float | None], has_gt: dict[str, bool] | None = None, versions=None) -> pd.DataFrame:
+    ids = list(values)
+    frame = pd.DataFrame(
+        {
+            "image_id": ids,
+            "split": "test",
+            "breed": ["Abyssinian" if i.startswith("a") else "beagle" for i in ids],
+            "species": ["cat" if i.startswith("a") else "dog" for i in ids],
+            "iou_pet": np.array([math.nan if v is None else v for v in values.values()], dtype="float32"),
+            "has_gt": [True if has_gt is None else has_gt.get(i, True) for i in ids],
+            "gt_version": [None if versions is None else versions.get(i) for i in ids],
+        }
+    )
+    return frame.set_index("image_id", drop=False).rename_axis(None)
+
+
+def test_join_keeps_only_images_scored_by_both_and_deltas_are_b_minus_a():
+    a = table({"a1": 0.5, "a2": 0.8, "b1": 0.9, "only_a": 0.1, "no_gt": 0.3})
+    b = table({"a1": 0.7, "a2": 0.6, "b1": 0.9, "only_b": 0.2, "no_gt": 0.9}, has_gt={"no_gt": False})
+    joined = views.join_runs(a, b, "iou_pet")
+    assert list(joined.index) == ["a1", "a2", "b1"]
+    assert joined.loc["a1", "delta"] == pytest.approx(0.2)
+    assert joined.loc["a2", "delta"] == pytest.approx(-0.2)
+    assert joined.loc["b1", "delta"] == pytest.approx(0.0)
+    assert list(joined["species"]) == ["cat", "cat", "dog"]
+
+
+def test_nan_metric_rows_are_left_out():
+    joined = views.join_runs(table({"a1": None, "a2": 0.4}), table({"a1": 0.5, "a2": 0.5}))
+    assert list(joined.index) == ["a2"]
+
+
+def test_headline_means_difference_and_counts():
+    joined = views.join_runs(table({"a1": 0.5, "a2": 0.8, "b1": 0.9}), table({"a1": 0.7, "a2": 0.6, "b1": 0.9}))
+    h = views.headline(joined)
+    assert h.images == 3
+    assert h.mean_a == pytest.approx((0.5 + 0.8 + 0.9) / 3)
+    assert h.mean_b == pytest.approx((0.7 + 0.6 + 0.9) / 3)
+    assert h.delta == pytest.approx(h.mean_b - h.mean_a)
+    assert (h.improved, h.worsened, h.unchanged) == (1, 1, 1)
+
+
+def test_headline_of_nothing_is_empty_not_nan():
+    h = views.headline(views.join_runs(table({"a1": 0.5}), table({"b1": 0.5})))
+    assert (h.images, h.mean_a, h.delta) == (0, None, None)
+
+
+def test_top_changes_order_and_exclude_unchanged():
+    a = table({f"a{i}": 0.5 for i in range(6)})
+    b = table({"a0": 0.9, "a1": 0.6, "a2": 0.5, "a3": 0.1, "a4": 0.4, "a5": 0.9})
+    improved, worsened = views.top_changes(views.join_runs(a, b), n=2)
+    assert list(improved.index) == ["a0", "a5"]  # equal deltas: by id
+    assert list(worsened.index) == ["a3", "a4"]
+    improved, worsened = views.top_changes(views.join_runs(a, b), n=10)
+    assert "a2" not in improved.index and "a2" not in worsened.index
+
+
+def test_restrict_to_corrected_images():
+    joined = views.join_runs(table({"a1": 0.5, "a2": 0.8}), table({"a1": 0.7, "a2": 0.6}))
+    assert list(views.restrict(joined, {"a2", "not-evaluated"}).index) == ["a2"]
+    assert views.restrict(joined, []).empty
+
+
+def test_mismatched_ground_truth_versions_are_counted():
+    a = table({"a1": 0.5, "a2": 0.5, "a3": 0.5}, versions={"a2": 1, "a3": 2})
+    b = table({"a1": 0.5, "a2": 0.5, "a3": 0.5}, versions={"a2": 1, "a3": 3})
+    assert views.mismatched_ground_truth(views.join_runs(a, b)) == 1
+
+
+def test_only_higher_is_better_metrics_can_be_compared():
+    with pytest.raises(ValueError, match="cannot be compared"):
+        views.join_runs(table({"a1": 0.5}), table({"a1": 0.5}), "uncertain_fraction")
+
+
+def test_common_splits_keep_the_order_of_a():
+    assert views.common_splits(("test", "trainval"), ("trainval", "test", "all")) == ["test", "trainval"]
+    assert views.common_splits(("test",), ("trainval",)) == []
+
+
+def test_comparison_summarises_all_and_corrected_images():
+    a = table({"a1": 0.5, "a2": 0.8, "b1": 0.9, "b2": 0.4})
+    b = table({"a1": 0.7, "a2": 0.6, "b1": 0.9, "b2": 0.8})
+    comparison = views.compare(a, b, "before", "after", "test", "iou_pet", ["b2", "a1", "not-evaluated"])
+    assert (comparison.overall.improved, comparison.overall.worsened, comparison.overall.unchanged) == (2, 1, 1)
+    assert list(comparison.corrected_rows.index) == ["a1", "b2"]
+    assert comparison.corrected.images == 2 and comparison.corrected.improved == 2
+    assert comparison.corrected.delta == pytest.approx(((0.7 - 0.5) + (0.8 - 0.4)) / 2)
+    data = comparison.to_dict(top=1)
+    assert data["all"]["images"] == 4 and data["corrected"]["mean_a"] == pytest.approx(0.45)
+    assert [r["image_id"] for r in data["most_improved"]] == ["b2"]
+    assert [r["image_id"] for r in data["most_worsened"]] == ["a2"]
+    assert data["mismatched_ground_truth"] == 0
+

@@ -1,0 +1,482 @@
+"""Views over the per-image tables: filter, sort, neighbours, label-error score, breed and run-vs-run summaries.
+
+    >>> from core.views import Filters, apply_filters, compare_runs, load_view, neighbours, review_queue, sort_table
+    >>> view = load_view(settings, "quick-1", "test")       # dataset rows + metrics + corrected + tag + tension
+    >>> ids = list(sort_table(apply_filters(view, Filters(species=("cat",)), "iou_pet"), "metric_asc", "iou_pet").index)
+    >>> neighbours(ids, ids[1])                             # (previous id, next id)
+    >>> review_queue(view, Filters(), "iou_pet", "tension").head(10)     # suspected label errors first
+    >>> breed_summary(view[view["evaluated"]], "iou_pet")  # n, mean, median, p10, worst image per breed
+    >>> c = compare_runs(settings, "before", "after", "test")
+    >>> c.overall.delta, c.corrected.improved             # B − A over all shared images; moves on corrected ones
+
+Pure pandas over DataFrames (no Streamlit); only :func:`load_view` and :func:`compare_runs` read the workspace.
+The dashboard pages and the CLI (``python -m core review``, ``python -m core compare``) call the same functions.
+
+Suspected label errors. ``tension = mean_confidence * (1 - uncertain_fraction) * (1 - iou_pet)``, in [0, 1]:
+high only when the model is confident on average, has few uncertain pixels *and* disagrees with the ground
+truth. A confident disagreement is more often a wrong trimap than a wrong model, so this ordering puts the
+trimaps worth checking first. Images without ground truth or prediction have no tension (NaN, sorted last).
+
+Run against run: only images that both runs scored against a ground truth take part; ``delta`` is B minus A.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.config import Settings
+from core.errors import PetSegError
+from core.review import TAG_LABELS, TAGS
+
+EVALUATED = "evaluated"  # split filter value: the images of the selected evaluation table
+SPLIT_CHOICES = (EVALUATED, "all", "trainval", "test", "unlisted")
+CORRECTED_CHOICES = ("any", "corrected", "not corrected")
+UNTAGGED = "untagged"
+TAG_CHOICES = (*TAGS, UNTAGGED)
+AGREEMENT = "iou_pet"  # the disagreement half of the tension score
+SORTS = {
+    "metric_asc": "metric, worst first",
+    "metric_desc": "metric, best first",
+    "tension": "suspected label errors first",
+    "id": "image id",
+    "gt_pet_asc": "GT pet fraction, smallest first",
+    "gt_pet_desc": "GT pet fraction, largest first",
+    "confidence_desc": "confidence, highest first",
+    "confidence_asc": "confidence, lowest first",
+}
+_SORT_COLUMN = {
+    "gt_pet_asc": ("gt_pet_fraction", True),
+    "gt_pet_desc": ("gt_pet_fraction", False),
+    "confidence_desc": ("mean_confidence", False),
+    "confidence_asc": ("mean_confidence", True),
+    "tension": ("tension", False),
+}
+REVIEW_ORDERS = {"worst": "worst first by the metric", "tension": "suspected label errors (confident disagreement)"}
+MAX_SEARCH = 100
+# Per-image metrics where higher is better (the deltas of the others would read upside down).
+COMPARABLE_METRICS = ("iou_pet", "iou_pet_border_as_pet", "miou_3class", "pixel_accuracy", "dice_pet")
+# Metrics are float32 in the table: smaller differences are rounding, not a change.
+TIE = 1e-6
+_KEEP = ("image_id", "breed", "species", "split")
+
+
+@dataclass(frozen=True)
+class Filters:
+    split: str = EVALUATED
+    species: tuple[str, ...] = ()
+    breeds: tuple[str, ...] = ()
+    metric_min: float = 0.0
+    metric_max: float = 1.0
+    corrected: str = "any"
+    tags: tuple[str, ...] = ()
+    problems_only: bool = False
+    search: str = ""
+    sort: str = "metric_asc"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Filters:
+        """Tolerant of junk (old session state, hand-edited values): anything invalid falls back to the default."""
+        base = cls()
+        if not isinstance(data, Mapping):
+            return base
+        known = {f.name for f in fields(cls)}
+        clean: dict[str, Any] = {}
+        for name, value in data.items():
+            if name in known:
+                default = getattr(base, name)
+                if isinstance(default, tuple) and isinstance(value, list | tuple):
+                    clean[name] = tuple(str(v) for v in value)
+                elif isinstance(default, bool):
+                    clean[name] = bool(value)
+                elif isinstance(default, float) and isinstance(value, int | float) and not math.isnan(value):
+                    clean[name] = float(min(max(value, 0.0), 1.0))
+                elif isinstance(default, str) and isinstance(value, str):
+                    clean[name] = value[:MAX_SEARCH]
+        filters = replace(base, **clean)
+        if filters.split not in SPLIT_CHOICES:
+            filters = replace(filters, split=base.split)
+        if filters.corrected not in CORRECTED_CHOICES:
+            filters = replace(filters, corrected=base.corrected)
+        if filters.sort not in SORTS:
+            filters = replace(filters, sort=base.sort)
+        if filters.metric_min > filters.metric_max:
+            filters = replace(filters, metric_min=base.metric_min, metric_max=base.metric_max)
+        return replace(filters, tags=tuple(t for t in filters.tags if t in TAG_CHOICES))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- the per-image view ----------------------------------------------------------------------------------------
+
+
+def tension_score(table: pd.DataFrame, agreement: str = AGREEMENT) -> pd.Series:
+    """Confident disagreement per image (see the module docstring); NaN where an input is missing."""
+    needed = ("mean_confidence", "uncertain_fraction", agreement)
+    if any(name not in table.columns for name in needed):
+        return pd.Series(np.nan, index=table.index, dtype="float64")
+    confidence = pd.to_numeric(table["mean_confidence"], errors="coerce")
+    certain = 1.0 - pd.to_numeric(table["uncertain_fraction"], errors="coerce")
+    disagreement = 1.0 - pd.to_numeric(table[agreement], errors="coerce")
+    return (confidence * certain * disagreement).clip(0.0, 1.0).astype("float64")
+
+
+def view_table(
+    dataset_table: pd.DataFrame,
+    eval_table: pd.DataFrame | None,
+    corrections: Mapping[str, int],
+    reviews: pd.DataFrame | None,
+) -> pd.DataFrame:
+    """One row per dataset image: identity columns, the evaluation's metrics, correction and review status.
+
+    Added columns: ``evaluated`` (row in the evaluation table), ``correction_version`` (Int64, NA = official
+    trimap), ``corrected``, ``scored_gt_version`` (the GT version the stored metrics were computed against, NA =
+    official trimap), ``tag`` (review tag or None), ``tension``.
+    """
+    view = dataset_table.copy()
+    view["evaluated"] = False
+    if eval_table is not None and len(eval_table):
+        evaluated = eval_table.drop(
+            columns=[c for c in ("image_id", "split", "breed", "species", "width", "height") if c in eval_table],
+        )
+        evaluated = evaluated.rename(columns={"gt_version": "scored_gt_version"})
+        # The evaluation's GT pet fraction is the one its metrics used; the index's stays where it has none.
+        view = view.drop(columns=[c for c in evaluated.columns if c in view.columns and c != "gt_pet_fraction"])
+        view = view.join(evaluated.add_prefix("_ev_"), how="left")
+        for column in evaluated.columns:
+            source = view.pop(f"_ev_{column}")
+            if column == "gt_pet_fraction" and "gt_pet_fraction" in view:
+                view[column] = source.where(source.notna(), view[column])
+            else:
+                view[column] = source
+        view["evaluated"] = view.index.isin(eval_table.index)
+    if "scored_gt_version" not in view:
+        view["scored_gt_version"] = pd.NA
+    view["scored_gt_version"] = view["scored_gt_version"].astype("Int64")
+    versions = pd.Series({k: int(v) for k, v in corrections.items()}, dtype="Int64")
+    view["correction_version"] = versions.reindex(view.index).astype("Int64")
+    view["corrected"] = view["correction_version"].notna()
+    tags = pd.Series(dtype="object")
+    if reviews is not None and len(reviews) and "tag" in reviews:
+        tags = reviews["tag"]
+    view["tag"] = tags.reindex(view.index).astype("object")
+    view["tag"] = view["tag"].where(view["tag"].notna(), None)
+    view["tension"] = tension_score(view)
+    return view
+
+
+def load_view(settings: Settings, run: str | None, split: str) -> pd.DataFrame:
+    """:func:`view_table` of the dataset and ``run``'s evaluation of ``split``, read from the workspace.
+
+    An unknown split raises :class:`PetSegError`; a run without that evaluation gives a view with no metrics.
+    """
+    from core.dataset import open_dataset
+    from core.runs import load_eval
+
+    ds = open_dataset(settings.data, settings.workspace)
+    evaluation = load_eval(settings, run, split) if run else None
+    corrections, reviews = workspace_status(settings)
+    return view_table(ds.table, evaluation, corrections, reviews)
+
+
+def workspace_status(settings: Settings) -> tuple[dict[str, int], pd.DataFrame]:
+    """``(latest correction version per corrected image, review table)`` from the workspace database."""
+    if not settings.db_path.exists():  # nothing corrected or reviewed yet: do not create the database to say so
+        return {}, pd.DataFrame(columns=["image_id", "tag", "note", "author", "updated_at"])
+    from core.ledger import latest_versions
+    from core.review import all_reviews
+
+    return latest_versions(settings), all_reviews(settings)
+
+
+# --- filter, sort, walk ----------------------------------------------------------------------------------------
+
+
+def apply_filters(view: pd.DataFrame, filters: Filters, metric: str) -> pd.DataFrame:
+    """The rows of ``view`` (from :func:`view_table`) that pass ``filters``; ``metric`` is the ranged column."""
+    keep = pd.Series(True, index=view.index)
+    if filters.split == EVALUATED:
+        if "evaluated" in view and view["evaluated"].any():
+            keep &= view["evaluated"].astype(bool)
+    elif filters.split != "all":
+        keep &= view["split"] == filters.split
+    if filters.species:
+        keep &= view["species"].isin(filters.species)
+    if filters.breeds:
+        keep &= view["breed"].isin(filters.breeds)
+    if (filters.metric_min > 0.0 or filters.metric_max < 1.0) and metric in view:
+        values = pd.to_numeric(view[metric], errors="coerce")
+        # A narrowed range means "images scored in this range": unscored images drop out.
+        keep &= values.between(filters.metric_min, filters.metric_max) & values.notna()
+    if filters.corrected == "corrected":
+        keep &= view["corrected"].astype(bool)
+    elif filters.corrected == "not corrected":
+        keep &= ~view["corrected"].astype(bool)
+    if filters.tags:
+        wanted = [t for t in filters.tags if t != UNTAGGED]
+        tag_ok = view["tag"].isin(wanted)
+        if UNTAGGED in filters.tags:
+            tag_ok |= view["tag"].isna()
+        keep &= tag_ok
+    if filters.problems_only:
+        keep &= view["problem"].fillna("").astype(str) != ""
+    text = filters.search.strip().lower()[:MAX_SEARCH]
+    if text:
+        keep &= view.index.to_series().str.lower().str.contains(text, regex=False)
+    return view[keep.to_numpy()]
+
+
+def sort_table(view: pd.DataFrame, sort: str, metric: str) -> pd.DataFrame:
+    """Stable sort with missing values last and the image id as tie-break, so the order is reproducible."""
+    if sort == "id" or sort not in SORTS:
+        return view.sort_index(kind="stable")
+    if sort in ("metric_asc", "metric_desc"):
+        column, ascending = metric, sort == "metric_asc"
+    else:
+        column, ascending = _SORT_COLUMN[sort]
+    if column not in view:
+        return view.sort_index(kind="stable")
+    keys = pd.DataFrame({"value": pd.to_numeric(view[column], errors="coerce"), "id": view.index}, index=view.index)
+    keys = keys.sort_values(["value", "id"], ascending=[ascending, True], na_position="last", kind="stable")
+    return view.loc[keys.index]
+
+
+def order(view: pd.DataFrame, filters: Filters, metric: str) -> list[str]:
+    """Ids in ``filters``' filter and sort."""
+    return list(sort_table(apply_filters(view, filters, metric), filters.sort, metric).index)
+
+
+def neighbours(ids: Sequence[str], image_id: str) -> tuple[str | None, str | None]:
+    """``(previous, next)`` of ``image_id`` in ``ids``; an image outside the list has the first one as next."""
+    try:
+        at = list(ids).index(image_id)
+    except ValueError:
+        return None, (ids[0] if len(ids) else None)
+    return (ids[at - 1] if at > 0 else None), (ids[at + 1] if at + 1 < len(ids) else None)
+
+
+def review_queue(view: pd.DataFrame, filters: Filters, metric: str, ordering: str = "worst") -> pd.DataFrame:
+    """The images of ``filters`` to review: worst ``metric`` first, or (``"tension"``) suspected label errors first.
+
+    Images without a value for the ranking (not evaluated, no ground truth) are not in the queue; the filter's
+    own sort is ignored.
+    """
+    if ordering not in REVIEW_ORDERS:
+        raise PetSegError(f"unknown review order {ordering!r}: use one of {', '.join(REVIEW_ORDERS)}")
+    ranking = "tension" if ordering == "tension" else metric
+    candidates = apply_filters(view, filters, metric)
+    if ranking not in candidates:
+        return candidates.iloc[0:0]
+    candidates = candidates[pd.to_numeric(candidates[ranking], errors="coerce").notna()]
+    return sort_table(candidates, "tension" if ordering == "tension" else "metric_asc", metric)
+
+
+def tag_label(tag: object) -> str:
+    return TAG_LABELS.get(tag, "untagged") if isinstance(tag, str) else "untagged"
+
+
+# --- summaries of one evaluation ----------------------------------------------------------------------------
+
+
+def breed_summary(view: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per breed: n, mean, median, 10th percentile and worst image of ``metric``; worst breed (by mean) first."""
+    scored = view[pd.to_numeric(view[metric], errors="coerce").notna()] if metric in view else view.iloc[0:0]
+    rows = []
+    for breed, group in scored.groupby("breed", sort=True):
+        values = pd.to_numeric(group[metric], errors="coerce")
+        worst = values.sort_values(kind="stable").index[0]
+        rows.append({
+            "breed": breed,
+            "species": group["species"].iloc[0],
+            "n": int(len(values)),
+            "mean": float(values.mean()),
+            "median": float(values.median()),
+            "p10": float(values.quantile(0.10)),
+            "worst_image": worst,
+            "worst": float(values.loc[worst]),
+        })
+    columns = ["breed", "species", "n", "mean", "median", "p10", "worst_image", "worst"]
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.sort_values(["mean", "breed"], kind="stable").reset_index(drop=True)
+
+
+def evaluation_headline(table: pd.DataFrame) -> dict[str, float]:
+    """Headline numbers of an evaluation table: mean per-image IoU, dataset IoU, all-pixel accuracy."""
+    scored = table[table["has_gt"].astype(bool)] if "has_gt" in table else table
+    if not len(scored):
+        return {"per_image_iou": math.nan, "dataset_iou": math.nan, "pixel_accuracy": math.nan, "images": 0}
+    from core.metrics import dataset_iou  # imports torch: only callers of the headline pay for it
+
+    pixels = (scored["width"] * scored["height"]).astype("float64")
+    return {
+        "per_image_iou": float(scored["iou_pet"].mean()),
+        "per_image_iou_border_as_pet": float(scored["iou_pet_border_as_pet"].mean()),
+        "dataset_iou": float(dataset_iou(scored)),
+        # Over all pixels of the split, as the original seed notebook reported it (not a mean of per-image values).
+        "pixel_accuracy": float((scored["pixel_accuracy"] * pixels).sum() / pixels.sum()),
+        "images": int(len(scored)),
+    }
+
+
+# --- run against run ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Headline:
+    """Mean per-image metric of runs A and B over the images both scored, and how many moved."""
+
+    images: int
+    mean_a: float | None
+    mean_b: float | None
+    delta: float | None  # mean_b - mean_a
+    improved: int
+    worsened: int
+    unchanged: int
+
+
+def common_splits(splits_a: Iterable[str], splits_b: Iterable[str]) -> list[str]:
+    """Splits evaluated by both runs, in the order of ``splits_a``."""
+    other = set(splits_b)
+    return [s for s in splits_a if s in other]
+
+
+def join_runs(a: pd.DataFrame, b: pd.DataFrame, metric: str = "iou_pet") -> pd.DataFrame:
+    """One row per image scored by both runs: identity columns, ``a``, ``b``, ``delta`` (b - a), and the
+    ground-truth version each run was scored against (``gt_version_a``/``gt_version_b``, NaN = official trimap).
+    """
+    if metric not in COMPARABLE_METRICS:
+        raise ValueError(f"metric {metric!r} cannot be compared; use one of {', '.join(COMPARABLE_METRICS)}")
+    left, right = _scored(a, metric), _scored(b, metric)
+    keep = [c for c in _KEEP if c in left.columns]
+    joined = left[keep].join(
+        pd.DataFrame({"a": left[metric], "gt_version_a": _versions(left)}), how="inner"
+    ).join(pd.DataFrame({"b": right[metric], "gt_version_b": _versions(right)}), how="inner")
+    joined["a"] = joined["a"].astype("float64")
+    joined["b"] = joined["b"].astype("float64")
+    joined["delta"] = joined["b"] - joined["a"]
+    joined.index.name = None
+    return joined.sort_index()
+
+
+def _scored(table: pd.DataFrame, metric: str) -> pd.DataFrame:
+    table = table if "image_id" not in table.columns else table.set_index("image_id", drop=False)
+    if "has_gt" in table.columns:
+        table = table[table["has_gt"].astype(bool)]
+    return table[table[metric].notna()]
+
+
+def _versions(table: pd.DataFrame) -> pd.Series:
+    if "gt_version" in table.columns:
+        return pd.to_numeric(table["gt_version"], errors="coerce")
+    return pd.Series(math.nan, index=table.index)
+
+
+def headline(joined: pd.DataFrame) -> Headline:
+    """Mean per-image metric of each run over the shared images, the difference, and how many moved."""
+    if joined.empty:
+        return Headline(0, None, None, None, 0, 0, 0)
+    mean_a, mean_b = float(joined["a"].mean()), float(joined["b"].mean())
+    improved = int((joined["delta"] > TIE).sum())
+    worsened = int((joined["delta"] < -TIE).sum())
+    return Headline(len(joined), mean_a, mean_b, mean_b - mean_a, improved, worsened,
+                    len(joined) - improved - worsened)
+
+
+def mismatched_ground_truth(joined: pd.DataFrame) -> int:
+    """Images the two runs were scored against different ground truths for (a correction landed in between)."""
+    a, b = joined["gt_version_a"], joined["gt_version_b"]
+    return int(((a != b) & ~(a.isna() & b.isna())).sum())
+
+
+def top_changes(joined: pd.DataFrame, n: int = 10) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ``n`` most improved (largest positive delta) and ``n`` most worsened images, ties by id."""
+    ordered = joined.assign(_id=joined.index).sort_values(["delta", "_id"], ascending=[False, True])
+    improved = ordered[ordered["delta"] > TIE].head(n)
+    worsened = ordered[ordered["delta"] < -TIE].sort_values(["delta", "_id"]).head(n)
+    return improved.drop(columns="_id"), worsened.drop(columns="_id")
+
+
+def restrict(joined: pd.DataFrame, image_ids: Iterable[str]) -> pd.DataFrame:
+    """The rows of ``image_ids`` (e.g. the corrected images), in the joined order."""
+    wanted = set(image_ids)
+    return joined[joined.index.isin(wanted)]
+
+
+@dataclass(frozen=True)
+class RunComparison:
+    """What the Runs page shows for two runs on one split: all shared images, and the corrected ones."""
+
+    run_a: str
+    run_b: str
+    split: str
+    metric: str
+    joined: pd.DataFrame  # from join_runs
+    corrected_ids: tuple[str, ...]  # every corrected image of the workspace (not only the joined ones)
+
+    @property
+    def overall(self) -> Headline:
+        return headline(self.joined)
+
+    @property
+    def corrected_rows(self) -> pd.DataFrame:
+        return restrict(self.joined, self.corrected_ids)
+
+    @property
+    def corrected(self) -> Headline:
+        return headline(self.corrected_rows)
+
+    @property
+    def mismatched(self) -> int:
+        return mismatched_ground_truth(self.joined)
+
+    def to_dict(self, top: int = 10) -> dict[str, Any]:
+        """JSON-ready: both headlines, the mismatch count and the ``top`` most improved / worsened images."""
+        improved, worsened = top_changes(self.joined, top)
+
+        def rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+            return [{"image_id": i, "a": float(r.a), "b": float(r.b), "delta": float(r.delta)}
+                    for i, r in frame[["a", "b", "delta"]].iterrows()]
+
+        return {
+            "run_a": self.run_a, "run_b": self.run_b, "split": self.split, "metric": self.metric,
+            "all": asdict(self.overall), "corrected": asdict(self.corrected),
+            "mismatched_ground_truth": self.mismatched,
+            "most_improved": rows(improved), "most_worsened": rows(worsened),
+        }
+
+
+def compare(a: pd.DataFrame, b: pd.DataFrame, run_a: str, run_b: str, split: str, metric: str,
+            corrected_ids: Iterable[str]) -> RunComparison:
+    """:class:`RunComparison` of two evaluation tables (``delta`` = B − A)."""
+    return RunComparison(run_a, run_b, split, metric, join_runs(a, b, metric), tuple(sorted(set(corrected_ids))))
+
+
+def compare_runs(settings: Settings, run_a: str, run_b: str, split: str = "test",
+                 metric: str = "iou_pet") -> RunComparison:
+    """Read both runs' evaluation of ``split`` and the workspace's corrections, and compare them.
+
+    Raises :class:`PetSegError` when a run has no evaluation of ``split`` or the metric cannot be compared.
+    """
+    from core.runs import load_eval
+
+    if metric not in COMPARABLE_METRICS:
+        raise PetSegError(f"metric {metric!r} cannot be compared; use one of {', '.join(COMPARABLE_METRICS)}")
+    if run_a == run_b:
+        raise PetSegError(f"both runs are {run_a!r}: compare two different runs")
+    tables = []
+    for run in (run_a, run_b):
+        if not settings.run_dir(run).is_dir():
+            raise PetSegError(f"run {run!r} does not exist in {settings.workspace / 'runs'}")
+        table = load_eval(settings, run, split)
+        if table is None:
+            raise PetSegError(f"run {run!r} has no evaluation of {split!r}: "
+                              f"run `python -m core evaluate --run {run} --split {split}` first")
+        tables.append(table)
+    corrected, _ = workspace_status(settings)
+    return compare(tables[0], tables[1], run_a, run_b, split, metric, corrected)

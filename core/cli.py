@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -116,6 +117,73 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- views: the review queue and run against run (core.views) ----------------
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from core.views import Filters, load_view, review_queue, tag_label
+
+    settings = _settings(args)
+    queue = review_queue(load_view(settings, args.run, args.split), Filters(), args.metric, args.order)
+    shown = queue.head(args.limit)
+    if args.json:
+        rows = [{"image_id": str(i), "breed": r["breed"], "species": r["species"],
+                 args.metric: _json_number(r[args.metric]), "tension": _json_number(r["tension"]),
+                 "tag": r["tag"], "correction_version": _json_number(r["correction_version"])}
+                for i, r in shown.iterrows()]
+        print(json.dumps({"run": args.run, "split": args.split, "order": args.order, "metric": args.metric,
+                          "total": len(queue), "images": rows}))
+        return 0
+    what = "suspected label errors first" if args.order == "tension" else f"worst {args.metric} first"
+    print(f"{args.run} / {args.split}: {len(queue)} images to review, {what}"
+          + (f" (first {len(shown)})" if len(shown) < len(queue) else ""))
+    if len(shown):
+        print(f"{'#':>4}  {'image':<32} {'breed':<28} {args.metric:>10} {'tension':>8}  tag")
+    for rank, (image_id, row) in enumerate(shown.iterrows(), start=1):
+        corrected = "" if not row["corrected"] else f" (corrected v{int(row['correction_version'])})"
+        print(f"{rank:>4}  {image_id:<32} {row['breed']:<28} {_fmt(row[args.metric]):>10} {_fmt(row['tension']):>8}"
+              f"  {tag_label(row['tag'])}{corrected}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from core.views import compare_runs, top_changes
+
+    settings = _settings(args)
+    comparison = compare_runs(settings, args.run_a, args.run_b, args.split, args.metric)
+    if args.json:
+        print(json.dumps(comparison.to_dict(top=args.top)))
+        return 0
+    print(f"{args.metric} per image on {args.split}: B {args.run_b} against A {args.run_a} (delta = B - A)")
+    for label, h in (("all images", comparison.overall), ("corrected images", comparison.corrected)):
+        if not h.images:
+            print(f"{label}: none scored by both runs")
+            continue
+        print(f"{label} ({h.images}): A {h.mean_a:.4f}  B {h.mean_b:.4f}  delta {h.delta:+.4f}  "
+              f"improved {h.improved}  worsened {h.worsened}  unchanged {h.unchanged}")
+    if comparison.mismatched:
+        print(f"{comparison.mismatched} image(s) were scored against different ground-truth versions by the two "
+              "runs (a correction landed between the evaluations)")
+    improved, worsened = top_changes(comparison.joined, args.top)
+    for label, rows in (("most improved", improved), ("most worsened", worsened)):
+        if len(rows):
+            print(f"{label}: " + ", ".join(f"{i} {r.delta:+.3f}" for i, r in rows.iterrows()))
+    return 0
+
+
+def _fmt(value: object) -> str:
+    number = _json_number(value)
+    return "n/a" if number is None else f"{number:.4f}"
+
+
+def _json_number(value: object) -> float | None:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # None, pd.NA
+        return None
+    return None if math.isnan(number) else number  # NaN is not JSON
+
+
 # --- parser -----------------------------------------------------------------
 
 
@@ -187,6 +255,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="zip file to write (default: <workspace>/exports/<format>-<time>.zip)")
     p.add_argument("--only-corrected", action="store_true", help="only images with a correction")
     p.set_defaults(func=cmd_export)
+
+    # views (core.views): the review queue and run against run
+    from core.views import COMPARABLE_METRICS, REVIEW_ORDERS
+
+    p = sub.add_parser("review", help="list the images to review: worst first, or suspected label errors first")
+    _add_paths(p)
+    p.add_argument("--run", required=True, help="an evaluated run")
+    p.add_argument("--split", choices=["test", "trainval", "all"], default="test")
+    p.add_argument("--order", choices=list(REVIEW_ORDERS), default="worst",
+                   help="worst: lowest metric first; tension: confident disagreement (likely wrong trimaps) first")
+    p.add_argument("--metric", choices=COMPARABLE_METRICS, default="iou_pet")
+    p.add_argument("--limit", type=_positive_int, default=20, help="print at most this many images (default 20)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_review)
+
+    p = sub.add_parser("compare", help="compare two runs image by image on a split both evaluated (B against A)")
+    _add_paths(p)
+    p.add_argument("run_a", metavar="RUN_A", help="the run before (A)")
+    p.add_argument("run_b", metavar="RUN_B", help="the run after (B)")
+    p.add_argument("--split", choices=["test", "trainval", "all"], default="test")
+    p.add_argument("--metric", choices=COMPARABLE_METRICS, default="iou_pet")
+    p.add_argument("--top", type=_positive_int, default=10, help="list this many most improved / worsened images")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_compare)
 
     return parser
 

@@ -171,16 +171,15 @@ def view_table(
     return view
 
 
-def load_view(settings: Settings, run: str | None, split: str) -> pd.DataFrame:
+def load_view(settings: Settings, run: str, split: str) -> pd.DataFrame:
     """:func:`view_table` of the dataset and ``run``'s evaluation of ``split``, read from the workspace.
 
-    An unknown split raises :class:`PetSegError`; a run without that evaluation gives a view with no metrics.
+    Raises :class:`PetSegError` for an unknown run or split, or a run that has not evaluated ``split``.
     """
     from core.dataset import open_dataset
-    from core.runs import load_eval
 
+    evaluation = _evaluation(settings, run, split)
     ds = open_dataset(settings.data, settings.workspace)
-    evaluation = load_eval(settings, run, split) if run else None
     corrections, reviews = workspace_status(settings)
     return view_table(ds.table, evaluation, corrections, reviews)
 
@@ -463,20 +462,22 @@ def compare_runs(settings: Settings, run_a: str, run_b: str, split: str = "test"
 
     Raises :class:`PetSegError` when a run has no evaluation of ``split`` or the metric cannot be compared.
     """
-    from core.runs import load_eval
-
     if metric not in COMPARABLE_METRICS:
         raise PetSegError(f"metric {metric!r} cannot be compared; use one of {', '.join(COMPARABLE_METRICS)}")
     if run_a == run_b:
         raise PetSegError(f"both runs are {run_a!r}: compare two different runs")
-    tables = []
-    for run in (run_a, run_b):
-        if not settings.run_dir(run).is_dir():
-            raise PetSegError(f"run {run!r} does not exist in {settings.workspace / 'runs'}")
-        table = load_eval(settings, run, split)
-        if table is None:
-            raise PetSegError(f"run {run!r} has no evaluation of {split!r}: "
-                              f"run `python -m core evaluate --run {run} --split {split}` first")
-        tables.append(table)
+    a, b = _evaluation(settings, run_a, split), _evaluation(settings, run_b, split)
     corrected, _ = workspace_status(settings)
-    return compare(tables[0], tables[1], run_a, run_b, split, metric, corrected)
+    return compare(a, b, run_a, run_b, split, metric, corrected)
+
+
+def _evaluation(settings: Settings, run: str, split: str) -> pd.DataFrame:
+    from core.runs import load_eval
+
+    if not settings.run_dir(run).is_dir():
+        raise PetSegError(f"run {run!r} does not exist in {settings.runs_dir}")
+    table = load_eval(settings, run, split)
+    if table is None:
+        raise PetSegError(f"run {run!r} has no evaluation of {split!r}: "
+                          f"run `python -m core evaluate --run {run} --split {split}` first")
+    return table

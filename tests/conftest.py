@@ -76,6 +76,32 @@ def trained_copy(trained, tmp_path):
     return SimpleNamespace(settings=settings, run=trained.run, data=trained.data, workspace=workspace)
 
 
+SECOND_RUN = "second"
+
+
+@pytest.fixture(scope="session")
+def two_runs(trained, tmp_path_factory):
+    """The session's trained workspace plus a second tiny run (other seed, one epoch) evaluated on test.
+
+    ``.first`` is the trained run (test and trainval evaluated), ``SECOND_RUN`` the new one (test only).
+    Read-only: tests that change the workspace copy it first.
+    """
+    import shutil
+    from types import SimpleNamespace
+
+    from core.config import Settings
+    from core.evaluate import evaluate
+    from core.train import TrainConfig, train
+
+    workspace = tmp_path_factory.mktemp("two-runs") / "workspace"
+    shutil.copytree(trained.workspace, workspace)
+    settings = Settings.resolve(data=trained.data, workspace=workspace)
+    train(settings, TrainConfig(run=SECOND_RUN, preset="quick", epochs=1, image_size=64, encoder_weights=None,
+                                seed=7, progress=False))
+    evaluate(settings, run=SECOND_RUN, split="test", progress=False)
+    return SimpleNamespace(settings=settings, data=trained.data, workspace=workspace, first=trained.run)
+
+
 def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
     """Poll ``predicate`` until it returns something truthy (returned), or fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

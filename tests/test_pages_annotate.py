@@ -219,7 +219,7 @@ def test_assisted_tools_and_grabcut_preview(app, trained_copy, ds):
 
 
 def test_next_and_prev_follow_the_browse_queue(app, trained_copy, ds):
-    from dashboard.filters import Filters
+    from core.views import Filters
 
     ids = ds.ids("test")
     app.session_state[state.BROWSE_FILTERS] = Filters(split="test", sort="id").to_dict()

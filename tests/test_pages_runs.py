@@ -11,24 +11,8 @@ from streamlit.testing.v1 import AppTest
 from core.config import Settings
 from core.corrections import save
 from core.dataset import load_trimap, open_dataset
-from core.evaluate import evaluate
 from core.runs import load_eval
-from core.train import TrainConfig, train
-from tests.conftest import APP
-
-SECOND = "second"
-
-
-@pytest.fixture(scope="module")
-def two_runs(trained, tmp_path_factory):
-    """The session's trained workspace plus a second tiny run (other seed, one epoch) evaluated on test."""
-    workspace = tmp_path_factory.mktemp("runs-page") / "workspace"
-    shutil.copytree(trained.workspace, workspace)
-    settings = Settings.resolve(data=trained.data, workspace=workspace)
-    train(settings, TrainConfig(run=SECOND, preset="quick", epochs=1, image_size=64, encoder_weights=None, seed=7,
-                                progress=False))
-    evaluate(settings, run=SECOND, split="test", progress=False)
-    return SimpleNamespace(settings=settings, data=trained.data, workspace=workspace, first=trained.run)
+from tests.conftest import APP, SECOND_RUN
 
 
 def copy_of(two_runs, tmp_path) -> SimpleNamespace:
@@ -54,43 +38,43 @@ def expected_means(settings, a: str, b: str, split: str) -> tuple[float, float]:
 
 
 def test_headline_shows_each_runs_mean_iou_and_the_difference(monkeypatch, two_runs):
-    at = runs_page(monkeypatch, two_runs, a=two_runs.first, b=SECOND, split="test")
+    at = runs_page(monkeypatch, two_runs, a=two_runs.first, b=SECOND_RUN, split="test")
     assert not at.exception
-    mean_a, mean_b = expected_means(two_runs.settings, two_runs.first, SECOND, "test")
+    mean_a, mean_b = expected_means(two_runs.settings, two_runs.first, SECOND_RUN, "test")
     values = {m.label: m.value for m in at.metric}
     assert values[f"A · {two_runs.first}"] == f"{mean_a:.4f}"
-    assert values[f"B · {SECOND}"] == f"{mean_b:.4f}"
+    assert values[f"B · {SECOND_RUN}"] == f"{mean_b:.4f}"
     assert values["B − A"] == f"{mean_b - mean_a:+.4f}"
     assert len(at.get("plotly_chart")) == 2  # scatter + histogram (no corrected images yet)
     assert "Corrected images (0)" in [h.value for h in at.subheader]
 
 
 def test_biggest_changes_link_to_compare_for_both_runs(monkeypatch, two_runs):
-    at = runs_page(monkeypatch, two_runs, a=two_runs.first, b=SECOND, split="test")
+    at = runs_page(monkeypatch, two_runs, a=two_runs.first, b=SECOND_RUN, split="test")
     tables = [df.value for df in at.dataframe]
     assert tables, "expected at least one table of changed images"
     for table in tables:
         for _, row in table.iterrows():
             assert row["open A"] == f"/compare?image={row['image']}&run={two_runs.first}"
-            assert row["open B"] == f"/compare?image={row['image']}&run={SECOND}"
+            assert row["open B"] == f"/compare?image={row['image']}&run={SECOND_RUN}"
     deltas = pd.concat(tables)["delta"]
     assert (deltas != 0).all()
 
 
 def test_query_params_choose_runs_and_split_and_swapping_flips_the_sign(monkeypatch, two_runs):
-    at = runs_page(monkeypatch, two_runs, a=SECOND, b=two_runs.first)
+    at = runs_page(monkeypatch, two_runs, a=SECOND_RUN, b=two_runs.first)
     assert not at.exception
-    assert at.selectbox(key="runs_a").value == SECOND
+    assert at.selectbox(key="runs_a").value == SECOND_RUN
     assert at.selectbox(key="runs_b").value == two_runs.first
     assert at.selectbox(key="runs_split").value == "test"  # the only split both evaluated
-    mean_first, mean_second = expected_means(two_runs.settings, SECOND, two_runs.first, "test")
+    mean_first, mean_second = expected_means(two_runs.settings, SECOND_RUN, two_runs.first, "test")
     values = {m.label: m.value for m in at.metric}
     assert values["B − A"] == f"{mean_second - mean_first:+.4f}"
 
 
 def test_choosing_run_b_in_the_page_updates_the_url(monkeypatch, two_runs):
     at = runs_page(monkeypatch, two_runs)
-    assert at.selectbox(key="runs_b").value == SECOND  # newest run is B by default
+    assert at.selectbox(key="runs_b").value == SECOND_RUN  # newest run is B by default
     at.selectbox(key="runs_b").set_value(two_runs.first).run()
     assert at.query_params["b"] in (two_runs.first, [two_runs.first])
     assert any("Pick two different runs" in i.value for i in at.info)
@@ -113,7 +97,7 @@ def test_corrected_images_get_their_own_comparison(monkeypatch, two_runs, tmp_pa
         mask = load_trimap(ds, image_id)
         save(env.settings, ds, image_id, np.where(mask == 3, 1, mask).astype(np.uint8), base_version=None,
              source="gt")
-    at = runs_page(monkeypatch, env, a=env.first, b=SECOND)
+    at = runs_page(monkeypatch, env, a=env.first, b=SECOND_RUN)
     assert not at.exception
     assert "Corrected images (2)" in [h.value for h in at.subheader]
     assert len(at.get("plotly_chart")) == 4
@@ -124,7 +108,7 @@ def test_corrected_images_get_their_own_comparison(monkeypatch, two_runs, tmp_pa
 def test_runs_without_a_common_split_offer_to_evaluate(monkeypatch, two_runs, tmp_path):
     env = copy_of(two_runs, tmp_path)
     shutil.rmtree(env.settings.run_dir(env.first) / "eval" / "test")  # first: trainval only; second: test only
-    at = runs_page(monkeypatch, env, a=env.first, b=SECOND)
+    at = runs_page(monkeypatch, env, a=env.first, b=SECOND_RUN)
     assert not at.exception
     assert any("no evaluated split in common" in i.value for i in at.info)
     assert [b.label for b in at.button] == [f"Evaluate {env.first} on test"]

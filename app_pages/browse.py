@@ -44,7 +44,7 @@ def grid() -> None:
         return
     start = (page - 1) * gallery.PAGE_SIZE
     shown = rows.iloc[start:start + gallery.PAGE_SIZE]
-    gallery.tiles(current, ds, shown, metric, kind, pred_folder)
+    gallery.tiles(current, ds, shown, metric, kind, pred_folder, key="browse_grid")
     following = rows.iloc[start + gallery.PAGE_SIZE:start + 2 * gallery.PAGE_SIZE]
     gallery.prefetch(current, ds, list(following.index), kind, following, pred_folder)
 

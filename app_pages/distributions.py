@@ -1,6 +1,7 @@
 """Distributions: per-image metric histograms, per breed and species, scatters; selected points open Compare."""
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from core import views
@@ -21,25 +22,43 @@ if not len(scored):
 st.caption(f"{len(scored):,} images of the `{split}` evaluation of run `{run}` · metric `{metric}` "
            "(change it in the sidebar). Select points (click, box or lasso) to list those images.")
 
+
+# A resource, not data: unpickling five figures on every rerun would cost half of building them, and
+# st.plotly_chart only reads them.
+@st.cache_resource(max_entries=8, show_spinner=False)
+def figures(_scored: pd.DataFrame, stamp: tuple, metric: str, kind: str) -> dict[str, go.Figure]:
+    """The page's figures, built once per dataset, evaluation table, database state, metric and breed plot kind."""
+    built = {"hist": plots.histogram(_scored, metric), "species": plots.per_species(_scored, metric),
+             "breed": plots.per_breed(_scored, metric, kind)}
+    for x in ("gt_pet_fraction", "mean_confidence"):
+        if x != metric and x in _scored:
+            built[f"scatter_{x}"] = plots.scatter(_scored, x, metric)
+    return built
+
+
+kind = st.session_state.get(state.DIST_PLOT) or "box"
+stamp = (ds.fingerprint, str(current.workspace), run, split, tables.eval_stamp(current, run, split),
+         tables.db_stamp(current))
+figs = figures(scored, stamp, metric, kind)
 selected: list[str] = []
 left, right = st.columns(2)
-left.plotly_chart(plots.histogram(scored, metric), width="stretch", key="dist_hist")
+left.plotly_chart(figs["hist"], width="stretch", key="dist_hist")
 with right:
-    event = st.plotly_chart(plots.per_species(scored, metric), width="stretch", key="dist_species",
+    event = st.plotly_chart(figs["species"], width="stretch", key="dist_species",
                             on_select="rerun", selection_mode=("points", "box", "lasso"))
     selected += plots.selected_ids(event)
 
-kind = st.segmented_control("Per breed", ["box", "violin"], key=state.DIST_PLOT, default="box") or "box"
-event = st.plotly_chart(plots.per_breed(scored, metric, kind), width="stretch", key="dist_breed",
+st.segmented_control("Per breed", ["box", "violin"], key=state.DIST_PLOT, default="box")
+event = st.plotly_chart(figs["breed"], width="stretch", key="dist_breed",
                         on_select="rerun", selection_mode=("points", "box", "lasso"))
 selected += plots.selected_ids(event)
 
 left, right = st.columns(2)
 for column, x in ((left, "gt_pet_fraction"), (right, "mean_confidence")):
-    if x == metric or x not in scored:
+    if f"scatter_{x}" not in figs:
         continue
     with column:
-        event = st.plotly_chart(plots.scatter(scored, x, metric), width="stretch", key=f"dist_scatter_{x}",
+        event = st.plotly_chart(figs[f"scatter_{x}"], width="stretch", key=f"dist_scatter_{x}",
                                 on_select="rerun", selection_mode=("points", "box", "lasso"))
         selected += plots.selected_ids(event)
 
@@ -49,7 +68,7 @@ if selected:
     shown = scored.loc[selected].sort_values(metric, kind="stable").head(gallery.PAGE_SIZE)
     if len(selected) > len(shown):
         st.caption(f"The {len(shown)} lowest by {metric} are shown.")
-    gallery.tiles(current, ds, shown, metric, "none", frame.evaluation_folder(current, run, split))
+    gallery.tiles(current, ds, shown, metric, "none", frame.evaluation_folder(current, run, split), key="dist_grid")
 
 st.subheader("Per breed")
 summary = views.breed_summary(scored, metric)

@@ -6,7 +6,7 @@
 Headless Chromium (Playwright driving /usr/bin/chromium) against ``streamlit run``; each number is the median
 of ``--repeat`` runs of "time until the content is visible":
 
-- Browse cold: /browse opened with an empty thumbnail cache, until the 48 thumbnails have loaded.
+- Browse cold: /browse opened with an empty thumbnail cache, until the grid's 48 thumbnails have loaded.
 - Browse warm: the same with the thumbnails cached on disk.
 - Browse next page: click "Next", until the 48 new thumbnails have loaded.
 - Compare (link): /compare?image=<id> opened, until the photo and overlay panels have loaded.
@@ -40,6 +40,13 @@ _IMAGES_LOADED = """(n) => {
     return imgs.length >= n && imgs.every(i => i.complete && i.naturalWidth > 0)
         && !document.querySelector('[data-testid="stStatusWidget"]');
 }"""
+# Browse draws its page of thumbnails as one grid element (dashboard/gallery.py), tiles are links to Compare.
+_TILES_LOADED = """(n) => {
+    const imgs = [...document.querySelectorAll('.petseg-gallery img')];
+    return imgs.length >= n && imgs.every(i => i.complete && i.naturalWidth > 0)
+        && !document.querySelector('[data-testid="stStatusWidget"]');
+}"""
+_TILE_LINK = '.petseg-gallery a[href*="compare"]'
 
 
 def prepare(workdir: Path, count: int, image_size: int) -> tuple[Path, Path]:
@@ -110,7 +117,7 @@ def main() -> int:
             page.locator(".js-plotly-plot").first.wait_for()
 
             def browse_loaded() -> None:
-                page.wait_for_function(_IMAGES_LOADED, arg=48)
+                page.wait_for_function(_TILES_LOADED, arg=48)
 
             for _ in range(args.repeat):
                 shutil.rmtree(thumbs, ignore_errors=True)
@@ -118,12 +125,12 @@ def main() -> int:
             for _ in range(args.repeat):
                 results["browse_warm"].append(timed(lambda: page.goto(f"{url}/browse"), browse_loaded))
             for _ in range(args.repeat):
-                first = page.locator('[data-testid="stPageLink"] a[href*="compare"]').first.get_attribute("href")
+                first = page.locator(_TILE_LINK).first.get_attribute("href")
 
                 def next_page_loaded(before: str | None = first) -> None:
                     page.wait_for_function(
                         """(before) => {
-                            const a = document.querySelector('[data-testid="stPageLink"] a[href*="compare"]');
+                            const a = document.querySelector('.petseg-gallery a[href*="compare"]');
                             return a && a.getAttribute('href') !== before;
                         }""", arg=before)
                     browse_loaded()
@@ -167,12 +174,13 @@ def main() -> int:
                     """() => location.pathname.endsWith('/compare')
                         && document.querySelectorAll('[data-testid="stImage"] img').length >= 2
                         && document.querySelectorAll('[data-testid="stImage"] img').length <= 8
+                        && !document.querySelector('.petseg-gallery')
                         && [...document.querySelectorAll('[data-testid="stImage"] img')].every(i => i.complete)
                         && !document.querySelector('[data-testid="stStatusWidget"]')""")
 
             for i in range(args.repeat):
                 results["browse_warm_nav"].append(timed(lambda: nav("browse"), browse_loaded))
-                tile = page.locator('[data-testid="stPageLink"] a[href*="compare"]').nth(i + 1)
+                tile = page.locator(_TILE_LINK).nth(i + 1)
                 results["compare_nav"].append(timed(tile.click, only_compare_loaded))
                 results["distributions_nav"].append(timed(lambda: nav("distributions"), distributions_loaded))
             browser.close()

@@ -11,6 +11,7 @@ URL_RUN = "url_run"  # the ?run= value the sidebar last applied (a later widget 
 URL_SPLIT = "url_split"  # the ?split= value the sidebar last applied
 BROWSE_OVERLAY = "browse_overlay"  # mask drawn on Browse thumbnails: none | gt | pred | errors
 BROWSE_SIGNATURE = "browse_signature"  # filters of the page number in BROWSE_PAGE (a new filter restarts at page 1)
+GALLERY_OPENED = "gallery_opened"  # image id of the thumbnail just clicked (the grid's trigger puts it there)
 REVIEW_ORDER = "review_order"  # review queue ordering: worst | tension
 REVIEW_POS = "review_pos"  # index of the shown item in the review queue
 REVIEW_SKIP_DONE = "review_skip_done"  # review queue hides images that already have a tag

@@ -38,15 +38,29 @@ def test_views_in_a_real_browser(trained_copy, tmp_path):
             assert "Evaluated split" in page.locator('[data-testid="stSidebar"]').inner_text()
 
         visit(page, f"{url}/browse", "Browse")
-        wait_for_images(page, len(table))
-        assert page.locator('[data-testid="stImage"] img').count() == len(table)
-        page.locator('[data-testid="stPageLink"] a[href*="compare"]').first.click()
+        page.wait_for_function(f"""() => {{
+            const imgs = [...document.querySelectorAll('.petseg-gallery img')];
+            return imgs.length >= {len(table)} && imgs.every(i => i.complete && i.naturalWidth > 0);
+        }}""", timeout=30_000)
+        tiles = page.locator(".petseg-gallery figure")
+        assert tiles.count() == len(table)
+        # Each tile: a link to its Compare view named by the image id, the photo, and its metric caption.
+        first = tiles.first
+        assert first.locator("a").get_attribute("href") == f"/compare?image={worst[0]}"
+        assert first.locator("img").get_attribute("alt") == worst[0]
+        assert first.locator("a").inner_text().strip() == worst[0]
+        assert f"iou_pet {table.set_index('image_id').loc[worst[0], 'iou_pet']:.2f}" in first.locator(
+            "figcaption").inner_text()
+        page.evaluate("() => { window.petsegSameDocument = true; }")
+        first.locator("a").click()
         page.wait_for_url("**/compare?image=*")
         page.get_by_role("heading", name="Compare").wait_for()
         wait_for_app(page)
         wait_for_images(page, 2)
         assert_no_exception(page)
         assert f"image={worst[0]}" in page.url
+        # A tile click switches page inside the session (the Browse filter goes along), not a new page load.
+        assert page.evaluate("() => window.petsegSameDocument === true")
         assert page.get_by_text(f"1 of {len(table)}").count() >= 1
         assert page.locator('[data-testid="stImage"] img').count() >= 2  # photo and overlay panels
         page.screenshot(path=str(tmp_path / "compare-from-browse.png"), full_page=True)

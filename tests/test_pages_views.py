@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pandas as pd
 import pytest
@@ -32,8 +34,15 @@ def eval_table(env, split: str = "test") -> pd.DataFrame:
 
 
 def tile_ids(at: AppTest) -> list[str]:
-    return [link.proto.query_string.removeprefix("image=") for link in at.get("page_link")
-            if link.proto.page == "compare" and link.proto.query_string.startswith("image=")]
+    """Ids of the thumbnail grid's tiles, in order, each checked to link to its own Compare view."""
+    grids = [e for e in at.get("bidi_component") if e.proto.component_name.endswith("petseg_gallery")]
+    ids = []
+    for grid in grids:
+        for tile in json.loads(grid.proto.json)["tiles"]:
+            assert tile["href"] == "/compare?" + urlencode({"image": tile["id"]})
+            assert tile["src"].startswith("data:image/jpeg;base64,") and tile["badges"]
+            ids.append(tile["id"])
+    return ids
 
 
 @pytest.mark.parametrize("page", ["overview", "browse", "compare", "distributions", "review"])

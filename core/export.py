@@ -17,24 +17,33 @@ Formats (each zip also holds ``manifest.csv``):
 left_out), version, source, author, created_at, note, iou_gt (pet IoU against the official trimap),
 sha256 (of the trimap PNG: the ledger file for corrections), reason (why an image was left out). Images
 with neither a correction nor a readable official trimap are left out of the masks and listed there.
-The zip is written to a temporary file and renamed into place, so a crash never leaves half a zip.
+Text cells that a spreadsheet would run as a formula (starting with ``= + - @``, tab or carriage return,
+say a note ``=HYPERLINK(...)``) get a leading ``'`` (OWASP's CSV-injection advice): strip it to get the
+stored text back.
+
+The zip is written to a temporary file and moved into place, so a crash never leaves half a zip. A default
+name never replaces an existing file (two exports in the same second get ``-2``, ``-3``, ... even when they
+run in parallel); an explicit ``out`` is replaced.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import io
 import json
 import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
 from core import groundtruth
-from core.atomic import atomic_open
+from core.atomic import atomic_create, atomic_open, sweep_temporaries
 from core.config import Settings
 from core.dataset import Dataset, open_dataset
 from core.errors import ImageUnreadable, PetSegError
@@ -82,17 +91,18 @@ def export_archive(
     """Write ``out`` (default ``<workspace>/exports/<fmt>-<time>.zip``) and report what went in."""
     if fmt not in FORMATS:
         raise PetSegError(f"export format {fmt!r} is not one of {', '.join(FORMATS)}")
-    out = _output_path(settings, fmt, out)
+    names = _output_names(settings, fmt, out)
+    sweep_temporaries(settings.exports_dir)  # leftovers of exports that crashed (stale and unlocked only)
     ds = ds if ds is not None else open_dataset(settings.data, settings.workspace)
     truth = groundtruth.snapshot(settings, ds, ds.ids())  # one ledger query for the whole export
     ids = [i for i in ds.ids() if truth.versions[i] is not None] if only_corrected else ds.ids()
     if only_corrected and not ids:
         raise PetSegError("no image of this dataset has a correction; export without --only-corrected")
 
-    report = ExportReport(path=out, fmt=fmt)
+    report = ExportReport(path=names[0], fmt=fmt)
     manifest: list[dict] = []
     coco = {"images": [], "annotations": [], "categories": COCO_CATEGORIES}
-    with atomic_open(out) as handle, zipfile.ZipFile(handle, "w") as archive:
+    with _open_output(names, explicit=out is not None) as (handle, landed), zipfile.ZipFile(handle, "w") as archive:
         for number, image_id in enumerate(ids, start=1):
             version = truth.versions[image_id]
             try:
@@ -124,6 +134,7 @@ def export_archive(
         if fmt == "coco":
             archive.writestr("annotations.json", json.dumps(coco), compress_type=zipfile.ZIP_DEFLATED)
         archive.writestr("manifest.csv", _manifest_csv(manifest), compress_type=zipfile.ZIP_DEFLATED)
+    report.path = landed()
     return report
 
 
@@ -151,19 +162,31 @@ def _manifest_csv(rows: list[dict]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({key: ("" if row.get(key) is None else row.get(key)) for key in MANIFEST_COLUMNS})
+        writer.writerow({key: _spreadsheet_safe(row.get(key)) for key in MANIFEST_COLUMNS})
     return buffer.getvalue()
 
 
-def _output_path(settings: Settings, fmt: str, out: Path | None) -> Path:
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _spreadsheet_safe(value: object) -> object:
+    """A manifest cell: text a spreadsheet would evaluate as a formula gets a leading ``'``; numbers stay numbers."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+_MAX_SAME_SECOND = 1000
+
+
+def _output_names(settings: Settings, fmt: str, out: Path | None) -> list[Path]:
+    """The explicit ``out``, or the default name followed by its ``-2``, ``-3``, ... variants."""
     if out is None:
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        out = settings.exports_dir / f"{fmt}-{stamp}.zip"
-        counter = 2
-        while out.exists():  # two exports in the same second keep both
-            out = settings.exports_dir / f"{fmt}-{stamp}-{counter}.zip"
-            counter += 1
-        return out
+        first = settings.exports_dir / f"{fmt}-{stamp}.zip"
+        return [first] + [settings.exports_dir / f"{fmt}-{stamp}-{n}.zip" for n in range(2, _MAX_SAME_SECOND)]
     out = Path(out).expanduser().absolute()
     if out.suffix.lower() != ".zip":
         raise PetSegError(f"export file {out} must end in .zip")
@@ -171,4 +194,15 @@ def _output_path(settings: Settings, fmt: str, out: Path | None) -> Path:
         raise PetSegError(f"export path {out} is a folder; name a .zip file")
     if not out.parent.is_dir():
         raise PetSegError(f"folder {out.parent} does not exist; create it or choose another --out")
-    return out
+    return [out]
+
+
+@contextlib.contextmanager
+def _open_output(names: list[Path], explicit: bool) -> Iterator[tuple[BinaryIO, Callable[[], Path]]]:
+    """The zip's file handle and a function giving where it landed (known once the block is left)."""
+    if explicit:  # the user named this file: replacing it is what they asked for
+        with atomic_open(names[0]) as handle:
+            yield handle, lambda: names[0]
+        return
+    with atomic_create(names) as new:
+        yield new.handle, lambda: new.path

@@ -233,3 +233,60 @@ def test_cli_export(tmp_path: Path, sample, capsys):
         assert len(json.loads(archive.read("annotations.json"))["images"]) == 2
     assert cli.main(argv[:-3] + ["--out", str(tmp_path / "x.txt")]) == 2
     assert "must end in .zip" in capsys.readouterr().err
+
+
+def test_manifest_cells_that_a_spreadsheet_would_run_as_formulas_are_quoted(tmp_path: Path, sample):
+    settings, ds = sample
+    first, second = ds.ids()[0], ds.ids()[1]
+    note = '=HYPERLINK("http://x","y")'
+    save(settings, ds, first, load_trimap(ds, first), base_version=None, source="gt", author="@SUM(1+1)", note=note)
+    save(settings, ds, second, load_trimap(ds, second), base_version=None, source="gt", author="Ana",
+         note="-2+3 and a safe 'quote'")
+    with zipfile.ZipFile(export(settings, out=tmp_path / "m.zip")) as archive:
+        rows = {row["image_id"]: row for row in _manifest(archive)}
+    assert (rows[first]["author"], rows[first]["note"]) == ("'@SUM(1+1)", "'" + note)
+    assert (rows[second]["author"], rows[second]["note"]) == ("Ana", "'-2+3 and a safe 'quote'")
+    assert rows[first]["iou_gt"] == "1.0" and rows[first]["version"] == "1"  # numbers stay numbers
+
+
+@pytest.mark.parametrize("text", ["=1+1", "+1", "-1", "@x", "\tx", "\rx"])
+def test_every_formula_trigger_gets_the_quote(text):
+    assert export_module._spreadsheet_safe(text) == "'" + text
+    assert export_module._spreadsheet_safe("a" + text) == "a" + text
+
+
+def test_an_export_finishing_into_a_default_name_taken_meanwhile_keeps_both(sample, monkeypatch):
+    """Two exports in the same second: the name is free when both start, so the second to finish must not
+    replace the first (the race a dashboard export and a CLI export run into)."""
+    settings, ds = sample
+    monkeypatch.setattr(export_module.dt, "datetime", _FrozenClock)
+    real = export_module.encode_png
+    inner: list[Path] = []
+
+    def export_meanwhile(mask):
+        if not inner:
+            inner.append(Path("pending"))  # only once
+            inner[0] = export(settings, fmt="trimap")  # finishes while the outer export is still writing
+        return real(mask)
+
+    monkeypatch.setattr(export_module, "encode_png", export_meanwhile)
+    outer = export(settings, fmt="trimap")
+    assert outer != inner[0] and outer.parent == inner[0].parent == settings.exports_dir
+    assert sorted(p.name for p in settings.exports_dir.iterdir()) == sorted([outer.name, inner[0].name])
+    for path in (outer, inner[0]):
+        with zipfile.ZipFile(path) as archive:
+            assert len(_manifest(archive)) == len(ds)
+
+
+def test_an_explicit_out_is_replaced(tmp_path: Path, sample):
+    settings, ds = sample
+    out = tmp_path / "mine.zip"
+    out.write_bytes(b"old")
+    assert export(settings, out=out) == out
+    assert zipfile.is_zipfile(out)
+
+
+class _FrozenClock(export_module.dt.datetime):
+    @classmethod
+    def now(cls, tz=None):
+        return cls(2025, 1, 1, 12, 0, 0)

@@ -21,6 +21,12 @@ disk gets a row in ``Dataset.table``; images in neither split file are ``unliste
 (unreadable files, missing or mismatched trimaps, malformed list lines, list rows without an image) is
 reported in ``Dataset.problems``; nothing is silently dropped and nothing crashes the reader.
 
+Links: a symlink is followed only when it resolves inside the dataset root. A list file, trimap or image
+(or the trimaps folder) that leads outside is an ``outside-link`` problem, named by its place in the
+dataset and never opened, so a dataset from elsewhere cannot make PetSeg show ``/etc/shadow`` or a private
+photo; ``images/`` itself leading outside is refused. Problems name a bad list line by file and line number
+(and its id when the first field is one), never by its raw content.
+
 The index is cached as ``<workspace>/index/<fingerprint>.parquet``. The fingerprint hashes the names,
 sizes and mtimes of the files the index depends on (one ``os.scandir`` pass, no file is opened), so a
 warm start decodes nothing; a cold start reads image headers only and decodes the small trimap PNGs.
@@ -68,9 +74,13 @@ DOWNLOAD_DIR = ".download"  # core.download's working folder inside the dataset 
 DOWNLOAD_UNFINISHED = "unfinished"  # present in DOWNLOAD_DIR while archives are being moved into place
 
 # Bump when the index's content or meaning changes: old cache files then simply stop matching.
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: outside links, list problems without raw line contents
 INDEX_KEEP = 8  # cache files kept in <workspace>/index (one per dataset version seen recently)
 MAX_ID_LENGTH = 100
+# Photos above this are refused from their header, before any decode: the official photos are under 1 MP, and
+# 40 MP (like core.masks.MAX_MASK_PIXELS) is 120 MB as RGB. Pillow's own limit (~89 MP warns, ~179 MP refuses)
+# lets a 12000x12000 PNG behind a .jpg name take 432 MB.
+MAX_PHOTO_PIXELS = 40_000_000
 _ID = re.compile(r"[A-Za-z]+(?:_[A-Za-z]+)*_[0-9]{1,9}")
 _PARALLEL_FROM = 64  # below this many images a thread pool costs more than it saves
 
@@ -141,6 +151,7 @@ class Dataset:
 
     def __init__(self, root: Path, fingerprint: str, synthetic: bool, table: pd.DataFrame, problems: list[Problem]):
         self.root = root
+        self.real_root = os.path.realpath(root)  # what a path must resolve inside of to be read
         self.fingerprint = fingerprint
         self.synthetic = synthetic
         self.table = table
@@ -205,6 +216,11 @@ def _check_root(root: Path) -> None:
         raise PetSegError(f"the download into {root} did not finish: run `python -m core download --data {root}` again")
     if not (root / IMAGES_DIR).is_dir():
         raise PetSegError(f"{root} has no images/ folder, so it is not a dataset in the official layout: {_GET_DATA}")
+    if not _inside(os.path.realpath(root), root / IMAGES_DIR):
+        raise PetSegError(
+            f"{root}/images/ is a link to a folder outside the dataset folder, which PetSeg does not follow: "
+            "open the folder that holds the real images/ and annotations/ as --data, or copy the images in"
+        )
 
 
 # --- loading pixels ---------------------------------------------------------------------------------------------
@@ -212,18 +228,46 @@ def _check_root(root: Path) -> None:
 
 def load_image(ds: Dataset, image_id: str) -> np.ndarray:
     """The image as an (H, W, 3) uint8 RGB array, whatever its bytes (PNG, GIF, CMYK, grayscale, palette, alpha)."""
-    path = ds.image_path(image_id)
-    try:
-        with Image.open(path) as im:
+    with open_photo(ds, image_id) as im:
+        try:
             im.load()
             return _to_rgb(im)
+        except Exception as exc:  # PIL raises many types for bad bytes; all mean "cannot decode"
+            raise _undecodable(image_id, exc) from exc
+
+
+def open_photo(ds: Dataset, image_id: str) -> Image.Image:
+    """The photo as a PIL image with only its header read, after the checks every reader of photos needs:
+    the file lies inside the dataset folder and has at most ``MAX_PHOTO_PIXELS``. ``ImageUnreadable`` otherwise.
+
+    For readers that decode on their own terms (a thumbnail's ``draft``); use it as a context manager.
+    """
+    path = ds.image_path(image_id)
+    if not _inside(ds.real_root, path):
+        raise ImageUnreadable(f"image {image_id}: {IMAGES_DIR}/{image_id}.jpg {_OUTSIDE}; copy the file in instead")
+    try:
+        im = Image.open(path)
     except FileNotFoundError as exc:
         raise ImageUnreadable(f"image {image_id} is no longer on disk: reopen the dataset to reindex") from exc
-    except Exception as exc:  # PIL raises many types for bad bytes; all mean "cannot decode"
-        raise ImageUnreadable(
-            f"image {image_id} cannot be decoded ({_reason(exc)}): replace the file, or leave it out of training "
-            "and evaluation"
-        ) from exc
+    except Exception as exc:
+        raise _undecodable(image_id, exc) from exc
+    if im.width * im.height > MAX_PHOTO_PIXELS:
+        size = im.size
+        im.close()
+        raise ImageUnreadable(f"image {image_id}: {_too_many_pixels(*size)}; downscale the file to use it")
+    return im
+
+
+def _undecodable(image_id: str, exc: BaseException) -> ImageUnreadable:
+    return ImageUnreadable(
+        f"image {image_id} cannot be decoded ({_reason(exc)}): replace the file, or leave it out of training "
+        "and evaluation"
+    )
+
+
+def _too_many_pixels(width: int, height: int) -> str:
+    return (f"{width}x{height} pixels ({width * height / 1e6:.0f} MP) is above the "
+            f"{MAX_PHOTO_PIXELS // 1_000_000}-megapixel cap for photos, so it is not decoded")
 
 
 def load_trimap(ds: Dataset, image_id: str) -> np.ndarray | None:
@@ -233,6 +277,8 @@ def load_trimap(ds: Dataset, image_id: str) -> np.ndarray | None:
     raises ``ImageUnreadable``: it is not ground truth anyone should train or score against.
     """
     path = ds.trimap_path(image_id)
+    if not _inside(ds.real_root, path):
+        raise ImageUnreadable(f"trimap for {image_id}: {TRIMAPS_DIR}/{image_id}.png {_OUTSIDE}: {_NO_GT}")
     if not path.is_file():
         return None
     try:
@@ -247,6 +293,13 @@ def load_trimap(ds: Dataset, image_id: str) -> np.ndarray | None:
 
 
 _NO_GT = "the image is shown without ground truth and left out of IoU statistics"
+_OUTSIDE = "is a link to a file outside the dataset folder, which PetSeg does not read"
+
+
+def _inside(real_root: str, path: Path | str) -> bool:
+    """True when ``path`` (links resolved) is ``real_root`` or lies under it."""
+    real = os.path.realpath(path)
+    return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
 
 
 def _to_rgb(im: Image.Image) -> np.ndarray:
@@ -287,10 +340,6 @@ def _trimap_issues(trimap: np.ndarray, image_size: tuple[int, int] | None) -> li
     return issues
 
 
-def _quote(line: str) -> str:
-    return repr(_safe(line.replace(" ", "_"), 60))
-
-
 def _reason(exc: BaseException) -> str:
     """A short cause for a message, without the file path PIL likes to include."""
     if isinstance(exc, UnidentifiedImageError):
@@ -311,17 +360,33 @@ class _Listing:
     lists: dict[str, tuple[int, int] | None]
     synthetic: bool
     marker: tuple[int, int] | None
+    outside: frozenset[str]  # relative paths of links that resolve outside the root: never opened
 
     @classmethod
     def scan(cls, root: Path) -> _Listing:
-        lists = {name: _stat(root / ANNOTATIONS_DIR / name) for name in (LIST_FILE, TRAINVAL_FILE, TEST_FILE)}
+        real_root = os.path.realpath(root)
+        outside: set[str] = set()
+        lists = {}
+        for name in (LIST_FILE, TRAINVAL_FILE, TEST_FILE):
+            rel = f"{ANNOTATIONS_DIR}/{name}"
+            if _inside(real_root, root / rel):
+                lists[name] = _stat(root / rel)
+            else:
+                outside.add(rel)
+                lists[name] = _stat(root / rel, follow=False)
+        if _inside(real_root, root / TRIMAPS_DIR):
+            trimaps = _scan_dir(root / TRIMAPS_DIR, real_root, TRIMAPS_DIR, outside)
+        else:
+            outside.add(TRIMAPS_DIR)
+            trimaps = None
         marker = _stat(root / SYNTHETIC_MARKER)
         return cls(
-            images=_scan_dir(root / IMAGES_DIR) or {},
-            trimaps=_scan_dir(root / TRIMAPS_DIR),
+            images=_scan_dir(root / IMAGES_DIR, real_root, IMAGES_DIR, outside) or {},
+            trimaps=trimaps,
             lists=lists,
             synthetic=marker is not None,
             marker=marker,
+            outside=frozenset(outside),
         )
 
     def fingerprint(self) -> str:
@@ -330,18 +395,21 @@ class _Listing:
             lines.append(f"[{section}] {self.trimaps is not None}")
             lines += [f"{name}\0{size}\0{mtime}" for name, (size, mtime) in sorted(entries.items())]
         lines += [f"{name}\0{stat}" for name, stat in sorted(self.lists.items()) + [(SYNTHETIC_MARKER, self.marker)]]
+        lines += [f"[outside] {rel}" for rel in sorted(self.outside)]
         return hashlib.blake2b("\n".join(lines).encode("utf-8", "surrogateescape"), digest_size=12).hexdigest()
 
 
-def _stat(path: Path) -> tuple[int, int] | None:
+def _stat(path: Path, follow: bool = True) -> tuple[int, int] | None:
     try:
-        st = path.stat()
+        st = path.stat() if follow else path.lstat()
     except OSError:
         return None
-    return (st.st_size, st.st_mtime_ns) if path.is_file() else None
+    return (st.st_size, st.st_mtime_ns) if not follow or path.is_file() else None
 
 
-def _scan_dir(folder: Path) -> dict[str, tuple[int, int]] | None:
+def _scan_dir(folder: Path, real_root: str, rel: str, outside: set[str]) -> dict[str, tuple[int, int]] | None:
+    """name -> (size, mtime_ns) of the files in ``folder``; links leading out of the root are added to
+    ``outside`` and listed with the link's own stat, so the index notices them without touching the target."""
     try:
         iterator = os.scandir(folder)
     except (FileNotFoundError, NotADirectoryError):
@@ -350,7 +418,11 @@ def _scan_dir(folder: Path) -> dict[str, tuple[int, int]] | None:
     with iterator:
         for entry in iterator:
             try:
-                if entry.is_file():
+                if entry.is_symlink() and not _inside(real_root, entry.path):
+                    outside.add(f"{rel}/{entry.name}")
+                    st = entry.stat(follow_symlinks=False)
+                    entries[entry.name] = (st.st_size, st.st_mtime_ns)
+                elif entry.is_file():
                     st = entry.stat()
                     entries[entry.name] = (st.st_size, st.st_mtime_ns)
             except OSError:  # vanished between listing and stat
@@ -375,7 +447,10 @@ def _build_index(root: Path, listing: _Listing) -> tuple[pd.DataFrame, list[Prob
 
     ids = _ids_in(listing.images, ".jpg", IMAGES_DIR, folder_problems)
     id_set = set(ids)
-    if listing.trimaps is None:
+    if TRIMAPS_DIR in listing.outside:
+        folder_problems.append(Problem(TRIMAPS_DIR, "outside-link", f"{TRIMAPS_DIR}/ {_OUTSIDE}: {_NO_GT}"))
+        trimap_ids = set()
+    elif listing.trimaps is None:
         detail = f"there is no {TRIMAPS_DIR}/ folder: images are shown without ground truth"
         folder_problems.append(Problem(TRIMAPS_DIR, "missing-folder", detail))
         trimap_ids: set[str] = set()
@@ -393,7 +468,9 @@ def _build_index(root: Path, listing: _Listing) -> tuple[pd.DataFrame, list[Prob
                 ("missing-image", f"listed in {entries[0].where} but {IMAGES_DIR}/{image_id}.jpg is not on disk")
             )
 
-    inspected = _inspect_all(root, [(i, i in trimap_ids, listing.images[f"{i}.jpg"][0]) for i in ids])
+    jobs = [(i, i in trimap_ids and f"{TRIMAPS_DIR}/{i}.png" not in listing.outside, listing.images[f"{i}.jpg"][0],
+             f"{IMAGES_DIR}/{i}.jpg" in listing.outside) for i in ids]
+    inspected = _inspect_all(root, jobs)
 
     rows = []
     for image_id, (width, height, readable, has_trimap, fraction, issues) in zip(ids, inspected, strict=True):
@@ -413,6 +490,8 @@ def _build_index(root: Path, listing: _Listing) -> tuple[pd.DataFrame, list[Prob
             elif SPECIES[entry.species - 1] != species:
                 issues.append(("label-mismatch", f"{entry.where} gives species {SPECIES[entry.species - 1]} "
                                                  f"but the file name says {species}"))
+        if f"{TRIMAPS_DIR}/{image_id}.png" in listing.outside:
+            issues.append(("outside-link", f"{TRIMAPS_DIR}/{image_id}.png {_OUTSIDE}: {_NO_GT}"))
         if not has_trimap and image_id not in trimap_ids:
             issues.append(("missing-trimap", f"{TRIMAPS_DIR}/{image_id}.png is missing: {_NO_GT}"))
         image_problems.setdefault(image_id, []).extend(issues)
@@ -457,8 +536,11 @@ def _read_lists(root: Path, listing: _Listing) -> tuple[dict[str, list[_ListEntr
     problems: list[Problem] = []
     for name, split in ((LIST_FILE, None), (TRAINVAL_FILE, "trainval"), (TEST_FILE, "test")):
         rel = f"{ANNOTATIONS_DIR}/{name}"
+        what = "labels come from the file names" if split is None else f"no image is assigned to {split}"
+        if rel in listing.outside or not _inside(os.path.realpath(root), root / rel):
+            problems.append(Problem(rel, "outside-link", f"{rel} {_OUTSIDE}: {what}"))
+            continue
         if listing.lists[name] is None:
-            what = "labels come from the file names" if split is None else f"no image is assigned to {split}"
             problems.append(Problem(rel, "missing-list", f"{rel} is missing: {what}"))
             continue
         seen: set[str] = set()
@@ -490,23 +572,26 @@ def _parse_list(path: Path, rel: str, problems: list[Problem]) -> Iterable[tuple
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
+        # Details name the line and, when the first field is a valid id, that id; never the raw content,
+        # which may be anything a link or a hostile file put there.
         fields = stripped.split()
+        image_id = fields[0]
+        named = f"{image_id}: " if is_image_id(image_id) else ""
         if len(fields) != 4:
-            expected = "'<image> <class-id> <species> <breed-id>'"
-            problems.append(Problem(where, "malformed-line", f"expected {expected}, got {_quote(stripped)}; skipped"))
+            problems.append(Problem(where, "malformed-line", f"{named}{len(fields)} field(s) instead of 4 "
+                                                             "('<image> <class-id> <species> <breed-id>'); skipped"))
             continue
-        image_id, *numbers = fields
-        if not is_image_id(image_id):
-            problems.append(Problem(where, "malformed-line", f"'{_safe(image_id)}' is not an image id; skipped"))
+        if not named:
+            problems.append(Problem(where, "malformed-line", "the first field is not an image id; skipped"))
             continue
         try:
-            class_id, species, breed_id = (int(n) for n in numbers)
+            class_id, species, breed_id = (int(n) for n in fields[1:])
         except ValueError:
-            problems.append(Problem(where, "malformed-line", f"non-numeric labels in {_quote(stripped)}; skipped"))
+            problems.append(Problem(where, "malformed-line", f"{named}non-numeric labels; skipped"))
             continue
         if not (1 <= class_id <= len(BREEDS) and species in (1, 2) and breed_id >= 1):
             problems.append(Problem(where, "malformed-line",
-                                    f"labels out of range in {_quote(stripped)} (class 1..37, species 1..2); skipped"))
+                                    f"{named}labels out of range (class 1..37, species 1..2, breed id 1..); skipped"))
             continue
         yield image_id, _ListEntry(class_id, species, breed_id, where)
 
@@ -517,7 +602,7 @@ def _parse_list(path: Path, rel: str, problems: list[Problem]) -> Iterable[tuple
 _Inspected = tuple[int, int, bool, bool, float, list[tuple[str, str]]]
 
 
-def _inspect_all(root: Path, jobs: list[tuple[str, bool, int]]) -> list[_Inspected]:
+def _inspect_all(root: Path, jobs: list[tuple[str, bool, int, bool]]) -> list[_Inspected]:
     """Inspect every image; PIL and zlib release the GIL while reading and inflating, so threads overlap."""
     if len(jobs) < _PARALLEL_FROM:
         return [_inspect_one(root, *job) for job in jobs]
@@ -526,8 +611,12 @@ def _inspect_all(root: Path, jobs: list[tuple[str, bool, int]]) -> list[_Inspect
         return list(pool.map(lambda job: _inspect_one(root, *job), jobs, chunksize=64))
 
 
-def _inspect_one(root: Path, image_id: str, trimap_on_disk: bool, file_size: int) -> _Inspected:
-    width, height, readable, issues = _inspect_image(root / IMAGES_DIR / f"{image_id}.jpg", file_size)
+def _inspect_one(root: Path, image_id: str, trimap_on_disk: bool, file_size: int, image_outside: bool) -> _Inspected:
+    if image_outside:
+        width, height, readable = 0, 0, False
+        issues = [("outside-link", f"{IMAGES_DIR}/{image_id}.jpg {_OUTSIDE}: cannot be shown or trained on")]
+    else:
+        width, height, readable, issues = _inspect_image(root / IMAGES_DIR / f"{image_id}.jpg", file_size)
     if not trimap_on_disk:
         return width, height, readable, False, math.nan, issues
     try:
@@ -567,6 +656,8 @@ def _inspect_image(path: Path, file_size: int) -> tuple[int, int, bool, list[tup
     issues: list[tuple[str, str]] = []
     with im:
         fmt, mode, (width, height) = im.format or "unknown", im.mode, im.size
+        if width * height > MAX_PHOTO_PIXELS:  # from the header: nothing decoded yet
+            return 0, 0, False, [("too-large", f"{_too_many_pixels(width, height)}: cannot be shown or trained on")]
         clean_end = fmt == "JPEG" and _jpeg_ends_cleanly(path, file_size)
         if not clean_end:
             # Rare (non-JPEG bytes, or a JPEG without its end marker): decode to know whether it is usable.

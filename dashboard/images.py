@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from core.config import Settings
-from core.dataset import Dataset, load_image
+from core.dataset import Dataset, load_image, open_photo
 from core.errors import ImageUnreadable
 from core.masks import BACKGROUND, BORDER, PET
 from core.runs import PRED_DIR, read_prediction
@@ -161,7 +161,7 @@ def thumbnail(
 
 def _small_picture(ds: Dataset, image_id: str, kind: str, settings: Settings, pred_folder: Path | None) -> np.ndarray:
     if kind == "none":
-        with Image.open(ds.image_path(image_id)) as im:
+        with open_photo(ds, image_id) as im:
             im.draft("RGB", (THUMB_SIZE, THUMB_SIZE))  # JPEG decodes at 1/2..1/8 scale: most of the speed
             im = im.convert("RGB")
             im.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BILINEAR)

@@ -450,3 +450,144 @@ def test_missing_list_files_and_trimap_folder_are_reported(sample_root, tmp_path
     assert ("annotations/trimaps", "missing-folder") in kinds
     assert summarize(ds)["splits"] == {"trainval": 15, "test": 0, "unlisted": 5}
     assert not ds.table["has_trimap"].any() and len(ds) == 20
+
+
+# --- links out of the dataset and raw line contents ---------------------------------------------------------------
+
+SECRET = "root:$6$s3cretHash:19000:0:99999:7:::"
+
+
+@pytest.fixture
+def outside(tmp_path) -> Path:
+    """Files outside the dataset folder that a hostile dataset points at."""
+    folder = tmp_path / "outside"
+    folder.mkdir()
+    (folder / "shadow").write_text("\n".join([SECRET, "daemon:*:19000:0:99999:7:::", "x y z w"]) + "\n")
+    return folder
+
+
+def _details(ds: Dataset) -> str:
+    return "\n".join(f"{p.image} {p.kind} {p.detail}" for p in ds.problems)
+
+
+def test_list_files_linked_out_of_the_dataset_are_not_read(sample_root, tmp_path, workspace, outside):
+    root = _copy_sample(sample_root, tmp_path / "data")
+    for name in ("list.txt", "trainval.txt"):
+        (root / "annotations" / name).unlink()
+        os.symlink(outside / "shadow", root / "annotations" / name)
+    ds = open_dataset(root, workspace)
+    kinds = {(p.image, p.kind) for p in ds.problems}
+    assert ("annotations/list.txt", "outside-link") in kinds and ("annotations/trainval.txt", "outside-link") in kinds
+    assert not any(p.kind == "malformed-line" for p in ds.problems)  # nothing of the linked file was parsed
+    text = _details(ds) + format_summary(summarize(ds), max_problems=1000)
+    assert "s3cret" not in text and "daemon" not in text and str(outside) not in text
+    assert summarize(ds)["splits"] == {"trainval": 0, "test": 5, "unlisted": 15}  # labels from the names still
+
+
+def test_links_that_stay_inside_the_dataset_are_followed(sample_root, tmp_path, workspace):
+    root = _copy_sample(sample_root, tmp_path / "data")
+    (root / "annotations" / "list.txt").rename(root / "annotations" / "list-v1.txt")
+    os.symlink("list-v1.txt", root / "annotations" / "list.txt")
+    (root / "images" / "Abyssinian_1.jpg").rename(root / "Abyssinian_1-original.jpg")
+    os.symlink(root / "Abyssinian_1-original.jpg", root / "images" / "Abyssinian_1.jpg")
+    ds = open_dataset(root, workspace)
+    assert ds.problems == []
+    assert load_image(ds, "Abyssinian_1").shape == (400, 600, 3)
+
+
+def test_images_and_trimaps_linked_out_of_the_dataset_are_problems_not_pixels(
+    sample_root, tmp_path, workspace, outside
+):
+    root = _copy_sample(sample_root, tmp_path / "data")
+    private = outside / "private.jpg"
+    (root / "images" / "Abyssinian_1.jpg").rename(private)
+    os.symlink(private, root / "images" / "Abyssinian_1.jpg")
+    (root / "annotations" / "trimaps" / "Bombay_182.png").rename(outside / "label.png")
+    os.symlink(outside / "label.png", root / "annotations" / "trimaps" / "Bombay_182.png")
+    ds = open_dataset(root, workspace)
+
+    row = ds.table.loc["Abyssinian_1"]
+    assert not row["readable"] and (row["width"], row["height"]) == (0, 0)
+    assert "outside-link" in _kinds(ds, "Abyssinian_1")
+    with pytest.raises(ImageUnreadable, match="outside the dataset folder"):
+        load_image(ds, "Abyssinian_1")
+    with pytest.raises(ImageUnreadable, match="outside the dataset folder"):
+        dataset.open_photo(ds, "Abyssinian_1")  # what thumbnails open
+    assert not ds.table.loc["Bombay_182", "has_trimap"] and "outside-link" in _kinds(ds, "Bombay_182")
+    with pytest.raises(ImageUnreadable, match="outside the dataset folder"):
+        load_trimap(ds, "Bombay_182")
+    assert str(outside) not in _details(ds)
+
+
+def test_a_file_swapped_for_an_outside_link_after_indexing_is_not_read(sample_root, tmp_path, workspace, outside):
+    root = _copy_sample(sample_root, tmp_path / "data")
+    ds = open_dataset(root, workspace)
+    Image.new("RGB", (600, 400), (255, 0, 0)).save(outside / "other.jpg")
+    (root / "images" / "Abyssinian_1.jpg").unlink()
+    os.symlink(outside / "other.jpg", root / "images" / "Abyssinian_1.jpg")
+    with pytest.raises(ImageUnreadable, match="outside the dataset folder"):
+        load_image(ds, "Abyssinian_1")
+
+
+def test_folders_linked_out_of_the_dataset_are_not_read(sample_root, tmp_path, workspace, outside):
+    root = _copy_sample(sample_root, tmp_path / "data")
+    (root / "annotations" / "trimaps").rename(outside / "trimaps")
+    os.symlink(outside / "trimaps", root / "annotations" / "trimaps")
+    ds = open_dataset(root, workspace)
+    assert ("annotations/trimaps", "outside-link") in {(p.image, p.kind) for p in ds.problems}
+    assert not ds.table["has_trimap"].any()
+    with pytest.raises(ImageUnreadable, match="outside the dataset folder"):
+        load_trimap(ds, "Abyssinian_1")
+
+    (root / "images").rename(outside / "images")
+    os.symlink(outside / "images", root / "images")
+    with pytest.raises(PetSegError, match="images/ .*outside the dataset folder"):
+        open_dataset(root, workspace)
+
+
+def test_problem_messages_never_echo_list_line_contents(sample_root, tmp_path, workspace):
+    root = _copy_sample(sample_root, tmp_path / "data")
+    with open(root / "annotations" / "list.txt", "a") as handle:
+        handle.write("hunter2 is my passw0rd now\n")  # wrong field count
+        handle.write("s3cretToken 1 1 1\n")  # not an id
+        handle.write("Abyssinian_1 pa55word 1 1\n")  # non-numeric
+        handle.write("Abyssinian_1 99 1 77777777\n")  # out of range
+    ds = open_dataset(root, workspace)
+    malformed = [p for p in ds.problems if p.kind == "malformed-line"]
+    assert len(malformed) == 4 and all(p.image.startswith("annotations/list.txt:") for p in malformed)
+    text = _details(ds)
+    for secret in ("hunter2", "passw0rd", "s3cret", "pa55word", "77777777"):
+        assert secret not in text
+    assert sum("Abyssinian_1" in p.detail for p in malformed) == 2  # a valid id is named: it says which image
+
+
+def _huge_png(width: int, height: int) -> bytes:
+    """A real 1-bit PNG of width x height black pixels: a few KB on disk, width*height*3 bytes as RGB."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\x00" + bytes((width + 7) // 8)
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(row * height, 9)) + \
+        chunk(b"IEND", b"")
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_photos_above_the_pixel_cap_are_a_problem_and_never_decoded(sample_root, tmp_path, workspace, monkeypatch):
+    root = _copy_sample(sample_root, tmp_path / "data")
+    (root / "images" / "Abyssinian_1.jpg").write_bytes(_huge_png(12000, 12000))  # 432 MB as RGB
+    ds = open_dataset(root, workspace)
+    row = ds.table.loc["Abyssinian_1"]
+    assert not row["readable"] and "too-large" in _kinds(ds, "Abyssinian_1")
+    detail = next(p.detail for p in ds.problems if p.image == "Abyssinian_1" and p.kind == "too-large")
+    assert "12000x12000" in detail and "40-megapixel" in detail
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a photo above the cap was decoded")
+
+    monkeypatch.setattr(dataset.Image.Image, "load", refuse)
+    with pytest.raises(ImageUnreadable, match="12000x12000.*above the 40-megapixel cap"):
+        load_image(ds, "Abyssinian_1")

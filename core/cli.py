@@ -50,10 +50,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from core.download import download
+    from core.download import download, parse_md5_options
 
     settings = _settings(args)
-    download(settings.data, base_url=args.base_url)
+    download(settings.data, base_url=args.base_url, md5s=parse_md5_options(args.md5 or []))
     print(f"dataset ready at {settings.data}")
     return 0
 
@@ -201,6 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("download", help="download and verify the official images and annotations archives")
     _add_paths(p)
     p.add_argument("--base-url", help="fetch the archives from this URL prefix instead of the official mirror")
+    p.add_argument(
+        "--md5", action="append", metavar="NAME=HEX",
+        help="with --base-url: expect this md5 for archive NAME (images.tar.gz or annotations.tar.gz) instead of "
+             "the official one, for a private mirror of a modified archive; repeat for both",
+    )
     p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("synth", help="generate a synthetic dataset in the official layout")

@@ -103,17 +103,18 @@ def sweep_temporaries(
     progress is never touched, however slow. ``skip`` names top-level subfolders that have their own
     clean-up (``masks`` and its store lock).
     """
-    folder = Path(folder)
-    skipped = {folder / name for name in skip}
+    skipped = {os.path.join(folder, name) for name in skip}
     found: list[Path] = []
     cutoff = time.time() - older_than
-    for parent, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if Path(parent, d) not in skipped)
-        for name in sorted(files):
-            path = Path(parent, name)
-            if is_temporary(name) and _stale(path, cutoff) and _remove_unlocked(path, dry_run):
-                found.append(path)
-    return found
+    for parent, dirs, files in os.walk(folder):  # tens of thousands of prediction PNGs: keep the loop lean
+        if parent == str(folder):
+            dirs[:] = [d for d in dirs if os.path.join(parent, d) not in skipped]
+        for name in files:
+            if is_temporary(name):
+                path = Path(parent, name)
+                if _stale(path, cutoff) and _remove_unlocked(path, dry_run):
+                    found.append(path)
+    return sorted(found)
 
 
 # --- internals ------------------------------------------------------------------------------------------------

@@ -1,12 +1,14 @@
 """``python -m core <command>``: argument parsing only; each command calls one core function.
 
-User errors (``PetSegError``) print one line and exit 2; anything else is a bug
-and keeps its traceback.
+User errors (``PetSegError``) and the file-system errors a user can fix (a path that is too long,
+unwritable, read-only, missing, or a full disk) print one line and exit 2; anything else is a bug and
+keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import sys
@@ -67,9 +69,11 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from core.cleanup import sweep_stale
     from core.train import config_from_args, train
 
     settings = _settings(args)
+    sweep_stale(settings)  # checkpoint temporaries left by crashed trainings (stale and unlocked only)
     train(settings, config_from_args(args))
     return 0
 
@@ -184,6 +188,13 @@ def _json_number(value: object) -> float | None:
     return None if math.isnan(number) else number  # NaN is not JSON
 
 
+def cmd_gc(args: argparse.Namespace) -> int:
+    from core.cleanup import collect
+
+    print(collect(_settings(args), dry_run=args.dry_run).text())
+    return 0
+
+
 # --- parser -----------------------------------------------------------------
 
 
@@ -285,6 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_compare)
 
+    p = sub.add_parser(
+        "gc", help="remove leftovers of crashes and save conflicts: stale temporaries, unreferenced mask files"
+    )
+    _add_paths(p, data=False)
+    p.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    p.set_defaults(func=cmd_gc)
+
     return parser
 
 
@@ -295,6 +313,35 @@ def main(argv: list[str] | None = None) -> int:
     except PetSegError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.errno not in _USER_FIXABLE:
+            raise  # EBADF, EINVAL, ...: a bug, keep the traceback
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+# What the user can fix by choosing another path or freeing space, with the advice to give.
+_USER_FIXABLE = {
+    errno.ENAMETOOLONG: "choose a shorter path",
+    errno.ENOSPC: "free some disk space or choose a folder on another disk",
+    errno.EDQUOT: "free some space within your quota or choose a folder on another disk",
+    errno.EROFS: "the file system is read-only: choose a writable folder",
+    errno.EACCES: "choose a folder you may write to, or fix its permissions",
+    errno.EPERM: "choose a folder you may write to, or fix its permissions",
+    errno.ENOENT: "check that the path exists",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
+    errno.EISDIR: "the path is a folder where a file was expected: choose another path",
+    errno.EEXIST: "the path exists already: choose another one",
+    errno.ELOOP: "the path has a symlink loop: choose another path",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``exc`` as one line naming the path and what to do, e.g. for ``--workspace`` on a read-only disk."""
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    where = " -> ".join(paths) if paths else "a file in the workspace or output folder"
+    reason = exc.strerror or type(exc).__name__
+    return f"{where}: {reason}; {_USER_FIXABLE.get(exc.errno, 'check the path')}"

@@ -43,7 +43,8 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from core import groundtruth
-from core.atomic import atomic_create, atomic_open, sweep_temporaries
+from core.atomic import atomic_create, atomic_open
+from core.cleanup import sweep_stale
 from core.config import Settings
 from core.dataset import Dataset, open_dataset
 from core.errors import ImageUnreadable, PetSegError
@@ -92,7 +93,7 @@ def export_archive(
     if fmt not in FORMATS:
         raise PetSegError(f"export format {fmt!r} is not one of {', '.join(FORMATS)}")
     names = _output_names(settings, fmt, out)
-    sweep_temporaries(settings.exports_dir)  # leftovers of exports that crashed (stale and unlocked only)
+    sweep_stale(settings)  # temporaries left by crashed exports and trainings (stale and unlocked only)
     ds = ds if ds is not None else open_dataset(settings.data, settings.workspace)
     truth = groundtruth.snapshot(settings, ds, ds.ids())  # one ledger query for the whole export
     ids = [i for i in ds.ids() if truth.versions[i] is not None] if only_corrected else ds.ids()

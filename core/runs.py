@@ -37,6 +37,7 @@ CONFIG_FILE = "config.json"
 METRICS_CSV = "metrics.csv"
 PROGRESS_FILE = "progress.json"
 LOG_FILE = "train.log"
+LOCK_FILE = ".lock"  # held by the process training the run (and in eval/<split>/, by the one evaluating it)
 METRICS_COLUMNS = (
     "epoch",
     "train_loss",

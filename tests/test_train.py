@@ -10,17 +10,20 @@ import numpy as np
 import pytest
 import torch
 
+import core.data as data
 import core.train as training
 from core.cli import main
 from core.config import Settings
 from core.corrections import save
+from core.data import ArrayCache, augment, split_trainval, trainable_ids
 from core.dataset import BREEDS, breed_number, load_trimap, open_dataset, species_of
 from core.errors import PetSegError
+from core.groundtruth import GroundTruth, snapshot
 from core.masks import binary_to_trimap
 from core.model import load_checkpoint
 from core.runs import read_metrics_csv, read_progress
 from core.synth import generate
-from core.train import ArrayCache, TrainConfig, augment, split_trainval, train, trainable_ids
+from core.train import TrainConfig, train
 
 # The tiny model of these tests: resnet18 down to stride 16 with a slim decoder, at 64 px.
 TINY = {"encoder": "resnet18", "encoder_weights": None, "encoder_depth": 4, "decoder_channels": (64, 32, 16, 16),
@@ -167,23 +170,48 @@ def test_the_array_cache_is_reused_and_refreshed_when_ground_truth_changes(blobs
     settings = Settings.resolve(data=blobs.data, workspace=tmp_path / "ws")
     ds = open_dataset(settings.data, settings.workspace)
     ids = trainable_ids(ds)[0][:12]
-    cache = ArrayCache.open(settings, ds, ids, 64)
-    cache.ensure(settings, ds, ids, use_corrections=False, progress=False)
+    cache = ArrayCache.open(settings, ds, snapshot(settings, ds, ids, corrections=False), ids, 64)
     first = cache.rows(ids[:1])[0]
-    assert set(np.unique(cache.masks[first])) <= {1, 2, 3} and cache.images[first].std() > 0
+    official = np.array(cache.masks[first])
+    assert set(np.unique(official)) <= {1, 2, 3} and cache.images[first].std() > 0
 
-    decoded = []
-    real_load = training.load_image
-    monkeypatch.setattr(training, "load_image", lambda ds, i: decoded.append(i) or real_load(ds, i))
-    reopened = ArrayCache.open(settings, ds, ids, 64)
-    reopened.ensure(settings, ds, ids, use_corrections=False, progress=False)
-    assert decoded == []  # every row came from the cache
+    decoded, masks_read = [], []
+    real_load, real_mask = data.load_image, GroundTruth.mask
+    monkeypatch.setattr(data, "load_image", lambda ds, i: decoded.append(i) or real_load(ds, i))
+    monkeypatch.setattr(GroundTruth, "mask", lambda truth, i: masks_read.append(i) or real_mask(truth, i))
+    reopened = ArrayCache.open(settings, ds, snapshot(settings, ds, ids, corrections=False), ids, 64)
+    assert decoded == [] and masks_read == []  # every row came from the cache
+    assert reopened.folders == cache.folders
 
     corrected = ids[0]
     save(settings, ds, corrected, np.ones_like(load_trimap(ds, corrected)), base_version=None, source="gt")
-    reopened.ensure(settings, ds, ids, use_corrections=True, progress=False)
-    assert decoded == [corrected]  # only the image whose ground truth changed
-    assert (ArrayCache.open(settings, ds, ids, 64).masks[first] == 1).all()
+    fixed = ArrayCache.open(settings, ds, snapshot(settings, ds, ids, corrections=True), ids, 64)
+    # The photos are shared; only the mask whose ground truth changed is read again, into a cache of its own.
+    assert decoded == [] and masks_read == [corrected]
+    assert fixed.folders[0] == cache.folders[0] and fixed.folders[1] != cache.folders[1]
+    assert fixed.versions[corrected] == 1 and (fixed.masks[first] == 1).all()
+    assert np.array_equal(cache.masks[first], official)  # the official cache is never rewritten
+    # A run on a subset reuses the rows it shares with the caches already built: nothing is decoded again.
+    subset = ArrayCache.open(settings, ds, snapshot(settings, ds, ids[:5], corrections=True), ids[:5], 64)
+    assert decoded == [] and masks_read == [corrected]
+    assert np.array_equal(subset.images[subset.rows(ids[:5])], fixed.images[fixed.rows(ids[:5])])
+    assert (subset.masks[subset.row[corrected]] == 1).all()
+
+
+def test_the_array_cache_is_read_only(blobs, tmp_path) -> None:
+    settings = Settings.resolve(data=blobs.data, workspace=tmp_path / "ws")
+    ds = open_dataset(settings.data, settings.workspace)
+    ids = trainable_ids(ds)[0][:4]
+    with ArrayCache.open(settings, ds, snapshot(settings, ds, ids), ids, 64) as cache:
+        for array in (cache.images, cache.masks):
+            assert not array.flags.writeable
+            with pytest.raises(ValueError, match="read-only"):
+                array[0] = 0
+        for folder, name in zip(cache.folders, ("images.npy", "masks.npy"), strict=True):
+            assert (folder / name).stat().st_mode & 0o222 == 0  # nobody is invited to open it for writing
+        images, masks = cache.load(cache.rows(ids))
+        images[0] = 0  # a batch is a copy: writing to it leaves the cache alone
+        assert cache.images[0].std() > 0
 
 
 def test_augmentation_moves_image_and_mask_together() -> None:

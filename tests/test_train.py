@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -265,3 +266,79 @@ def test_cli_flags_override_the_preset_and_the_default_is_the_full_recipe() -> N
     assert quick.encoder_weights is None
     with pytest.raises(PetSegError, match="multiple of 32"):
         TrainConfig(run="c", image_size=100).resolved()
+
+
+def test_a_second_training_of_the_same_run_is_refused_and_the_first_finishes(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT_ROOT, wait_for
+
+    data = generate(tmp_path / "synth", count=24, seed=0, progress=False)
+    ws = tmp_path / "ws"
+
+    def start(seed: str, epochs: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "core", "train", "--data", str(data), "--workspace", str(ws), "--run", "same",
+             "--preset", "quick", "--image-size", "64", "--encoder-weights", "none", "--seed", seed,
+             "--epochs", epochs], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    first = start("1", "2")
+    run_dir = ws / "runs" / "same"
+    try:
+        wait_for(lambda: (read_progress(run_dir) or {}).get("pid") == first.pid, 120, "first training started")
+        first.send_signal(signal.SIGSTOP)  # both are now "running": the first holds the run while paused
+        try:
+            second = start("2", "3")
+            _, err = second.communicate(timeout=120)
+        finally:
+            first.send_signal(signal.SIGCONT)
+        assert second.returncode == 2
+        assert err.strip() == (f"error: run same is being trained by another process (pid {first.pid}): "
+                               "wait for it to finish or choose another --run")
+        _, err = first.communicate(timeout=300)
+        assert first.returncode == 0, err
+    finally:
+        first.kill()
+
+    # Every file of the run folder comes from the first training (seed 1, 2 epochs).
+    config = json.loads((run_dir / "config.json").read_text())
+    assert (config["train"]["seed"], config["train"]["epochs"]) == (1, 2)
+    metrics = read_metrics_csv(run_dir)
+    assert metrics["epoch"].tolist() == [1, 2]
+    _, _, last = load_checkpoint(run_dir / "last.pt")
+    _, _, best = load_checkpoint(run_dir / "best.pt")
+    assert last["epoch"] == 2 and best["epoch"] in (1, 2)
+    assert best["metrics"]["train_loss"] == pytest.approx(metrics.set_index("epoch").loc[best["epoch"], "train_loss"])
+    assert read_progress(run_dir)["pid"] == first.pid and read_progress(run_dir)["status"] == "done"
+    # The lock went with the process: the run can be resumed now.
+    resumed = train(Settings.resolve(data=data, workspace=ws), TrainConfig(run="same", epochs=3, resume=True,
+                                                                           progress=False))
+    assert resumed.epochs == 3 and read_metrics_csv(run_dir)["epoch"].tolist() == [1, 2, 3]
+
+
+def test_a_second_evaluation_of_the_same_run_and_split_is_refused(trained_copy) -> None:
+    import subprocess
+    import sys
+
+    from core.evaluate import evaluate
+    from core.run_folder import lock_evaluation
+    from core.runs import eval_dir
+    from tests.conftest import PROJECT_ROOT
+
+    settings, run = trained_copy.settings, trained_copy.run
+    folder = eval_dir(settings, run, "test")
+    before = (folder / "metrics.parquet").read_bytes()
+    with lock_evaluation(folder, run, "test"):  # this process is evaluating test
+        other = subprocess.run(
+            [sys.executable, "-m", "core", "evaluate", "--data", str(settings.data), "--workspace",
+             str(settings.workspace), "--run", run, "--split", "test"],
+            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+        assert other.returncode == 2
+        assert other.stderr.strip() == (f"error: run {run} is being evaluated on test by another process "
+                                        f"(pid {os.getpid()}): wait for it to finish")
+        assert (folder / "metrics.parquet").read_bytes() == before
+        # Another split of the same run is not held.
+        assert evaluate(settings, run, "trainval", progress=False)["images"] > 0
+    assert evaluate(settings, run, "test", progress=False)["images"] > 0  # free again once released

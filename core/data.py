@@ -25,6 +25,7 @@ can lock exclusively, so no process ever loses (or sees a change in) the arrays 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -161,7 +162,8 @@ def _published(root: Path, name: str, held: list[locks.Lock], build: Callable[[P
     while True:
         lock = locks.acquire(lock_path, shared=True)
         if folder.is_dir():  # only a complete build is ever renamed to this name
-            os.utime(folder)  # recently used: pruned last
+            with contextlib.suppress(OSError):
+                os.utime(folder)  # recently used: pruned last
             held.append(lock)
             return folder
         lock.release()
@@ -184,7 +186,14 @@ def _published(root: Path, name: str, held: list[locks.Lock], build: Callable[[P
 def _donors(root: Path, prefix: str, kind: str) -> list[Path]:
     """Published caches of the same dataset, size and kind, most recent first."""
     found = [p for p in root.glob(f"{prefix}-{kind}-*") if p.is_dir() and not p.name.startswith(".")]
-    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+    return sorted(found, key=_mtime, reverse=True)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # pruned by another process meanwhile
+        return 0.0
 
 
 def _build(tmp: Path, kind: str, ids: list[str], versions: dict[str, int | None] | None, shape: tuple[int, ...],
@@ -249,42 +258,43 @@ def prune(root: Path, keep: dict[str, int], skip: Iterable[str] = ()) -> list[st
     """Delete the least recently used caches beyond ``keep`` per kind; returns the names deleted.
 
     Only a cache no process holds is deleted (its lock taken exclusively without waiting); leftovers of
-    crashed builds are collected the same way, and so are caches in a layout this version does not write.
+    crashed builds, lock files without a cache and caches in an older layout are collected the same way.
     """
     if not root.is_dir():
         return []
-    skip = set(skip)
     by_kind: dict[str, list[Path]] = {}
     for path in root.iterdir():
-        if not path.is_dir() or path.name in skip:
+        if path.name in set(skip):
             continue
-        if path.name.startswith("."):
-            name = path.name[1:].rsplit(".", 2)[0]  # .<name>.<pid>.tmp|trash
-            kind = "leftover"
+        if path.is_dir():
+            kind = "leftover" if path.name.startswith(".") else next((k for k in KINDS if f"-{k}-" in path.name),
+                                                                     "old layout")
+        elif path.suffix == ".lock" and not path.with_suffix("").exists():
+            kind = "lock"
         else:
-            name = path.name
-            kind = next((k for k in KINDS if f"-{k}-" in name), "old layout")
+            continue
         by_kind.setdefault(kind, []).append(path)
     deleted = []
     for kind, paths in by_kind.items():
-        paths.sort(key=lambda p: p.stat().st_mtime, reverse=True)
-        for path in paths[keep.get(kind, 0) :]:
-            name = path.name[1:].rsplit(".", 2)[0] if kind == "leftover" else path.name
+        for path in sorted(paths, key=_mtime, reverse=True)[keep.get(kind, 0) :]:
+            # .<name>.<pid>.tmp|trash, <name>.lock or <name>
+            name = path.name[1:].rsplit(".", 2)[0] if kind == "leftover" else path.name.removesuffix(".lock")
             lock = locks.acquire(root / f"{name}.lock", wait=False)
             if lock is None:
-                continue  # mapped or being built by a live process
+                continue  # mapped, being built or being deleted by a live process
             with lock:
                 if kind == "leftover":
                     shutil.rmtree(path, ignore_errors=True)
-                    continue
-                trash = root / f".{name}.{os.getpid()}.trash"
-                try:
-                    os.rename(path, trash)
-                except OSError:
-                    continue
-                shutil.rmtree(trash, ignore_errors=True)
-                lock.delete()
-                deleted.append(name)
+                elif kind != "lock":
+                    trash = root / f".{name}.{os.getpid()}.trash"
+                    try:
+                        os.rename(path, trash)
+                    except OSError:
+                        continue
+                    shutil.rmtree(trash, ignore_errors=True)
+                    deleted.append(name)
+                if not (root / name).exists():
+                    lock.delete()
     return deleted
 
 

@@ -215,6 +215,23 @@ def test_the_array_cache_is_read_only(blobs, tmp_path) -> None:
         assert cache.images[0].std() > 0
 
 
+def test_pruning_collects_old_caches_and_crash_leftovers_but_not_a_held_cache(tmp_path: Path) -> None:
+    from core import locks
+
+    root = tmp_path / "arrays"
+    names = [f"fp-64-masks-{i}" for i in range(3)] + ["fp-64", ".fp-64-images-x.123.tmp", ".fp-64-masks-y.9.trash"]
+    for name in names:
+        (root / name).mkdir(parents=True)
+        (root / name / "masks.npy").write_bytes(b"x")
+    (root / "fp-64-images-gone.lock").touch()  # a lock file whose cache is gone
+    held = locks.acquire(root / "fp-64-masks-0.lock", shared=True)  # another reader maps this one
+    deleted = data.prune(root, keep={"masks": 0})
+    assert sorted(deleted) == ["fp-64", "fp-64-masks-1", "fp-64-masks-2"]
+    assert sorted(p.name for p in root.iterdir()) == ["fp-64-masks-0", "fp-64-masks-0.lock"]
+    held.release()
+    assert data.prune(root, keep={"masks": 0}) == ["fp-64-masks-0"] and list(root.iterdir()) == []
+
+
 def test_augmentation_moves_image_and_mask_together() -> None:
     gen = torch.Generator().manual_seed(0)
     rng = np.random.default_rng(0)

@@ -36,12 +36,13 @@ import numpy as np  # noqa: E402
 
 from core.config import Settings  # noqa: E402
 from core.corrections import import_folder  # noqa: E402
+from core.data import trainable_ids  # noqa: E402
 from core.dataset import load_trimap, open_dataset  # noqa: E402
 from core.evaluate import evaluate  # noqa: E402
 from core.masks import BACKGROUND, PET, binary_to_trimap, encode_png, pet_outline_mask  # noqa: E402
 from core.metrics import pet_iou  # noqa: E402
 from core.synth import generate  # noqa: E402
-from core.train import TrainConfig, train, trainable_ids  # noqa: E402
+from core.train import TrainConfig, train  # noqa: E402
 
 DAMAGES = ("shift", "erode", "flip")
 

@@ -38,13 +38,14 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from core.config import Settings  # noqa: E402
+from core.data import split_trainval, trainable_ids  # noqa: E402
 from core.dataset import open_dataset  # noqa: E402
 from core.device import busy_cores_elsewhere, configure_cpu_threads, select_runtime  # noqa: E402
 from core.metrics import batch_metrics  # noqa: E402
-from core.model import build_model, to_input  # noqa: E402
+from core.model import SegLoss, build_model, to_input  # noqa: E402
 from core.runs import read_metrics_csv  # noqa: E402
 from core.synth import generate  # noqa: E402
-from core.train import SegLoss, TrainConfig, split_trainval, train, trainable_ids  # noqa: E402
+from core.train import TrainConfig, train  # noqa: E402
 
 ENCODER = "resnet34"
 

@@ -50,6 +50,7 @@ from core.errors import ImageUnreadable, PetSegError
 from core.masks import encode_png_fast, resize_image
 from core.metrics import dataset_iou, prediction_metrics
 from core.model import ModelConfig, file_sha256, load_checkpoint, to_input
+from core.run_folder import lock_evaluation
 from core.runs import (
     METRICS_FILE,
     PRED_DIR,
@@ -215,7 +216,28 @@ def evaluate(
 ) -> dict[str, Any]:
     """Predict every image of ``split`` (or only ``image_ids`` of it) with the run's checkpoint; write PNGs and
     the metrics table. Returns the summary printed by ``python -m core evaluate --json``.
+
+    One process at a time evaluates a run's split: a second is refused (``PetSegError``) while the first writes.
     """
+    checkpoint_path(settings, run, checkpoint)  # an unknown run is refused before a folder is made for it
+    with lock_evaluation(eval_dir(settings, run, split), run, split):
+        return _evaluate(settings, run, split, checkpoint, batch_size=batch_size, device=device, precision=precision,
+                         progress=progress, on_progress=on_progress, image_ids=image_ids)
+
+
+def _evaluate(
+    settings: Settings,
+    run: str,
+    split: str,
+    checkpoint: str,
+    *,
+    batch_size: int,
+    device: str,
+    precision: str,
+    progress: bool,
+    on_progress: Callable[[int, int], None] | None,
+    image_ids: Iterable[str] | None,
+) -> dict[str, Any]:
     started = time.perf_counter()
     folder = eval_dir(settings, run, split)
     ckpt = checkpoint_path(settings, run, checkpoint)

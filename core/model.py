@@ -177,6 +177,21 @@ def create_network(cfg: ModelConfig, encoder_weights: str | None = None) -> torc
             ) from exc
 
 
+class SegLoss(torch.nn.Module):
+    """The training loss: smp's multiclass Dice loss plus cross-entropy, on logits (in fp32 under autocast)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import segmentation_models_pytorch as smp
+
+        self.dice = smp.losses.DiceLoss(mode="multiclass", from_logits=True)
+        self.ce = torch.nn.CrossEntropyLoss()
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        return self.dice(logits, target) + self.ce(logits, target)
+
+
 def build_model(
     encoder: str = "resnet34",
     image_size: int = 256,

@@ -8,8 +8,8 @@
     >>> read_prediction(eval_dir(settings, "quick-1", "test"), "Abyssinian_1")   # (H, W) trimap-coded, or None
 
 This module is also the one place that names the files of a run folder; it imports neither torch nor the
-model, so listing runs stays fast. Everything here only reads what :mod:`core.train` and :mod:`core.evaluate`
-wrote.
+model, so listing runs stays fast. Everything here only reads what :mod:`core.run_folder`, :mod:`core.train`
+(checkpoints) and :mod:`core.evaluate` wrote.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ CONFIG_FILE = "config.json"
 METRICS_CSV = "metrics.csv"
 PROGRESS_FILE = "progress.json"
 LOG_FILE = "train.log"
+LOCK_FILE = ".lock"  # held by the process training the run (and in eval/<split>/, by the one evaluating it)
 METRICS_COLUMNS = (
     "epoch",
     "train_loss",
@@ -123,7 +124,7 @@ def read_prediction(folder: Path, image_id: str) -> np.ndarray | None:
 
 
 def read_progress(run_dir: Path) -> dict[str, Any] | None:
-    """The run's progress.json (see core.train), None when absent or unreadable."""
+    """The run's progress.json (see core.run_folder), None when absent or unreadable."""
     try:
         data = json.loads((Path(run_dir) / PROGRESS_FILE).read_text())
     except (OSError, ValueError):

@@ -1,4 +1,4 @@
-"""Train the U-Net on the trimaps: configuration, data cache, augmentation, the loop, checkpoints.
+"""Train the U-Net on the trimaps: presets, the config, the loop, validation, checkpoints and resume.
 
     >>> from core.config import Settings
     >>> from core.train import TrainConfig, train
@@ -7,55 +7,41 @@
     >>> result.best_val_iou_pet
     0.87
 
-Read top to bottom: presets and the config object, the array cache, augmentation, then
-:func:`train` (data, model, optimiser, loop, validation, checkpoints).
+Read top to bottom: presets and the config object, then :func:`train` (lock the run, data, model, optimiser,
+the loop, validation, checkpoints) and the resume maths. The data (split, array cache, augmentation, batches)
+is :mod:`core.data`; the run folder's files other than checkpoints are written by :mod:`core.run_folder`.
 
 The run folder ``<workspace>/runs/<run>/`` gets ``config.json``, ``metrics.csv`` (one row per epoch),
 ``last.pt`` (with optimiser/scheduler/RNG state for ``--resume``), ``best.pt`` (best validation pet IoU),
-``train.log`` and ``progress.json``, rewritten atomically about once a second while training::
-
-    {"run": "quick-1", "status": "training", "epoch": 3, "epochs": 10, "step": 40, "steps_per_epoch": 112,
-     "loss": 0.41, "images_per_second": 46.1, "elapsed_s": 95.2, "updated_at": 1764100000.0, "pid": 4242}
-
-``status`` is one of ``caching`` (building the array cache), ``training``, ``validating``, ``done``,
-``failed`` (with ``error``) or ``interrupted``.
+``train.log`` and ``progress.json``. One process at a time trains a run: a second is refused.
 """
 
 from __future__ import annotations
 
-import csv
+import contextlib
 import dataclasses
-import hashlib
-import io
-import json
 import logging
 import math
-import os
-import platform
-import shutil
 import sys
 import time
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
-from core import groundtruth
-from core.atomic import atomic_write_text
+from core import groundtruth, run_folder
 from core.config import Settings, check_run_name
-from core.dataset import Dataset, load_image, open_dataset
+from core.data import ArrayCache, augment, batches, split_trainval, steps_per_epoch, trainable_ids
+from core.dataset import Dataset, open_dataset
 from core.device import Runtime, available_cores, configure_cpu_threads, resolve_device, select_runtime
-from core.errors import CheckpointError, ImageUnreadable, PetSegError
-from core.masks import resize_image, resize_mask
+from core.errors import CheckpointError, PetSegError
 from core.metrics import batch_metrics
 from core.model import (
     ModelConfig,
+    SegLoss,
     build_model,
     check_image_size,
     config_of,
@@ -68,7 +54,6 @@ from core.model import (
     save_checkpoint,
     to_input,
 )
-from core.runs import CONFIG_FILE, LOG_FILE, METRICS_COLUMNS, METRICS_CSV, PROGRESS_FILE
 
 log = logging.getLogger("petseg")
 
@@ -78,29 +63,15 @@ log = logging.getLogger("petseg")
 # to 1e-5, batch 8); "quick" is a CPU-sized variant: a small encoder, 128 px, a slimmer decoder and a
 # larger learning rate because without network access the encoder starts from random weights.
 PRESETS: dict[str, dict[str, Any]] = {
-    "quick": {
-        "encoder": "resnet18",
-        "image_size": 128,
-        "batch_size": 8,
-        "epochs": 10,
-        "lr": 1e-3,
-        "decoder_channels": (128, 64, 32, 16, 16),
-    },
-    "full": {
-        "encoder": "resnet34",
-        "image_size": 256,
-        "batch_size": 8,
-        "epochs": 10,
-        "lr": 2e-4,
-        "decoder_channels": (256, 128, 64, 32, 16),
-    },
+    "quick": {"encoder": "resnet18", "image_size": 128, "batch_size": 8, "epochs": 10, "lr": 1e-3,
+              "decoder_channels": (128, 64, 32, 16, 16)},
+    "full": {"encoder": "resnet34", "image_size": 256, "batch_size": 8, "epochs": 10, "lr": 2e-4,
+             "decoder_channels": (256, 128, 64, 32, 16)},
 }
 DEFAULT_PRESET = "full"
 # A resumed run keeps its config.json; these flags, if given, must agree with it (epochs, device and precision
 # may change).
 FIXED_ON_RESUME = ("preset", "encoder", "image_size", "batch_size", "lr", "decoder_channels", "max_images")
-
-PROGRESS_EVERY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -162,283 +133,13 @@ class TrainConfig:
 
 def config_from_args(args: Any) -> TrainConfig:
     """The ``python -m core train`` flags as a TrainConfig (unset flags stay ``None`` -> preset)."""
-    fields = {
-        "run": args.run,
-        "preset": getattr(args, "preset", None),
-        "epochs": getattr(args, "epochs", None),
-        "image_size": getattr(args, "image_size", None),
-        "batch_size": getattr(args, "batch_size", None),
-        "encoder": getattr(args, "encoder", None),
-        "lr": getattr(args, "lr", None),
-        "max_images": getattr(args, "max_images", None),
-        "resume": bool(getattr(args, "resume", False)),
-        "use_corrections": bool(getattr(args, "use_corrections", False)),
-    }
-    for name in ("encoder_weights", "seed", "precision", "device"):
-        value = getattr(args, name, None)
-        if value is not None:
-            fields[name] = value
-    return TrainConfig(**fields)
-
-
-# --- which images ----------------------------------------------------------
-
-
-def _hash_order(ids: list[str]) -> list[str]:
-    """A fixed pseudo-random order of ids (independent of the seed, so every run validates on the same images)."""
-    return sorted(ids, key=lambda i: hashlib.sha1(i.encode()).hexdigest())
-
-
-def split_trainval(ids: list[str], val_fraction: float = 0.1, max_images: int | None = None) -> tuple[list, list]:
-    """``(train_ids, val_ids)``: validation is the first ``val_fraction`` of a fixed hash order of ``ids``."""
-    order = _hash_order(ids)
-    if max_images:
-        order = order[:max_images]
-    n_val = 0 if val_fraction <= 0 or len(order) < 2 else max(1, round(len(order) * val_fraction))
-    return sorted(order[n_val:]), sorted(order[:n_val])
-
-
-def trainable_ids(ds: Dataset, corrected: Iterable[str] = ()) -> tuple[list[str], int]:
-    """trainval images that decode and have a trimap (or a correction), and how many trainval images were left out.
-
-    Test images are never trainable, corrected or not: their corrections only ever serve as evaluation ground truth.
-    """
-    table = ds.table[ds.table["split"] == "trainval"]
-    usable = table[table["readable"] & (table["has_trimap"] | table.index.isin(list(corrected)))]
-    return list(usable.index), len(table) - len(usable)
-
-
-# --- array cache ------------------------------------------------------------
-
-
-class ArrayCache:
-    """Images and ground-truth masks decoded once and resized to the input size, as uint8 ``.npy`` memmaps.
-
-    ``<workspace>/cache/arrays/<dataset fingerprint>-<size>/`` holds ``images.npy`` (N, S, S, 3),
-    ``masks.npy`` (N, S, S) for every usable trainval image, and ``state.json`` listing the rows filled so far
-    with the ground-truth version each mask was made from. Rows are filled on demand, so a ``--max-images``
-    run decodes only what it trains on; a mask whose ground-truth version changed is refilled.
-    """
-
-    KEEP = 4  # cache folders kept (one per dataset version and size seen recently)
-
-    def __init__(self, folder: Path, ids: list[str], size: int):
-        self.folder = folder
-        self.ids = ids
-        self.size = size
-        self.row = {image_id: i for i, image_id in enumerate(ids)}
-        self.folder.mkdir(parents=True, exist_ok=True)
-        state = self._read_state()
-        if state is None or state.get("ids") != ids or state.get("size") != size:
-            state = {"ids": ids, "size": size, "filled": {}}
-            self._create_arrays()
-        self.filled: dict[str, int | None] = state["filled"]
-        self.images = np.load(folder / "images.npy", mmap_mode="r+")
-        self.masks = np.load(folder / "masks.npy", mmap_mode="r+")
-
-    @classmethod
-    def open(cls, settings: Settings, ds: Dataset, ids: list[str], size: int) -> ArrayCache:
-        root = settings.cache_dir / "arrays"
-        folder = root / f"{ds.fingerprint[:20]}-{size}"
-        cache = cls(folder, sorted(ids), size)
-        _prune_old(root, keep=cls.KEEP, current=folder)
-        return cache
-
-    def _read_state(self) -> dict | None:
-        try:
-            return json.loads((self.folder / "state.json").read_text())
-        except (OSError, ValueError):
-            return None
-
-    def _create_arrays(self) -> None:
-        n, s = len(self.ids), self.size
-        for name, shape in (("images.npy", (n, s, s, 3)), ("masks.npy", (n, s, s))):
-            np.lib.format.open_memmap(self.folder / name, mode="w+", dtype=np.uint8, shape=shape).flush()
-        atomic_write_text(self.folder / "state.json", json.dumps({"ids": self.ids, "size": self.size, "filled": {}}))
-
-    def ensure(self, settings: Settings, ds: Dataset, ids: list[str], use_corrections: bool, progress: bool) -> None:
-        """Decode and resize every id not cached yet (or whose ground truth changed since)."""
-        truth = groundtruth.snapshot(settings, ds, ids, corrections=use_corrections)
-        todo = [i for i in ids if i not in self.filled or self.filled[i] != truth.versions[i]]
-        if not todo:
-            return
-        log.info("caching %d images at %d px in %s", len(todo), self.size, self.folder)
-
-        def fill(image_id: str) -> tuple[str, int | None] | None:
-            try:
-                image = load_image(ds, image_id)
-                mask, version = truth.mask(image_id), truth.versions[image_id]
-            except ImageUnreadable as exc:
-                log.warning("skipped %s: %s", image_id, exc)
-                return None
-            if mask is None:
-                return None
-            row = self.row[image_id]
-            self.images[row] = resize_image(image, self.size)
-            self.masks[row] = resize_mask(mask, self.size)
-            return image_id, version
-
-        # Decoding releases the GIL (PIL, OpenCV); the model is not running yet, so both cores may decode.
-        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-            results = list(tqdm(pool.map(fill, todo), total=len(todo), desc="caching", disable=not progress,
-                                leave=False))
-        self.images.flush()
-        self.masks.flush()
-        for result in results:
-            if result is not None:
-                self.filled[result[0]] = result[1]
-        atomic_write_text(
-            self.folder / "state.json", json.dumps({"ids": self.ids, "size": self.size, "filled": self.filled})
-        )
-
-    def rows(self, ids: list[str]) -> np.ndarray:
-        return np.array([self.row[i] for i in ids if i in self.filled], dtype=np.int64)
-
-
-def _prune_old(root: Path, keep: int, current: Path) -> None:
-    folders = sorted((p for p in root.iterdir() if p.is_dir() and p != current), key=lambda p: p.stat().st_mtime)
-    for old in folders[: max(0, len(folders) - (keep - 1))]:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-# --- augmentation -----------------------------------------------------------
-
-
-def augment(
-    images: torch.Tensor, masks: torch.Tensor, gen: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random flip, scale/crop and colour jitter of a whole batch at once, on tensors.
-
-    ``images`` uint8 (B, S, S, 3), ``masks`` uint8 (B, S, S) trimap-coded. Returns float NCHW pixels in 0..255
-    and the augmented trimap-coded masks. Geometry is one affine grid per image, applied to image (bilinear)
-    and mask (nearest) alike, zooming in by up to 1/0.7 so the crop never leaves the picture.
-    """
-    b, s = images.shape[0], images.shape[1]
-    x = images.permute(0, 3, 1, 2).float()
-    m = masks.unsqueeze(1).float()
-
-    def uniform(lo: float, hi: float, *shape: int) -> torch.Tensor:
-        return lo + (hi - lo) * torch.rand(*shape, generator=gen)
-
-    scale_x, scale_y = uniform(0.7, 1.0, b), uniform(0.7, 1.0, b)
-    flip = torch.where(torch.rand(b, generator=gen) < 0.5, -1.0, 1.0)
-    shift_x = (1 - scale_x) * uniform(-1.0, 1.0, b)
-    shift_y = (1 - scale_y) * uniform(-1.0, 1.0, b)
-    theta = torch.zeros(b, 2, 3)
-    theta[:, 0, 0], theta[:, 0, 2] = scale_x * flip, shift_x
-    theta[:, 1, 1], theta[:, 1, 2] = scale_y, shift_y
-    grid = F.affine_grid(theta, [b, 3, s, s], align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    m = F.grid_sample(m, grid, mode="nearest", padding_mode="border", align_corners=False)
-
-    brightness = uniform(0.75, 1.25, b, 1, 1, 1)
-    contrast = uniform(0.75, 1.25, b, 1, 1, 1)
-    saturation = uniform(0.7, 1.3, b, 1, 1, 1)
-    gray = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
-    x = gray + (x - gray) * saturation
-    mean = gray.mean(dim=(2, 3), keepdim=True)
-    x = ((x - mean) * contrast + mean) * brightness
-    return x.clamp_(0, 255), m.squeeze(1).to(torch.uint8)
-
-
-# --- batches ----------------------------------------------------------------
-
-
-def _batches(rows: np.ndarray, batch_size: int, rng: np.random.Generator | None) -> Iterator[np.ndarray]:
-    """Row indices per step. Training (rng given): shuffled, remainder dropped; validation: all rows in order."""
-    if rng is None:
-        for start in range(0, len(rows), batch_size):
-            yield rows[start : start + batch_size]
-        return
-    order = rows[rng.permutation(len(rows))]
-    steps = max(1, len(order) // batch_size)
-    for step in range(steps):
-        yield np.sort(order[step * batch_size : (step + 1) * batch_size])  # sorted rows read the memmap in order
-
-
-def steps_per_epoch(n_train: int, batch_size: int) -> int:
-    return max(1, n_train // batch_size)
-
-
-def _load(cache: ArrayCache, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.from_numpy(cache.images[rows]), torch.from_numpy(cache.masks[rows])
-
-
-# --- loss -------------------------------------------------------------------
-
-
-class SegLoss(torch.nn.Module):
-    """smp's multiclass Dice loss plus cross-entropy, on logits (computed in fp32 under autocast)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        import segmentation_models_pytorch as smp
-
-        self.dice = smp.losses.DiceLoss(mode="multiclass", from_logits=True)
-        self.ce = torch.nn.CrossEntropyLoss()
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        logits = logits.float()
-        return self.dice(logits, target) + self.ce(logits, target)
-
-
-# --- progress and run files ---------------------------------------------------
-
-
-class Progress:
-    """``progress.json`` for pollers (the dashboard), rewritten atomically at most once a second."""
-
-    def __init__(self, run_dir: Path, run: str, epochs: int):
-        self.path = run_dir / PROGRESS_FILE
-        self.state: dict[str, Any] = {"run": run, "status": "starting", "epoch": 0, "epochs": epochs, "step": 0,
-                                      "steps_per_epoch": 0, "loss": None, "pid": os.getpid()}
-        self.started = time.time()
-        self.last_write = 0.0
-
-    def update(self, force: bool = False, **values: Any) -> None:
-        self.state.update(values)
-        now = time.time()
-        if force or now - self.last_write >= PROGRESS_EVERY_S:
-            self.state["elapsed_s"] = round(now - self.started, 1)
-            self.state["updated_at"] = now
-            atomic_write_text(self.path, json.dumps(self.state))
-            self.last_write = now
-
-
-def _write_metrics_csv(path: Path, history: list[dict[str, Any]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=METRICS_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in history:
-        writer.writerow({k: "" if v is None or (isinstance(v, float) and math.isnan(v)) else v for k, v in row.items()})
-    atomic_write_text(path, buffer.getvalue())
-
-
-class _TqdmHandler(logging.Handler):
-    def emit(self, record: logging.LogRecord) -> None:
-        tqdm.write(self.format(record), file=sys.stderr)
-
-
-def _attach_logs(run_dir: Path) -> list[logging.Handler]:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    file_handler = logging.FileHandler(run_dir / LOG_FILE, encoding="utf-8")
-    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    console = _TqdmHandler()
-    console.setFormatter(logging.Formatter("%(message)s"))
-    console.setLevel(logging.WARNING)
-    handlers: list[logging.Handler] = [file_handler, console]
-    for handler in handlers:
-        log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    return handlers
-
-
-def _detach_logs(handlers: list[logging.Handler]) -> None:
-    for handler in handlers:
-        log.removeHandler(handler)
-        handler.close()
-    log.propagate = True
+    fields = {name: getattr(args, name, None)
+              for name in ("preset", "epochs", "image_size", "batch_size", "encoder", "lr", "max_images")}
+    fields.update({name: bool(getattr(args, name, False)) for name in ("resume", "use_corrections")})
+    # Flags whose default lives in TrainConfig: only a given value overrides it.
+    fields.update({name: value for name in ("encoder_weights", "seed", "precision", "device")
+                   if (value := getattr(args, name, None)) is not None})
+    return TrainConfig(run=args.run, **fields)
 
 
 # --- the loop -----------------------------------------------------------------
@@ -456,28 +157,28 @@ class TrainResult:
 def train(settings: Settings, cfg: TrainConfig) -> TrainResult:
     """Train (or resume) the run described by ``cfg``; see the module docstring for what is written."""
     run_dir = settings.run_dir(cfg.run)
-    saved = _check_run_folder(run_dir, cfg)
-    default_recipe = cfg.preset is None and not saved
-    cfg = (_merge_resumed(saved, cfg) if saved else cfg).resolved()
-    handlers = _attach_logs(run_dir)
-    progress = Progress(run_dir, cfg.run, int(cfg.epochs))
-    if default_recipe and resolve_device(cfg.device) == "cpu":
-        log.warning("training the full recipe (%s at %d px) on the CPU: hours on the full dataset; "
-                    "--preset quick trains a small model in minutes", cfg.encoder, cfg.image_size)
-    try:
-        return _train(settings, cfg, run_dir, progress)
-    except KeyboardInterrupt:
-        progress.update(force=True, status="interrupted")
-        log.warning("interrupted: resume with --resume (continues after the last finished epoch)")
-        raise
-    except BaseException as exc:
-        progress.update(force=True, status="failed", error=str(exc).splitlines()[0] if str(exc) else repr(exc))
-        raise
-    finally:
-        _detach_logs(handlers)
+    # One trainer per run: a second process is refused until this one returns (or dies).
+    with run_folder.claim(run_dir, cfg.run, cfg.resume) as saved, contextlib.ExitStack() as held:
+        default_recipe = cfg.preset is None and not saved
+        cfg = (_merge_resumed(saved, cfg) if saved else cfg).resolved()
+        held.callback(run_folder.detach_logs, run_folder.attach_logs(run_dir))
+        progress = run_folder.Progress(run_dir, cfg.run, int(cfg.epochs))
+        if default_recipe and resolve_device(cfg.device) == "cpu":
+            log.warning("training the full recipe (%s at %d px) on the CPU: hours on the full dataset; "
+                        "--preset quick trains a small model in minutes", cfg.encoder, cfg.image_size)
+        try:
+            return _train(settings, cfg, run_dir, progress, held)
+        except KeyboardInterrupt:
+            progress.update(force=True, status="interrupted")
+            log.warning("interrupted: resume with --resume (continues after the last finished epoch)")
+            raise
+        except BaseException as exc:
+            progress.update(force=True, status="failed", error=str(exc).splitlines()[0] if str(exc) else repr(exc))
+            raise
 
 
-def _train(settings: Settings, cfg: TrainConfig, run_dir: Path, progress: Progress) -> TrainResult:
+def _train(settings: Settings, cfg: TrainConfig, run_dir: Path, progress: run_folder.Progress,
+           held: contextlib.ExitStack) -> TrainResult:
     runtime = select_runtime(cfg.device, cfg.precision)
     torch.manual_seed(cfg.seed)
     numpy_rng = np.random.default_rng(cfg.seed)
@@ -485,16 +186,17 @@ def _train(settings: Settings, cfg: TrainConfig, run_dir: Path, progress: Progre
 
     # Data: usable trainval images, a fixed validation slice, and the array cache.
     ds = open_dataset(settings.data, settings.workspace)
-    corrected = groundtruth.snapshot(settings, ds, ds.table.index, corrections=cfg.use_corrections).versions
-    usable, left_out = trainable_ids(ds, [i for i, v in corrected.items() if v is not None])
+    truth = groundtruth.snapshot(settings, ds, ds.table.index, corrections=cfg.use_corrections)
+    usable, left_out = trainable_ids(ds, [i for i, v in truth.versions.items() if v is not None])
     if left_out:
         log.warning("%d trainval images are unreadable or have no trimap: left out of training", left_out)
     train_ids, val_ids = split_trainval(usable, cfg.val_fraction, cfg.max_images)
     if not train_ids:
         raise PetSegError(f"no trainable images in {ds.root}: the trainval split has no readable image with a trimap")
     progress.update(force=True, status="caching")
-    cache = ArrayCache.open(settings, ds, usable, int(cfg.image_size))
-    cache.ensure(settings, ds, train_ids + val_ids, cfg.use_corrections, cfg.progress)
+    # Read-only arrays holding exactly this snapshot's masks, kept mapped (and unpruned) until train() returns.
+    cache = held.enter_context(ArrayCache.open(settings, ds, truth, train_ids + val_ids, int(cfg.image_size),
+                                               cfg.progress))
     train_rows, val_rows = cache.rows(train_ids), cache.rows(val_ids)
 
     # Model, optimiser, schedule: fresh, or exactly as last.pt left them.
@@ -522,8 +224,10 @@ def _train(settings: Settings, cfg: TrainConfig, run_dir: Path, progress: Progre
         start_epoch, history, best = _restore(payload, optimizer, scheduler, numpy_rng, aug_gen, cfg, steps, last)
 
     # The masks this run learns from, so a result can be traced to the corrections behind it.
-    used = {i: cache.filled[i] for i in train_ids + val_ids if cache.filled.get(i) is not None}
-    _write_config(run_dir, cfg, model_cfg, runtime, ds, train_ids, val_ids, used, resumed=payload is not None)
+    used = {i: v for i, v in cache.versions.items() if v is not None and i not in cache.missing}
+    run_folder.write_config(run_dir, train=cfg.to_dict(), model=model_cfg.to_dict(),
+                            runtime={**dataclasses.asdict(runtime), "threads": torch.get_num_threads()}, ds=ds,
+                            train_ids=train_ids, val_ids=val_ids, corrections=used, resumed=payload is not None)
     log.info("run %s: %s, %s; %d train / %d val images, %d steps per epoch",
              cfg.run, model_cfg.describe(), runtime.describe(), len(train_rows), len(val_rows), steps)
     if start_epoch > int(cfg.epochs):
@@ -537,10 +241,10 @@ def _train(settings: Settings, cfg: TrainConfig, run_dir: Path, progress: Progre
         started = time.perf_counter()
         model.train()
         total, seen = 0.0, 0
-        bar = tqdm(_batches(train_rows, int(cfg.batch_size), numpy_rng), total=steps, disable=not cfg.progress,
+        bar = tqdm(batches(train_rows, int(cfg.batch_size), numpy_rng), total=steps, disable=not cfg.progress,
                    desc=f"epoch {epoch}/{cfg.epochs}", leave=False, unit="step")
         for step, rows in enumerate(bar, start=1):
-            images, masks = _load(cache, rows)
+            images, masks = cache.load(rows)
             if cfg.augment:
                 pixels, masks = augment(images, masks, aug_gen)
             else:
@@ -582,19 +286,12 @@ def _train(settings: Settings, cfg: TrainConfig, run_dir: Path, progress: Progre
         meta = _meta(cfg, ds, runtime, epoch, row, best)
         if improved:
             save_checkpoint(run_dir / "best.pt", model, model_cfg, meta)
-        train_state = {
-            "epoch": epoch,
-            "epochs": int(cfg.epochs),
-            "steps_per_epoch": steps,
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "rng": rng_state(numpy_rng, aug_gen),
-            "history": history,
-            "best": best,
-        }
+        train_state = {"epoch": epoch, "epochs": int(cfg.epochs), "steps_per_epoch": steps,
+                       "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                       "scaler": scaler.state_dict(), "rng": rng_state(numpy_rng, aug_gen), "history": history,
+                       "best": best}
         save_checkpoint(last, model, model_cfg, meta, train_state=train_state)
-        _write_metrics_csv(run_dir / METRICS_CSV, history)
+        run_folder.write_metrics_csv(run_dir, history)
         log.info("epoch %d/%d: train loss %.4f, val loss %s, val pet IoU %s, %.1f s (%.1f img/s)%s", epoch, cfg.epochs,
                  row["train_loss"], _fmt(val["val_loss"]), _fmt(val["val_iou_pet"]), row["seconds"],
                  row["images_per_second"], " (best)" if improved else "")
@@ -620,23 +317,16 @@ def _fmt(value: float | None) -> str:
 
 
 @torch.inference_mode()
-def validate(
-    model: torch.nn.Module,
-    model_cfg: ModelConfig,
-    runtime: Runtime,
-    cache: ArrayCache,
-    rows: np.ndarray,
-    batch_size: int,
-    loss_fn: torch.nn.Module,
-) -> dict[str, float | None]:
+def validate(model: torch.nn.Module, model_cfg: ModelConfig, runtime: Runtime, cache: ArrayCache, rows: np.ndarray,
+             batch_size: int, loss_fn: torch.nn.Module) -> dict[str, float | None]:
     """Loss and per-image metrics (mean over images) on the cached validation arrays at the input size."""
     if len(rows) == 0:
         return {"val_loss": None, "val_iou_pet": None, "val_miou_3class": None, "val_pixel_accuracy": None}
     model.eval()
     loss_sum, n = 0.0, 0
     parts: dict[str, list[np.ndarray]] = {"iou_pet": [], "miou_3class": [], "pixel_accuracy": []}
-    for batch in _batches(rows, batch_size * 2, None):
-        images, masks = _load(cache, batch)
+    for batch in batches(rows, batch_size * 2, None):
+        images, masks = cache.load(batch)
         x = runtime.prepare(to_input(images, model_cfg))
         with runtime.autocast():
             logits = model(x)
@@ -648,33 +338,7 @@ def validate(
         for key in parts:
             parts[key].append(values[key])
     model.train()
-    return {
-        "val_loss": loss_sum / n,
-        "val_iou_pet": float(np.concatenate(parts["iou_pet"]).mean()),
-        "val_miou_3class": float(np.concatenate(parts["miou_3class"]).mean()),
-        "val_pixel_accuracy": float(np.concatenate(parts["pixel_accuracy"]).mean()),
-    }
-
-
-# --- run folder helpers ---------------------------------------------------------
-
-
-def _check_run_folder(run_dir: Path, cfg: TrainConfig) -> dict[str, Any] | None:
-    """The saved config of a run being resumed; refuse to overwrite an existing run by accident."""
-    last = run_dir / "last.pt"
-    if cfg.resume:
-        if not last.is_file():
-            raise PetSegError(f"nothing to resume: run {cfg.run} has no last.pt yet; start it without --resume")
-        try:
-            saved = json.loads((run_dir / CONFIG_FILE).read_text())
-        except (OSError, ValueError):
-            return None  # the model config in last.pt is still authoritative
-        return saved if isinstance(saved.get("train"), dict) else None
-    if last.is_file() or (run_dir / METRICS_CSV).is_file():
-        raise PetSegError(
-            f"run {cfg.run} already exists in {run_dir.parent}: add --resume to continue it or choose another --run"
-        )
-    return None
+    return {"val_loss": loss_sum / n, **{f"val_{key}": float(np.concatenate(parts[key]).mean()) for key in parts}}
 
 
 def _merge_resumed(saved: dict[str, Any], requested: TrainConfig) -> TrainConfig:
@@ -700,16 +364,10 @@ def _merge_resumed(saved: dict[str, Any], requested: TrainConfig) -> TrainConfig
     )
 
 
-def _restore(
-    payload: dict[str, Any],
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    numpy_rng: np.random.Generator,
-    aug_gen: torch.Generator,
-    cfg: TrainConfig,
-    steps: int,
-    path: Path,
-) -> tuple[int, list[dict[str, Any]], dict[str, Any]]:
+def _restore(payload: dict[str, Any], optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
+             numpy_rng: np.random.Generator, aug_gen: torch.Generator, cfg: TrainConfig, steps: int,
+             path: Path) -> tuple[int, list[dict[str, Any]], dict[str, Any]]:
+    """Optimiser, schedule and RNG states as ``path`` left them; returns (first epoch to train, history, best)."""
     state = payload.get("train_state")
     if not state:
         raise CheckpointError(f"checkpoint {path} has no training state (is it a best.pt copy?): start a new --run")
@@ -736,57 +394,9 @@ def _restore(
 def _meta(
     cfg: TrainConfig, ds: Dataset, runtime: Runtime, epoch: int, row: dict[str, Any], best: dict[str, Any]
 ) -> dict[str, Any]:
-    return {
-        "run": cfg.run,
-        "epoch": epoch,
-        "metrics": {k: (None if v is None else float(v)) for k, v in row.items() if k != "epoch"},
-        "best": best,
-        "dataset_fingerprint": ds.fingerprint,
-        "dataset_synthetic": bool(ds.synthetic),
-        "precision": runtime.precision,
-        "device": runtime.device,
-        "use_corrections": cfg.use_corrections,
-        "saved_at": time.time(),
-        "torch": str(torch.__version__),
-    }
-
-
-def _write_config(
-    run_dir: Path,
-    cfg: TrainConfig,
-    model_cfg: ModelConfig,
-    runtime: Runtime,
-    ds: Dataset,
-    train_ids: list[str],
-    val_ids: list[str],
-    corrections: dict[str, int],
-    resumed: bool,
-) -> None:
-    path = run_dir / CONFIG_FILE
-    try:
-        previous = json.loads(path.read_text())
-    except (OSError, ValueError):
-        previous = {}
-    import segmentation_models_pytorch as smp
-
-    now = time.time()
-    config = {
-        "run": cfg.run,
-        "created_at": previous.get("created_at", now),
-        "resumed_at": previous.get("resumed_at", []) + ([now] if resumed else []),
-        "train": cfg.to_dict(),
-        "model": model_cfg.to_dict(),
-        "runtime": {**dataclasses.asdict(runtime), "threads": torch.get_num_threads()},
-        "dataset": {
-            "root": str(ds.root),
-            "fingerprint": ds.fingerprint,
-            "synthetic": bool(ds.synthetic),
-            "train_images": len(train_ids),
-            "val_images": len(val_ids),
-            "val_ids": val_ids,
-        },
-        # image id -> correction version that replaced its official trimap in training or validation
-        "corrections": dict(sorted(corrections.items())),
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "smp": smp.__version__},
-    }
-    atomic_write_text(path, json.dumps(config, indent=2))
+    """The checkpoint's metadata: what the model is, what it was trained on, how well it did."""
+    return {"run": cfg.run, "epoch": epoch,
+            "metrics": {k: (None if v is None else float(v)) for k, v in row.items() if k != "epoch"}, "best": best,
+            "dataset_fingerprint": ds.fingerprint, "dataset_synthetic": bool(ds.synthetic),
+            "precision": runtime.precision, "device": runtime.device, "use_corrections": cfg.use_corrections,
+            "saved_at": time.time(), "torch": str(torch.__version__)}

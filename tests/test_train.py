@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -10,17 +11,20 @@ import numpy as np
 import pytest
 import torch
 
+import core.data as data
 import core.train as training
 from core.cli import main
 from core.config import Settings
 from core.corrections import save
+from core.data import ArrayCache, augment, split_trainval, trainable_ids
 from core.dataset import BREEDS, breed_number, load_trimap, open_dataset, species_of
 from core.errors import PetSegError
+from core.groundtruth import GroundTruth, snapshot
 from core.masks import binary_to_trimap
 from core.model import load_checkpoint
 from core.runs import read_metrics_csv, read_progress
 from core.synth import generate
-from core.train import ArrayCache, TrainConfig, augment, split_trainval, train, trainable_ids
+from core.train import TrainConfig, train
 
 # The tiny model of these tests: resnet18 down to stride 16 with a slim decoder, at 64 px.
 TINY = {"encoder": "resnet18", "encoder_weights": None, "encoder_depth": 4, "decoder_channels": (64, 32, 16, 16),
@@ -167,23 +171,65 @@ def test_the_array_cache_is_reused_and_refreshed_when_ground_truth_changes(blobs
     settings = Settings.resolve(data=blobs.data, workspace=tmp_path / "ws")
     ds = open_dataset(settings.data, settings.workspace)
     ids = trainable_ids(ds)[0][:12]
-    cache = ArrayCache.open(settings, ds, ids, 64)
-    cache.ensure(settings, ds, ids, use_corrections=False, progress=False)
+    cache = ArrayCache.open(settings, ds, snapshot(settings, ds, ids, corrections=False), ids, 64)
     first = cache.rows(ids[:1])[0]
-    assert set(np.unique(cache.masks[first])) <= {1, 2, 3} and cache.images[first].std() > 0
+    official = np.array(cache.masks[first])
+    assert set(np.unique(official)) <= {1, 2, 3} and cache.images[first].std() > 0
 
-    decoded = []
-    real_load = training.load_image
-    monkeypatch.setattr(training, "load_image", lambda ds, i: decoded.append(i) or real_load(ds, i))
-    reopened = ArrayCache.open(settings, ds, ids, 64)
-    reopened.ensure(settings, ds, ids, use_corrections=False, progress=False)
-    assert decoded == []  # every row came from the cache
+    decoded, masks_read = [], []
+    real_load, real_mask = data.load_image, GroundTruth.mask
+    monkeypatch.setattr(data, "load_image", lambda ds, i: decoded.append(i) or real_load(ds, i))
+    monkeypatch.setattr(GroundTruth, "mask", lambda truth, i: masks_read.append(i) or real_mask(truth, i))
+    reopened = ArrayCache.open(settings, ds, snapshot(settings, ds, ids, corrections=False), ids, 64)
+    assert decoded == [] and masks_read == []  # every row came from the cache
+    assert reopened.folders == cache.folders
 
     corrected = ids[0]
     save(settings, ds, corrected, np.ones_like(load_trimap(ds, corrected)), base_version=None, source="gt")
-    reopened.ensure(settings, ds, ids, use_corrections=True, progress=False)
-    assert decoded == [corrected]  # only the image whose ground truth changed
-    assert (ArrayCache.open(settings, ds, ids, 64).masks[first] == 1).all()
+    fixed = ArrayCache.open(settings, ds, snapshot(settings, ds, ids, corrections=True), ids, 64)
+    # The photos are shared; only the mask whose ground truth changed is read again, into a cache of its own.
+    assert decoded == [] and masks_read == [corrected]
+    assert fixed.folders[0] == cache.folders[0] and fixed.folders[1] != cache.folders[1]
+    assert fixed.versions[corrected] == 1 and (fixed.masks[first] == 1).all()
+    assert np.array_equal(cache.masks[first], official)  # the official cache is never rewritten
+    # A run on a subset reuses the rows it shares with the caches already built: nothing is decoded again.
+    subset = ArrayCache.open(settings, ds, snapshot(settings, ds, ids[:5], corrections=True), ids[:5], 64)
+    assert decoded == [] and masks_read == [corrected]
+    assert np.array_equal(subset.images[subset.rows(ids[:5])], fixed.images[fixed.rows(ids[:5])])
+    assert (subset.masks[subset.row[corrected]] == 1).all()
+
+
+def test_the_array_cache_is_read_only(blobs, tmp_path) -> None:
+    settings = Settings.resolve(data=blobs.data, workspace=tmp_path / "ws")
+    ds = open_dataset(settings.data, settings.workspace)
+    ids = trainable_ids(ds)[0][:4]
+    with ArrayCache.open(settings, ds, snapshot(settings, ds, ids), ids, 64) as cache:
+        for array in (cache.images, cache.masks):
+            assert not array.flags.writeable
+            with pytest.raises(ValueError, match="read-only"):
+                array[0] = 0
+        for folder, name in zip(cache.folders, ("images.npy", "masks.npy"), strict=True):
+            assert (folder / name).stat().st_mode & 0o222 == 0  # nobody is invited to open it for writing
+        images, masks = cache.load(cache.rows(ids))
+        images[0] = 0  # a batch is a copy: writing to it leaves the cache alone
+        assert cache.images[0].std() > 0
+
+
+def test_pruning_collects_old_caches_and_crash_leftovers_but_not_a_held_cache(tmp_path: Path) -> None:
+    from core import locks
+
+    root = tmp_path / "arrays"
+    names = [f"fp-64-masks-{i}" for i in range(3)] + ["fp-64", ".fp-64-images-x.123.tmp", ".fp-64-masks-y.9.trash"]
+    for name in names:
+        (root / name).mkdir(parents=True)
+        (root / name / "masks.npy").write_bytes(b"x")
+    (root / "fp-64-images-gone.lock").touch()  # a lock file whose cache is gone
+    held = locks.acquire(root / "fp-64-masks-0.lock", shared=True)  # another reader maps this one
+    deleted = data.prune(root, keep={"masks": 0})
+    assert sorted(deleted) == ["fp-64", "fp-64-masks-1", "fp-64-masks-2"]
+    assert sorted(p.name for p in root.iterdir()) == ["fp-64-masks-0", "fp-64-masks-0.lock"]
+    held.release()
+    assert data.prune(root, keep={"masks": 0}) == ["fp-64-masks-0"] and list(root.iterdir()) == []
 
 
 def test_augmentation_moves_image_and_mask_together() -> None:
@@ -237,3 +283,79 @@ def test_cli_flags_override_the_preset_and_the_default_is_the_full_recipe() -> N
     assert quick.encoder_weights is None
     with pytest.raises(PetSegError, match="multiple of 32"):
         TrainConfig(run="c", image_size=100).resolved()
+
+
+def test_a_second_training_of_the_same_run_is_refused_and_the_first_finishes(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT_ROOT, wait_for
+
+    data = generate(tmp_path / "synth", count=24, seed=0, progress=False)
+    ws = tmp_path / "ws"
+
+    def start(seed: str, epochs: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "core", "train", "--data", str(data), "--workspace", str(ws), "--run", "same",
+             "--preset", "quick", "--image-size", "64", "--encoder-weights", "none", "--seed", seed,
+             "--epochs", epochs], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    first = start("1", "2")
+    run_dir = ws / "runs" / "same"
+    try:
+        wait_for(lambda: (read_progress(run_dir) or {}).get("pid") == first.pid, 120, "first training started")
+        first.send_signal(signal.SIGSTOP)  # both are now "running": the first holds the run while paused
+        try:
+            second = start("2", "3")
+            _, err = second.communicate(timeout=120)
+        finally:
+            first.send_signal(signal.SIGCONT)
+        assert second.returncode == 2
+        assert err.strip() == (f"error: run same is being trained by another process (pid {first.pid}): "
+                               "wait for it to finish or choose another --run")
+        _, err = first.communicate(timeout=300)
+        assert first.returncode == 0, err
+    finally:
+        first.kill()
+
+    # Every file of the run folder comes from the first training (seed 1, 2 epochs).
+    config = json.loads((run_dir / "config.json").read_text())
+    assert (config["train"]["seed"], config["train"]["epochs"]) == (1, 2)
+    metrics = read_metrics_csv(run_dir)
+    assert metrics["epoch"].tolist() == [1, 2]
+    _, _, last = load_checkpoint(run_dir / "last.pt")
+    _, _, best = load_checkpoint(run_dir / "best.pt")
+    assert last["epoch"] == 2 and best["epoch"] in (1, 2)
+    assert best["metrics"]["train_loss"] == pytest.approx(metrics.set_index("epoch").loc[best["epoch"], "train_loss"])
+    assert read_progress(run_dir)["pid"] == first.pid and read_progress(run_dir)["status"] == "done"
+    # The lock went with the process: the run can be resumed now.
+    resumed = train(Settings.resolve(data=data, workspace=ws), TrainConfig(run="same", epochs=3, resume=True,
+                                                                           progress=False))
+    assert resumed.epochs == 3 and read_metrics_csv(run_dir)["epoch"].tolist() == [1, 2, 3]
+
+
+def test_a_second_evaluation_of_the_same_run_and_split_is_refused(trained_copy) -> None:
+    import subprocess
+    import sys
+
+    from core.evaluate import evaluate
+    from core.run_folder import lock_evaluation
+    from core.runs import eval_dir
+    from tests.conftest import PROJECT_ROOT
+
+    settings, run = trained_copy.settings, trained_copy.run
+    folder = eval_dir(settings, run, "test")
+    before = (folder / "metrics.parquet").read_bytes()
+    with lock_evaluation(folder, run, "test"):  # this process is evaluating test
+        other = subprocess.run(
+            [sys.executable, "-m", "core", "evaluate", "--data", str(settings.data), "--workspace",
+             str(settings.workspace), "--run", run, "--split", "test"],
+            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+        assert other.returncode == 2
+        assert other.stderr.strip() == (f"error: run {run} is being evaluated on test by another process "
+                                        f"(pid {os.getpid()}): wait for it to finish")
+        assert (folder / "metrics.parquet").read_bytes() == before
+        # Another split of the same run is not held.
+        assert evaluate(settings, run, "trainval", progress=False)["images"] > 0
+    assert evaluate(settings, run, "test", progress=False)["images"] > 0  # free again once released

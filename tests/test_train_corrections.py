@@ -4,6 +4,7 @@ training job resumes with one click on the Train page."""
 import json
 import os
 import signal
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,11 +12,12 @@ from streamlit.testing.v1 import AppTest
 
 from core import jobs
 from core.corrections import save
+from core.data import ArrayCache, trainable_ids
 from core.dataset import load_trimap, open_dataset
-from core.groundtruth import GroundTruth
+from core.groundtruth import GroundTruth, snapshot
 from core.masks import resize_mask
 from core.runs import read_metrics_csv, read_progress
-from core.train import ArrayCache, TrainConfig, train, trainable_ids
+from core.train import TrainConfig, train
 from dashboard import jobs_view
 from tests.conftest import APP, wait_for
 
@@ -57,8 +59,10 @@ def test_training_with_corrections_uses_them_and_never_a_corrected_test_image(tr
     assert not set(read_ids) & set(ds.ids("test")), "a test image's ground truth was read for training"
 
     # What the batches are drawn from: the corrected mask for that image, and no test image at all.
-    cache = ArrayCache.open(settings, ds, usable, 64)
-    assert cache.filled[fixed_id] == 1
+    reads.clear()
+    cache = ArrayCache.open(settings, ds, snapshot(settings, ds, usable), usable, 64)
+    assert reads == []  # the very arrays the run trained on, not a rebuild
+    assert cache.versions[fixed_id] == 1
     assert np.array_equal(cache.masks[cache.row[fixed_id]], resize_mask(corrected, 64))
     assert test_id not in cache.row
     config = json.loads((settings.run_dir("with-fixes") / "config.json").read_text())
@@ -67,11 +71,10 @@ def test_training_with_corrections_uses_them_and_never_a_corrected_test_image(tr
     assert config["corrections"] == {fixed_id: 1}
     assert set(config["dataset"]["val_ids"]) <= set(usable)
 
-    # Without corrections the same cache goes back to the official trimap.
-    cache.ensure(settings, ds, [fixed_id], use_corrections=False, progress=False)
-    assert np.array_equal(cache.masks[cache.row[fixed_id]], resize_mask(load_trimap(ds, fixed_id), 64))
-
-
+    # Without corrections the official trimap comes back, in a cache of its own: the corrected one is untouched.
+    official = ArrayCache.open(settings, ds, snapshot(settings, ds, usable, corrections=False), usable, 64)
+    assert np.array_equal(official.masks[official.row[fixed_id]], resize_mask(load_trimap(ds, fixed_id), 64))
+    assert np.array_equal(cache.masks[cache.row[fixed_id]], resize_mask(corrected, 64))
 
 
 def test_a_killed_training_job_resumes_with_one_click(monkeypatch, trained_copy):
@@ -111,3 +114,65 @@ def test_a_killed_training_job_resumes_with_one_click(monkeypatch, trained_copy)
     assert len(json.loads((run_dir / "config.json").read_text())["resumed_at"]) == 1
     at.run()
     assert "Training `killed` finished" in at.success[0].value
+
+
+# A second process that maps the cache with a correction and reports what it sees before and after the parent
+# has built and pruned caches around it (as a --use-corrections training would while another run starts).
+HOLDER = """
+import json, sys
+from core.config import Settings
+from core.data import ArrayCache
+from core.dataset import open_dataset
+from core.groundtruth import snapshot
+settings = Settings.resolve(data=sys.argv[1], workspace=sys.argv[2])
+ds = open_dataset(settings.data, settings.workspace)
+ids, fixed = json.loads(sys.argv[3]), sys.argv[4]
+cache = ArrayCache.open(settings, ds, snapshot(settings, ds, ids, corrections=True), ids, 64)
+row = cache.row[fixed]
+print(json.dumps({"folder": str(cache.folders[1]), "mask": cache.masks[row].tolist()}), flush=True)
+sys.stdin.readline()
+print(json.dumps({"mask": cache.masks[row].tolist()}), flush=True)
+"""
+
+
+def test_a_mapped_corrected_cache_survives_another_process_building_and_pruning(trained_copy, monkeypatch):
+    import subprocess
+    import sys
+
+    from core import data
+    from tests.conftest import PROJECT_ROOT
+
+    settings = trained_copy.settings
+    ds = open_dataset(settings.data, settings.workspace)
+    usable, _ = trainable_ids(ds)
+    fixed_id = usable[0]
+    corrected = box_mask(load_trimap(ds, fixed_id).shape)
+    save(settings, ds, fixed_id, corrected, base_version=None, source="gt")
+    expected = resize_mask(corrected, 64)
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(settings.data), str(settings.workspace), json.dumps(usable), fixed_id],
+        cwd=PROJECT_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        first = json.loads(holder.stdout.readline())
+        assert np.array_equal(np.array(first["mask"], np.uint8), expected)
+        held = Path(first["folder"])
+
+        # Meanwhile this process trains on the official masks: the same images, and a subset (other ids),
+        # keeping no cache but the ones it maps.
+        monkeypatch.setattr(data, "KEEP", {"images": 0, "masks": 0})
+        for ids in (usable, usable[:-3]):
+            official = ArrayCache.open(settings, ds, snapshot(settings, ds, ids, corrections=False), ids, 64)
+            assert np.array_equal(official.masks[official.row[fixed_id]], resize_mask(load_trimap(ds, fixed_id), 64))
+            official.close()
+        assert held.is_dir(), "a cache another process maps was pruned"
+
+        out, _ = holder.communicate("go\n", timeout=60)
+        assert holder.returncode == 0
+        assert np.array_equal(np.array(json.loads(out)["mask"], np.uint8), expected), \
+            "the corrected mask changed under the process that maps it"
+    finally:
+        holder.kill()
+    # Once nobody maps it, the corrected cache is pruned like any other.
+    ArrayCache.open(settings, ds, snapshot(settings, ds, usable, corrections=False), usable, 64).close()
+    assert not held.exists()

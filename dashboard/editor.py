@@ -68,32 +68,56 @@ def rle_encode(mask: np.ndarray) -> list[int]:
     return np.column_stack((flat[starts], counts)).ravel().tolist()
 
 
+def _malformed(what: str) -> PetSegError:
+    return PetSegError(f"the editor sent a malformed {what}; reload the page and try again")
+
+
+def _is_int(value: object) -> bool:
+    """A plain Python int as JSON gives it: not a bool, a float, a string or a numpy scalar."""
+    return type(value) is int
+
+
 def rle_decode(runs: object, shape: tuple[int, int], allowed: frozenset[int], *, what: str = "mask") -> np.ndarray:
-    """Inverse of :func:`rle_encode`; ``PetSegError`` unless the runs cover ``shape`` exactly with allowed values."""
-    if not isinstance(runs, list) or len(runs) % 2 or not runs:
-        raise PetSegError(f"the editor sent a malformed {what}; reload the page and try again")
-    try:
-        pairs = np.asarray(runs, dtype=np.int64).reshape(-1, 2)
-    except (TypeError, ValueError):
-        raise PetSegError(f"the editor sent a malformed {what}; reload the page and try again") from None
-    values, counts = pairs[:, 0], pairs[:, 1]
-    if (counts <= 0).any() or int(counts.sum()) != shape[0] * shape[1]:
+    """Inverse of :func:`rle_encode`; ``PetSegError`` unless the runs cover ``shape`` exactly with allowed values.
+
+    ``runs`` comes from the browser, so everything is checked as plain Python ints before numpy sees it: a count
+    is an int in ``1..H*W`` and the counts are summed with Python's unbounded ints (an int64 sum wraps, and
+    ``np.repeat`` then writes past its buffer).
+    """
+    if not (isinstance(shape, tuple) and len(shape) == 2 and all(_is_int(n) and n > 0 for n in shape)):
+        raise ValueError(f"shape must be two positive ints, not {shape!r}")
+    total = shape[0] * shape[1]
+    # Every run covers at least one pixel: more than 2*H*W numbers cannot be a mask of this size.
+    if type(runs) is not list or not runs or len(runs) % 2 or len(runs) > 2 * total:
+        raise _malformed(what)
+    if not all(_is_int(n) for n in runs):
+        raise _malformed(what)
+    values, counts = runs[0::2], runs[1::2]
+    if min(counts) < 1 or max(counts) > total or sum(counts) != total:
         raise PetSegError(f"the editor sent a {what} of the wrong size; reload the page and try again")
-    if not set(np.unique(values).tolist()) <= allowed:
+    if not set(values) <= allowed:
         raise PetSegError(f"the editor sent a {what} with values outside {sorted(allowed)}; reload the page")
-    return np.repeat(values.astype(np.uint8), counts).reshape(shape)
+    return np.repeat(np.asarray(values, dtype=np.uint8), np.asarray(counts, dtype=np.int64)).reshape(shape)
 
 
 def parse_event(payload: object, image_id: str, shape: tuple[int, int]) -> EditorEvent | None:
-    """Validate an event for ``image_id``; ``None`` for an event about another image (a stale click)."""
-    if not isinstance(payload, dict) or payload.get("action") not in ACTIONS:
+    """Validate an event for ``image_id``; ``None`` for an event about another image (a stale click).
+
+    Anything else than the documented shape of an event is a ``PetSegError`` with a message for the user.
+    """
+    action = payload.get("action") if isinstance(payload, dict) else None
+    if type(action) is not str or action not in ACTIONS:
         raise PetSegError("the editor sent an unknown request; reload the page and try again")
-    if payload.get("image") != image_id:
+    image = payload.get("image")
+    if type(image) is not str:
+        raise PetSegError("the editor sent a request without an image; reload the page and try again")
+    if image != image_id:
         return None
-    action = payload["action"]
     if action not in MASK_ACTIONS:
         return EditorEvent(action)
-    if list(payload.get("shape") or []) != list(shape):
+    sent_shape = payload.get("shape")
+    if type(sent_shape) is not list or len(sent_shape) != 2 or not all(_is_int(n) for n in sent_shape) \
+            or tuple(sent_shape) != tuple(shape):
         raise PetSegError("the editor's mask does not match this image's size; reload the page and try again")
     mask = rle_decode(payload.get("mask"), shape, TRIMAP_VALUES)
     strokes = payload.get("strokes")

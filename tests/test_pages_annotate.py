@@ -92,6 +92,23 @@ def test_rle_round_trip_and_refusals():
         parse_event({"action": "rm -rf", "image": "mine"}, "mine", mask.shape)
 
 
+@pytest.mark.parametrize("counts", [["9223372036854775807", "9223372036854775807"], [2**70, 0]])
+def test_a_hostile_save_shows_a_message_and_saves_nothing(app, trained_copy, counts):
+    image_id = _test_image(trained_copy)
+    _open(app, "app_pages/annotate.py", image_id)
+    session = app.session_state[state.ANNOTATE_SESSION]
+    height, width = session.shape
+    # Two int64-maximum runs plus the rest sum to the image size once wrapped at 2**64 (the server-killing save).
+    rest = height * width + 2 if isinstance(counts[0], str) else height * width
+    runs = [1, counts[0], 1, counts[1], 2, rest]
+    app.session_state[state.ANNOTATE_EVENT] = {"action": "save", "image": image_id, "shape": [height, width],
+                                               "mask": runs}
+    app.run()
+    assert not app.exception, app.exception[0].value
+    assert any("the editor sent a" in e.value for e in app.error), [e.value for e in app.error]
+    assert corrections.latest(trained_copy.settings, image_id) is None
+
+
 def test_annotate_opens_url_image_on_the_gt_trimap(app, trained_copy, ds):
     image_id = _test_image(trained_copy)
     _open(app, "app_pages/annotate.py", image_id)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard import frame, heap, settings
+from dashboard import heap, sidebar, state
 
 st.set_page_config(page_title="PetSeg", page_icon="🐾", layout="wide")
 
@@ -36,6 +36,6 @@ PAGES = {
 }
 
 current_page = st.navigation(PAGES)
-frame.sidebar(settings.current())
+sidebar.sidebar(state.settings())
 current_page.run()
 heap.freeze_new_imports()

@@ -5,11 +5,11 @@ import streamlit as st
 from core import corrections, db, ledger
 from core.errors import PetSegError
 from dashboard import annotate_session as edit
-from dashboard import data, editor, frame, settings, state
+from dashboard import editor, loaders, sidebar, state
 
-current = settings.current()
-ds = data.dataset_or_stop(current)
-run, split = frame.selected_run(), frame.selected_split()
+current = state.settings()
+ds = loaders.dataset_or_stop(current)
+run, split = sidebar.selected_run(), sidebar.selected_split()
 st.title("Annotate")
 st.session_state.setdefault(state.ANNOTATE_AUTHOR, db.clean_author(None))
 st.session_state.setdefault(state.ANNOTATE_NOTE, "")

@@ -3,11 +3,11 @@
 import streamlit as st
 
 from core import views
-from dashboard import data, filters, frame, gallery, settings, state, tables
+from dashboard import filters, gallery, loaders, sidebar, state, tables
 
-current = settings.current()
-ds = data.dataset_or_stop(current)
-run, split, metric = frame.selected_run(), frame.selected_split(), frame.selected_metric()
+current = state.settings()
+ds = loaders.dataset_or_stop(current)
+run, split, metric = sidebar.selected_run(), sidebar.selected_split(), sidebar.selected_metric()
 
 st.title("Browse")
 view = tables.view(current, ds, run, split)
@@ -18,7 +18,7 @@ rows = views.sort_table(views.apply_filters(view, chosen, metric), chosen.sort, 
 
 overlay_labels = {"none": "photo only", "gt": "ground truth", "pred": "prediction", "errors": "error map"}
 st.session_state.setdefault(state.BROWSE_OVERLAY, "none")
-pred_folder = frame.evaluation_folder(current, run, split)
+pred_folder = sidebar.evaluation_folder(current, run, split)
 
 
 @st.fragment

@@ -5,12 +5,12 @@ from pathlib import Path
 import streamlit as st
 
 from core import views
-from dashboard import data, filters, frame, settings, state, tables, viewer
+from dashboard import filters, loaders, sidebar, state, tables, viewer
 from dashboard.markdown import escape
 
-current = settings.current()
-ds = data.dataset_or_stop(current)
-run, split, metric = frame.selected_run(), frame.selected_split(), frame.selected_metric()
+current = state.settings()
+ds = loaders.dataset_or_stop(current)
+run, split, metric = sidebar.selected_run(), sidebar.selected_split(), sidebar.selected_metric()
 
 st.title("Compare")
 order = filters.current_order(current, ds)

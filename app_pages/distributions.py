@@ -5,11 +5,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import views
-from dashboard import data, frame, gallery, plots, settings, state, tables
+from dashboard import gallery, loaders, plots, sidebar, state, tables
 
-current = settings.current()
-ds = data.dataset_or_stop(current)
-run, split, metric = frame.selected_run(), frame.selected_split(), frame.selected_metric()
+current = state.settings()
+ds = loaders.dataset_or_stop(current)
+run, split, metric = sidebar.selected_run(), sidebar.selected_split(), sidebar.selected_metric()
 
 st.title("Distributions")
 view = tables.view(current, ds, run, split)
@@ -68,7 +68,7 @@ if selected:
     shown = scored.loc[selected].sort_values(metric, kind="stable").head(gallery.PAGE_SIZE)
     if len(selected) > len(shown):
         st.caption(f"The {len(shown)} lowest by {metric} are shown.")
-    gallery.tiles(current, ds, shown, metric, "none", frame.evaluation_folder(current, run, split), key="dist_grid")
+    gallery.tiles(current, ds, shown, metric, "none", sidebar.evaluation_folder(current, run, split), key="dist_grid")
 
 st.subheader("Per breed")
 summary = views.breed_summary(scored, metric)

@@ -8,7 +8,7 @@ import streamlit as st
 from core import ledger
 from core.errors import PetSegError
 from core.export import FORMATS, export_archive
-from dashboard import data, settings, state
+from dashboard import loaders, state
 
 FORMAT_HELP = {
     "trimap": "`annotations/trimaps/<id>.png`, 1 pet / 2 background / 3 border: a drop-in replacement for the "
@@ -18,8 +18,8 @@ FORMAT_HELP = {
 }
 MAX_LISTED = 20
 
-current = settings.current()
-ds = data.dataset_or_stop(current)
+current = state.settings()
+ds = loaders.dataset_or_stop(current)
 st.title("Export")
 corrected = len(ledger.latest_versions(current))
 st.caption(f"{len(ds):,} images · {corrected:,} with a correction. Every zip also holds `manifest.csv` (version, "

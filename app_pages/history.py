@@ -4,11 +4,11 @@ import streamlit as st
 
 from core import corrections, db, ledger
 from core.errors import PetSegError
-from dashboard import annotate_views, data, settings, state
+from dashboard import annotate_views, loaders, state
 from dashboard.markdown import escape
 
-current = settings.current()
-ds = data.dataset_or_stop(current)
+current = state.settings()
+ds = loaders.dataset_or_stop(current)
 st.title("History")
 
 corrected = ledger.latest_table(current)

@@ -5,16 +5,16 @@ import plotly.express as px
 import streamlit as st
 
 from core.dataset import summarize
-from dashboard import data, datasource, settings
+from dashboard import dataset_picker, loaders, state
 
-current = settings.current()
+current = state.settings()
 st.title("PetSeg")
 st.caption("Train U-Net segmentation on Oxford-IIIT Pet, find where it fails, fix the masks, retrain, export.")
 
-ds = data.dataset(current)
+ds = loaders.dataset(current)
 if ds is None:
     st.info(f"There is no dataset at `{current.data}` yet. Pick one of the three ways to get one.")
-    datasource.chooser(current)
+    dataset_picker.chooser(current)
     st.stop()
 
 summary = summarize(ds)
@@ -45,4 +45,4 @@ with right:
         st.success("No problems: every image is readable and has a valid trimap.")
 
 with st.expander("Use another dataset"):
-    datasource.chooser(current)
+    dataset_picker.chooser(current)

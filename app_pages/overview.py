@@ -7,13 +7,13 @@ import streamlit as st
 
 from core import views
 from core.runs import EVAL_SPLITS, read_metrics_csv, run_info
-from dashboard import data, evaluation_job, frame, plots, settings, state, tables
+from dashboard import evaluation_job, loaders, plots, sidebar, state, tables
 
 PAGES = Path(__file__).parent
 
-current = settings.current()
-ds = data.dataset_or_stop(current)
-run, split = frame.selected_run(), frame.selected_split()
+current = state.settings()
+ds = loaders.dataset_or_stop(current)
+run, split = sidebar.selected_run(), sidebar.selected_split()
 
 st.title("Overview")
 if ds.synthetic:

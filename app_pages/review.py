@@ -4,12 +4,12 @@ import streamlit as st
 
 from core import views
 from core.review import review_progress
-from dashboard import data, filters, frame, settings, state, tables, viewer
+from dashboard import filters, loaders, sidebar, state, tables, viewer
 from dashboard.markdown import escape
 
-current = settings.current()
-ds = data.dataset_or_stop(current)
-run, split, metric = frame.selected_run(), frame.selected_split(), frame.selected_metric()
+current = state.settings()
+ds = loaders.dataset_or_stop(current)
+run, split, metric = sidebar.selected_run(), sidebar.selected_split(), sidebar.selected_metric()
 
 st.title("Review")
 view = tables.view(current, ds, run, split)

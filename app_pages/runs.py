@@ -8,11 +8,11 @@ import streamlit as st
 from core import views
 from core.config import Settings
 from core.runs import METRICS_FILE, eval_dir, list_runs, load_eval
-from dashboard import jobs_view, runs_compare, settings, state, tables
+from dashboard import jobs_view, runs_compare, state, tables
 
 TOP = 10
 
-current = settings.current()
+current = state.settings()
 st.title("Runs")
 st.caption("Compare two runs image by image on a split both evaluated: B against A, so positive deltas mean B "
            "is better (e.g. A trained on the official trimaps, B retrained with your corrections).")
@@ -26,21 +26,10 @@ if len(names) < 2:
     st.stop()
 
 
-def _to_url(key: str, param: str) -> None:
-    st.query_params[param] = st.session_state[key]
-
-
 def pick(label: str, options: list[str], key: str, param: str, default: str) -> str:
     """A selectbox that follows the URL (shareable) and writes the user's choice back to it."""
-    wanted = st.query_params.get(param)
-    if wanted is not None and wanted not in options:
-        st.warning(f"The link asks for a {param!r} that is not available here; pick one below.")
-        del st.query_params[param]
-    elif wanted is not None:
-        st.session_state[key] = wanted
-    if st.session_state.get(key) not in options:
-        st.session_state[key] = default
-    return st.selectbox(label, options, key=key, on_change=_to_url, args=(key, param))
+    state.select_from_url(key, param, options, default, what=f"run {param.upper()}" if param in "ab" else param)
+    return st.selectbox(label, options, key=key, on_change=state.write_url, args=(key, param))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -72,7 +61,7 @@ if not splits:
 with col_split:
     split = pick("Split", splits, state.RUNS_SPLIT, "split", splits[0])
 with col_metric:
-    metric = st.selectbox("Metric", views.COMPARABLE_METRICS, key="runs_metric")
+    metric = st.selectbox("Metric", views.COMPARABLE_METRICS, key=state.RUNS_METRIC)
 
 corrected_ids, _ = tables.status(current)
 comparison = views.compare(table_of(run_a, split), table_of(run_b, split), run_a, run_b, split, metric, corrected_ids)

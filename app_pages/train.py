@@ -7,7 +7,7 @@ from core.dataset import Dataset
 from core.ledger import latest_versions
 from core.runs import EVAL_SPLITS, list_runs
 from core.train import PRESETS
-from dashboard import data, jobs_view, settings
+from dashboard import jobs_view, loaders, state
 
 ENCODERS = ("resnet18", "resnet34", "resnet50", "mobilenet_v2", "efficientnet-b0")
 SIZES = (64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512)
@@ -16,8 +16,8 @@ PRESET_HELP = {
     "full": "resnet34 at 256 px (smp's Oxford-pet recipe): needs a GPU or patience",
 }
 
-current = settings.current()
-ds = data.dataset_or_stop(current)
+current = state.settings()
+ds = loaders.dataset_or_stop(current)
 st.title("Train")
 st.caption(
     "Training and evaluation run as separate processes in the background: they keep running when you close or "

@@ -4,12 +4,14 @@
     >>> s = Settings.resolve(data=None, workspace="/tmp/ws")   # data from $PETSEG_DATA or the default
     >>> s.runs_dir
     PosixPath('/tmp/ws/runs')
+    >>> s.inside_roots("/etc")                                  # PetSegError: outside the dataset parent/workspace
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +21,7 @@ DEFAULT_DATA = Path("data/oxford-iiit-pet")
 DEFAULT_WORKSPACE = Path("workspace")
 DATA_ENV = "PETSEG_DATA"
 WORKSPACE_ENV = "PETSEG_HOME"
+ROOTS_ENV = "PETSEG_ROOTS"  # os.pathsep-separated folders the dashboard may read datasets from and write into
 
 # Run names become folder names: keep them boring so they can never escape runs/.
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -28,16 +31,35 @@ RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 class Settings:
     data: Path
     workspace: Path
+    # Folders the dashboard may open, download or generate a dataset in: it has no sign-in yet, so whoever
+    # reaches it must not be able to point it anywhere on the machine. Empty: the data folder's parent and the
+    # workspace.
+    roots: tuple[Path, ...] = ()
 
     @classmethod
-    def resolve(cls, data: str | Path | None = None, workspace: str | Path | None = None) -> Settings:
+    def resolve(cls, data: str | Path | None = None, workspace: str | Path | None = None,
+                roots: Sequence[str | Path] | None = None) -> Settings:
         data_path = Path(data) if data else Path(os.environ.get(DATA_ENV) or DEFAULT_DATA)
         workspace_path = Path(workspace) if workspace else Path(os.environ.get(WORKSPACE_ENV) or DEFAULT_WORKSPACE)
-        return cls(data=data_path.expanduser().absolute(), workspace=workspace_path.expanduser().absolute())
+        data_path, workspace_path = data_path.expanduser().absolute(), workspace_path.expanduser().absolute()
+        if roots is None:
+            roots = [r for r in os.environ.get(ROOTS_ENV, "").split(os.pathsep) if r.strip()]
+        root_paths = tuple(Path(r).expanduser().absolute() for r in roots) or (data_path.parent, workspace_path)
+        return cls(data=data_path, workspace=workspace_path, roots=root_paths)
 
-    @property
-    def index_dir(self) -> Path:
-        return self.workspace / "index"
+    def inside_roots(self, path: str | Path) -> Path:
+        """``path`` made absolute, symlinks resolved, if it lies inside one of :attr:`roots`; else ``PetSegError``."""
+        roots = self.roots or (self.data.parent, self.workspace)
+        try:
+            target = Path(path).expanduser().resolve()
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise PetSegError(f"cannot use the folder {str(path)[:80]!r}: {exc}") from None
+        for root in roots:
+            if target.is_relative_to(root.resolve()):
+                return target
+        allowed = ", ".join(str(r) for r in roots)
+        raise PetSegError(f"the folder {str(target)[:120]!r} is outside the folders this server may use ({allowed}); "
+                          f"pick one inside them, or start the app with {ROOTS_ENV} listing the folders to allow")
 
     @property
     def cache_dir(self) -> Path:

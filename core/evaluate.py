@@ -81,10 +81,6 @@ class Prediction:
         """(H, W) max softmax probability."""
         return self.probabilities.max(axis=2)
 
-    @property
-    def pet_probability(self) -> np.ndarray:
-        return self.probabilities[:, :, 0]
-
 
 def _logits_batch(model: torch.nn.Module, cfg: ModelConfig, runtime: Runtime, resized: np.ndarray) -> torch.Tensor:
     """(B, S, S, 3) uint8 -> (B, 3, S, S) float32 logits on the CPU."""
@@ -158,9 +154,6 @@ class Predictor:
 
     def predict(self, image: np.ndarray) -> Prediction:
         return predict_image(self.model, self.cfg, image, self.runtime)
-
-    def predict_many(self, images: list[np.ndarray]) -> list[Prediction]:
-        return predict_batch(self.model, self.cfg, images, self.runtime)
 
 
 def checkpoint_path(settings: Settings, run: str, checkpoint: str = "best") -> Path:

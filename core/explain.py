@@ -46,7 +46,6 @@ from core.model import ModelConfig, to_input
 TOP_CHANNELS = 4  # strongest channels kept per stage (by mean absolute activation)
 ARCHITECTURE_PROBE = 64  # input side of the forward pass that reads the architecture
 _NO_SECOND_PASS = object()
-PARTS = ("input", "encoder", "bottleneck", "decoder", "output")
 
 
 @dataclass(frozen=True)
@@ -55,7 +54,7 @@ class StageInfo:
 
     key: str  # "input", "enc1".., "bottleneck", "dec1".., "output"
     name: str  # "encoder stage 1", "bottleneck", "decoder stage 2", ...
-    part: str  # one of PARTS
+    part: str  # "input", "encoder", "bottleneck", "decoder" or "output"
     channels: int
     height: int
     width: int

@@ -26,7 +26,7 @@ from core.views import (
     order,
     tag_label,
 )
-from dashboard import frame, state, tables
+from dashboard import sidebar, state, tables
 
 
 def current_filters() -> Filters:
@@ -45,9 +45,9 @@ def current_order(
     Without a run or evaluation, the dataset's images in the same filter (metric filters and sorts then see
     no values and keep the id order).
     """
-    run = run if run is not None else frame.selected_run()
-    split = split or frame.selected_split()
-    metric = metric or frame.selected_metric()
+    run = run if run is not None else sidebar.selected_run()
+    split = split or sidebar.selected_split()
+    metric = metric or sidebar.selected_metric()
     view = tables.view(settings, ds, run, split)
     return order(view, current_filters(), metric)
 

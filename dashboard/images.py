@@ -1,9 +1,10 @@
-"""Overlays, error maps, zoom crops and the on-disk thumbnail cache.
+"""Overlays, error maps, zoom crops, feature-map heat tiles and the on-disk thumbnail cache.
 
     >>> from dashboard.images import error_codes, overlay, error_overlay, thumbnail
     >>> codes = error_codes(pred, gt)                  # 0 agree, 1 false pet, 2 missed pet, 3 GT border
     >>> shown = error_overlay(image, pred, gt, opacity=0.6)
     >>> jpeg = thumbnail(settings, ds, "Abyssinian_1", kind="gt", gt_version=2)   # bytes, cached on disk
+    >>> strip = montage([heat(feature_map), heat(other_map)])   # viridis tiles side by side, one square per position
 
 Error map, with pet/not-pet counted the way ``iou_pet`` counts it: a predicted border pixel is "not pet", and
 pixels whose ground truth is border are shown apart (grey) because the metric leaves them out.
@@ -34,14 +35,13 @@ Colour = tuple[int, int, int]
 
 CORRECT, FALSE_PET, MISSED_PET, GT_BORDER = 0, 1, 2, 3
 ERROR_COLOURS: dict[int, Colour] = {FALSE_PET: (230, 40, 40), MISSED_PET: (30, 120, 255), GT_BORDER: (150, 150, 150)}
-ERROR_LABELS = {FALSE_PET: "pet predicted on background", MISSED_PET: "pet predicted as background",
-                GT_BORDER: "border in the ground truth (not scored)"}
 GT_COLOURS: dict[int, Colour] = {PET: (40, 200, 90), BORDER: (255, 215, 0)}
 PRED_COLOURS: dict[int, Colour] = {PET: (200, 60, 230), BORDER: (255, 140, 0)}
 THUMB_SIZE = 160
-THUMB_KINDS = ("none", "gt", "pred", "errors")
 THUMB_OPACITY = 0.45
 _THUMB_VERSION = "1"  # bump when the thumbnail drawing changes
+TILE = 144  # display side of a feature-map tile (maps larger than this are shown at their own size)
+TILE_GAP = 6
 
 
 def error_codes(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
@@ -98,6 +98,36 @@ def crop(array: np.ndarray, zoom: float, centre: tuple[float, float]) -> np.ndar
     x0 = round(min(max(centre[0] * width - crop_w / 2, 0), width - crop_w))
     y0 = round(min(max(centre[1] * height - crop_h / 2, 0), height - crop_h))
     return array[y0:y0 + crop_h, x0:x0 + crop_w]
+
+
+# --- feature maps -------------------------------------------------------------------------------------------------
+
+
+def heat(values: np.ndarray, lo: float | None = None, hi: float | None = None, side: int = TILE,
+         exact: bool = False) -> np.ndarray:
+    """A (h, w) map as viridis RGB, enlarged by a whole factor (nearest) so each map position stays a square;
+    ``exact``: resized to exactly ``side`` px (for rows of maps of different resolutions compared side by side).
+    """
+    lo = float(values.min()) if lo is None else lo
+    hi = float(values.max()) if hi is None else hi
+    scaled = np.zeros(values.shape, np.uint8) if hi <= lo else np.clip((values - lo) / (hi - lo) * 255, 0, 255)
+    rgb = cv2.cvtColor(cv2.applyColorMap(scaled.astype(np.uint8), cv2.COLORMAP_VIRIDIS), cv2.COLOR_BGR2RGB)
+    if exact:
+        shrink = max(values.shape) > side
+        return cv2.resize(rgb, (side, side), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_NEAREST)
+    factor = max(1, side // max(values.shape))
+    return cv2.resize(rgb, None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST) if factor > 1 else rgb
+
+
+def montage(tiles: list[np.ndarray]) -> np.ndarray:
+    """RGB tiles in one row on white, top-aligned, :data:`TILE_GAP` px apart."""
+    height = max(t.shape[0] for t in tiles)
+    parts = []
+    for tile in tiles:
+        pad = np.full((height, tile.shape[1] + TILE_GAP, 3), 255, np.uint8)
+        pad[: tile.shape[0], : tile.shape[1]] = tile
+        parts.append(pad)
+    return np.concatenate(parts, axis=1)[:, :-TILE_GAP]
 
 
 # --- thumbnails ------------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from core.dataset import Dataset, load_image
 from core.errors import PetSegError
 from core.review import MAX_NOTE, TAG_LABELS, TAGS, get_review, set_note, set_tag
 from core.runs import PRED_DIR, read_prediction
-from dashboard import frame, images, state, tables
+from dashboard import images, sidebar, state, tables
 from dashboard.markdown import escape
 
 LAYERS = {"gt": "ground truth", "pred": "prediction", "errors": "error map"}
@@ -99,7 +99,7 @@ def _arrays(data: str, workspace: str, _ds: Dataset, image_id: str, pred_folder:
 
 def load(settings: Settings, ds: Dataset, image_id: str, run: str | None, split: str):
     """``(image, ground truth or None, its correction version, prediction or None, problem message or None)``."""
-    folder = frame.evaluation_folder(settings, run, split)
+    folder = sidebar.evaluation_folder(settings, run, split)
     stamp = (images.file_key(ds.image_path(image_id)), images.file_key(ds.trimap_path(image_id)),
              tables.db_stamp(settings), images.file_key(folder / PRED_DIR / f"{image_id}.png") if folder else "")
     return _arrays(str(settings.data), str(settings.workspace), ds, image_id, str(folder) if folder else None, stamp)

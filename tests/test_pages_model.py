@@ -8,7 +8,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-import dashboard.explain_view as explain_view
+import core.explain
 from core import groundtruth
 from core.dataset import load_image, open_dataset
 from core.evaluate import checkpoint_path
@@ -87,13 +87,13 @@ def test_the_page_draws_the_u_and_follows_the_image_through_every_stage(monkeypa
 
 def test_activations_are_computed_once_per_checkpoint_image_and_skip_choice(monkeypatch, trained):
     calls = []
-    real = explain_view.explain_with_ablation
+    real = core.explain.explain_with_ablation
 
     def counting(model, cfg, image, zero_skips=None, **kw):
         calls.append(zero_skips)
         return real(model, cfg, image, zero_skips, **kw)
 
-    monkeypatch.setattr(explain_view, "explain_with_ablation", counting)
+    monkeypatch.setattr(core.explain, "explain_with_ablation", counting)
     ids = load_eval(trained.settings, trained.run, "test").index[:2]
     at = app(monkeypatch, trained, image=ids[0])
     assert calls == [(0, 1, 2, 3)]  # one call: the normal pass and the ablation of every skip
@@ -124,9 +124,9 @@ def test_choosing_which_skips_to_zero(monkeypatch, trained):
 @pytest.mark.parametrize("hostile", HOSTILE)
 def test_hostile_image_ids_get_a_plain_message(monkeypatch, trained, hostile):
     at = app(monkeypatch, trained, image=hostile)
-    assert any("no image called" in e.value for e in at.error)
-    assert "<script>" not in " ".join(e.value for e in at.error)
-    assert all(len(e.value) < 300 for e in at.error)
+    assert any("no image called" in w.value for w in at.warning)
+    assert "<script>" not in " ".join(w.value for w in at.warning)
+    assert all(len(w.value) < 300 for w in at.warning)
     # The rest of the page still works: the architecture and a valid image from the list.
     assert "The architecture of this run" in [h.value for h in at.subheader]
     assert at.selectbox(key="model_image").value in load_eval(trained.settings, trained.run, "test").index

@@ -1,4 +1,9 @@
-"""The sidebar shared by every page (dataset in use; run, split and metric selectors) and the selection it holds."""
+"""The sidebar shared by every page (dataset in use; run, split and metric selectors) and the selection it holds.
+
+    >>> from dashboard import sidebar, state
+    >>> sidebar.sidebar(state.settings())        # streamlit_app.py draws it once per run, before the page
+    >>> run, split, metric = sidebar.selected_run(), sidebar.selected_split(), sidebar.selected_metric()
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,8 @@ import streamlit as st
 from core.config import Settings
 from core.errors import PetSegError
 from core.runs import RunInfo, eval_dir, evaluated_splits, list_runs
-from dashboard import data, state
-from dashboard import settings as app_settings
+from dashboard import loaders, state
+from dashboard.markdown import escape
 
 METRICS = (
     "iou_pet", "iou_pet_border_as_pet", "miou_3class", "pixel_accuracy", "dice_pet", "mean_confidence",
@@ -28,18 +33,18 @@ def sidebar(settings: Settings) -> None:
 def _dataset_box(settings: Settings) -> None:
     st.caption("Dataset")
     try:
-        ds = data.dataset(settings)
+        ds = loaders.dataset(settings)
     except PetSegError as exc:
         st.error(str(exc))
         return
     if ds is None:
         st.warning("No dataset yet: see Home.")
-        st.caption(f"`{settings.data}`")
+        st.caption(escape(settings.data, 400))
         return
     kind = "synthetic (generated)" if ds.synthetic else "Oxford-IIIT Pet"
     st.markdown(f"**{len(ds):,} images** · {kind}")
     problems = len(ds.problems)
-    st.caption(f"`{settings.data}`  \n{problems} problem{'s' if problems != 1 else ''} found")
+    st.caption(f"{escape(settings.data, 400)}  \n{problems} problem{'s' if problems != 1 else ''} found")
 
 
 def _run_box(settings: Settings) -> None:
@@ -49,10 +54,10 @@ def _run_box(settings: Settings) -> None:
     st.caption("Model")
     names = [r.name for r in runs]
     labels = {r.name: _run_label(r) for r in runs}
-    _apply_url(state.RUN, state.URL_RUN, "run", names)
+    state.select_from_url(state.RUN, "run", names, complain=False)
     st.selectbox("Run", names, key=state.RUN, format_func=labels.get)
     splits = evaluated_splits(settings, st.session_state[state.RUN]) or ["test"]
-    _apply_url(state.SPLIT, state.URL_SPLIT, "split", splits)
+    state.select_from_url(state.SPLIT, "split", splits, complain=False)
     st.selectbox("Evaluated split", splits, key=state.SPLIT,
                  help="the evaluation table the views show (evaluate other splits from Overview)")
     if st.session_state.get(state.METRIC) not in METRICS:
@@ -65,32 +70,20 @@ def _run_label(run: RunInfo) -> str:
     return f"{run.name} · {run.encoder or '?'} {run.image_size or '?'}px · {when}"
 
 
-def _apply_url(key: str, applied_key: str, param: str, choices: list[str]) -> None:
-    """Take ``?param=`` once (a shared link), then let the selectbox win; keep the selection valid."""
-    wanted = st.query_params.get(param)
-    if wanted in choices and wanted != st.session_state.get(applied_key):
-        st.session_state[key] = wanted
-        st.session_state[applied_key] = wanted
-    if st.session_state.get(key) not in choices:
-        st.session_state[key] = choices[0]
-
-
 def selected_run() -> str | None:
     """The sidebar's run (or, where the sidebar did not run, the one it would pick); None without runs."""
-    names = [r.name for r in list_runs(app_settings.current())]
-    if not names:
-        return None
-    if st.session_state.get(state.RUN) not in names:
-        _apply_url(state.RUN, state.URL_RUN, "run", names)
-    return st.session_state[state.RUN]
+    names = [r.name for r in list_runs(state.settings())]
+    if st.session_state.get(state.RUN) in names:
+        return st.session_state[state.RUN]
+    return state.select_from_url(state.RUN, "run", names, complain=False)
 
 
 def selected_split() -> str:
     run = selected_run()
-    splits = (evaluated_splits(app_settings.current(), run) if run else []) or ["test"]
-    if st.session_state.get(state.SPLIT) not in splits:
-        _apply_url(state.SPLIT, state.URL_SPLIT, "split", splits)
-    return st.session_state[state.SPLIT]
+    splits = (evaluated_splits(state.settings(), run) if run else []) or ["test"]
+    if st.session_state.get(state.SPLIT) in splits:
+        return st.session_state[state.SPLIT]
+    return state.select_from_url(state.SPLIT, "split", splits, complain=False)
 
 
 def evaluation_folder(settings: Settings, run: str | None, split: str) -> Path | None:

@@ -8,7 +8,7 @@ import streamlit as st
 
 from core.config import Settings
 from core.errors import PetSegError
-from dashboard import settings as app_settings
+from dashboard import state
 
 DEMO_COUNT = 300
 
@@ -41,7 +41,7 @@ def _download(current: Settings) -> None:
         except PetSegError as exc:
             st.error(str(exc))
             return
-        app_settings.choose_data(Path(target))
+        state.choose_data(Path(target))
         st.rerun()
 
 
@@ -53,7 +53,7 @@ def _folder(current: Settings) -> None:
         if not (path / "images").is_dir():
             st.error(f"`{path}` has no `images/` folder: it is not a dataset in the official layout.")
             return
-        app_settings.choose_data(path.absolute())
+        state.choose_data(path.absolute())
         st.rerun()
 
 
@@ -75,5 +75,5 @@ def _demo(current: Settings) -> None:
         except PetSegError as exc:
             st.error(str(exc))
             return
-        app_settings.choose_data(Path(target).absolute())
+        state.choose_data(Path(target).absolute())
         st.rerun()

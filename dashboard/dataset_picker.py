@@ -1,4 +1,11 @@
-"""The three ways to get a dataset from the UI: download it, point to a folder, or generate a demo set."""
+"""Home's three ways to get a dataset: download it, point to a folder, or generate a demo set.
+
+    >>> from dashboard import dataset_picker
+    >>> dataset_picker.chooser(state.settings())     # three tabs; a success switches the app to the new dataset
+
+The app has no sign-in yet, so every folder typed here must lie inside the configured roots
+(``Settings.roots``: $PETSEG_ROOTS, else the data folder's parent and the workspace); others are refused.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +16,22 @@ import streamlit as st
 from core.config import Settings
 from core.errors import PetSegError
 from dashboard import state
+from dashboard.markdown import escape
 
 DEMO_COUNT = 300
+DEMO_MIN, DEMO_MAX = 20, 10_000
+
+
+def _target(current: Settings, raw: object) -> Path | None:
+    """The typed folder, resolved, when it lies inside the roots; else an error on the page and None."""
+    if not isinstance(raw, str) or not raw.strip():
+        st.error("Type a folder first.")
+        return None
+    try:
+        return current.inside_roots(raw.strip())
+    except PetSegError as exc:
+        st.error(escape(exc, 600))
+        return None
 
 
 def chooser(current: Settings) -> None:
@@ -29,31 +50,36 @@ def _download(current: Settings) -> None:
         "Fetches the official `images.tar.gz` and `annotations.tar.gz` (about 800 MB), checks their checksums "
         "and unpacks them. An interrupted download resumes when you start it again."
     )
-    target = st.text_input("Download into", value=str(current.data), key="download_target")
+    raw = st.text_input("Download into", value=str(current.data), key=state.DOWNLOAD_TARGET)
     if st.button("Download", key="download_start"):
         from core.download import download
 
+        target = _target(current, raw)
+        if target is None:
+            return
         bar = st.progress(0.0, text="Starting…")
         try:
-            download(Path(target), progress=lambda done, total, what: bar.progress(
+            download(target, progress=lambda done, total, what: bar.progress(
                 min(done / total, 1.0) if total else 0.0, text=f"{what}: {done / 1e6:,.0f} of {total / 1e6:,.0f} MB"
             ))
         except PetSegError as exc:
             st.error(str(exc))
             return
-        state.choose_data(Path(target))
+        state.choose_data(target)
         st.rerun()
 
 
 def _folder(current: Settings) -> None:
     st.write("A folder in the official layout: `images/`, `annotations/trimaps/`, `annotations/list.txt`, …")
-    folder = st.text_input("Dataset folder", value=str(current.data), key="folder_choice")
+    raw = st.text_input("Dataset folder", value=str(current.data), key=state.FOLDER_CHOICE)
     if st.button("Use this folder", key="folder_use"):
-        path = Path(folder).expanduser()
-        if not (path / "images").is_dir():
-            st.error(f"`{path}` has no `images/` folder: it is not a dataset in the official layout.")
+        path = _target(current, raw)
+        if path is None:
             return
-        state.choose_data(path.absolute())
+        if not (path / "images").is_dir():
+            st.error(f"{escape(path, 400)} has no `images/` folder: it is not a dataset in the official layout.")
+            return
+        state.choose_data(path)
         st.rerun()
 
 
@@ -62,18 +88,27 @@ def _demo(current: Settings) -> None:
         "A generated set in the official layout with cartoon pets on cluttered backgrounds: enough to try every "
         "page offline in a minute. Everything shown from it is labelled synthetic."
     )
-    count = st.number_input("Images", min_value=20, max_value=10_000, value=DEMO_COUNT, step=50, key="demo_count")
-    target = st.text_input("Generate into", value=str(current.data.parent / "petseg-demo"), key="demo_target")
+    count = st.number_input("Images", min_value=DEMO_MIN, max_value=DEMO_MAX, value=DEMO_COUNT, step=50,
+                            key=state.DEMO_COUNT)
+    raw = st.text_input("Generate into", value=str(current.data.parent / "petseg-demo"), key=state.DEMO_TARGET)
     if st.button("Generate", key="demo_start", type="primary"):
         from core.synth import generate
 
+        # A widget value is still browser input: check it before it sizes anything.
+        if isinstance(count, bool) or not isinstance(count, int | float) or not DEMO_MIN <= count <= DEMO_MAX \
+                or count != int(count):
+            st.error(f"The number of images must be a whole number from {DEMO_MIN} to {DEMO_MAX:,}.")
+            return
+        target = _target(current, raw)
+        if target is None:
+            return
         bar = st.progress(0.0, text="Generating…")
         try:
-            generate(Path(target), count=int(count), seed=0, progress=lambda done, total: bar.progress(
+            generate(target, count=int(count), seed=0, progress=lambda done, total: bar.progress(
                 done / total, text=f"{done} of {total} images"
             ))
         except PetSegError as exc:
             st.error(str(exc))
             return
-        state.choose_data(Path(target).absolute())
+        state.choose_data(target)
         st.rerun()

@@ -111,3 +111,10 @@ def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
             return value
         time.sleep(0.02)
     raise AssertionError(f"{what} not reached in {timeout} s")
+
+
+def plain(markdown: str) -> str:
+    """Markdown source as the reader sees the text: backslash escapes (from dashboard.markdown.escape) removed."""
+    import re
+
+    return re.sub(r"\\(.)", r"\1", markdown)

@@ -33,3 +33,22 @@ def test_workspace_layout(tmp_path):
 def test_run_names_that_could_escape_are_refused(name):
     with pytest.raises(PetSegError):
         check_run_name(name)
+
+
+def test_roots_flag_beats_environment_beats_data_parent_and_workspace(monkeypatch, tmp_path):
+    default = Settings.resolve(data=tmp_path / "d" / "oxford", workspace=tmp_path / "ws")
+    assert default.roots == (tmp_path / "d", tmp_path / "ws")
+    monkeypatch.setenv("PETSEG_ROOTS", f"{tmp_path / 'a'}:{tmp_path / 'b'}")
+    assert Settings.resolve(data=tmp_path / "d" / "oxford").roots == (tmp_path / "a", tmp_path / "b")
+    assert Settings.resolve(roots=[tmp_path / "c"]).roots == (tmp_path / "c",)
+
+
+def test_inside_roots_resolves_dots_and_symlinks(tmp_path):
+    s = Settings.resolve(data=tmp_path / "d" / "oxford", workspace=tmp_path / "ws")
+    assert s.inside_roots(tmp_path / "d" / "other") == tmp_path / "d" / "other"
+    assert s.inside_roots(tmp_path / "ws" / "x" / ".." / "y") == tmp_path / "ws" / "y"
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "out").symlink_to(tmp_path, target_is_directory=True)
+    for outside in (tmp_path, tmp_path / "d" / ".." / "e", tmp_path / "d" / "out" / "e", "/etc"):
+        with pytest.raises(PetSegError, match="outside the folders"):
+            s.inside_roots(outside)

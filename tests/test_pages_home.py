@@ -4,7 +4,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.synth import generate
-from tests.conftest import APP
+from tests.conftest import APP, plain
 
 
 def app(monkeypatch, data, workspace) -> AppTest:
@@ -65,3 +65,86 @@ def test_a_dataset_with_problems_lists_them(monkeypatch, tmp_path, count):
     values = {m.label: m.value for m in at.metric}
     assert values["Problems"] == str(count)
     assert victim.stem in at.dataframe[-1].value.to_string()
+
+
+# --- Home's folders stay inside the configured roots (no sign-in yet: whoever reaches the app types these) ---------
+
+
+def _home_without_data(monkeypatch, tmp_path) -> AppTest:
+    """No dataset yet: data would be <tmp>/inside/oxford, so the roots are <tmp>/inside and the workspace."""
+    (tmp_path / "inside").mkdir(exist_ok=True)
+    return app(monkeypatch, tmp_path / "inside" / "oxford", tmp_path / "ws").run()
+
+
+def test_a_dataset_folder_outside_the_roots_is_refused(monkeypatch, tmp_path, sample_root):
+    at = _home_without_data(monkeypatch, tmp_path)
+    at.text_input(key="folder_choice").set_value(str(sample_root)).run()  # a real dataset, but outside
+    at.button(key="folder_use").click().run()
+    assert not at.exception
+    assert any("outside the folders this server may use" in e.value for e in at.error), [e.value for e in at.error]
+    assert "PETSEG_ROOTS" in plain(at.error[0].value) and str(sample_root) in plain(at.error[0].value)
+    assert not at.metric  # still no dataset in use
+    assert not (tmp_path / "ws" / "dashboard.json").exists()
+
+
+def test_a_symlink_inside_the_roots_that_leads_outside_is_refused(monkeypatch, tmp_path, sample_root):
+    (tmp_path / "inside").mkdir()
+    (tmp_path / "inside" / "link").symlink_to(sample_root, target_is_directory=True)
+    at = app(monkeypatch, tmp_path / "inside" / "oxford", tmp_path / "ws").run()
+    at.text_input(key="folder_choice").set_value(str(tmp_path / "inside" / "link")).run()
+    at.button(key="folder_use").click().run()
+    assert any("outside the folders" in e.value for e in at.error)
+    assert not at.metric
+
+
+@pytest.mark.parametrize("target", ["{outside}/demo", "{inside}/../../escape", "/etc/petseg-demo"])
+def test_generating_outside_the_roots_is_refused_and_writes_nothing(monkeypatch, tmp_path, target):
+    at = _home_without_data(monkeypatch, tmp_path)
+    path = target.format(outside=tmp_path / "outside", inside=tmp_path / "inside")
+    at.number_input(key="demo_count").set_value(20)
+    at.text_input(key="demo_target").set_value(path).run()
+    at.button(key="demo_start").click().run()
+    assert not at.exception
+    assert any("outside the folders" in e.value for e in at.error)
+    assert not (tmp_path / "outside").exists() and not (tmp_path.parent / "escape").exists()
+    assert not at.metric
+
+
+def test_downloading_outside_the_roots_is_refused_before_any_network(monkeypatch, tmp_path):
+    import core.download
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("download started for a folder outside the roots")
+
+    monkeypatch.setattr(core.download, "download", no_network)
+    at = _home_without_data(monkeypatch, tmp_path)
+    at.text_input(key="download_target").set_value(str(tmp_path / "elsewhere")).run()
+    at.button(key="download_start").click().run()
+    assert not at.exception
+    assert any("outside the folders" in e.value for e in at.error)
+
+
+def test_petseg_roots_widens_and_replaces_the_default_roots(monkeypatch, tmp_path, sample_root):
+    monkeypatch.setenv("PETSEG_ROOTS", str(sample_root.parent))
+    at = _home_without_data(monkeypatch, tmp_path)
+    at.text_input(key="folder_choice").set_value(str(sample_root)).run()
+    at.button(key="folder_use").click().run()
+    assert not at.exception and not at.error
+    assert {m.label: m.value for m in at.metric}["Images"] == "20"
+    # The configured roots replace the defaults: generating next to the (default) data folder is now refused.
+    at.text_input(key="demo_target").set_value(str(tmp_path / "inside" / "demo")).run()
+    at.button(key="demo_start").click().run()
+    assert any("outside the folders" in e.value for e in at.error)
+
+
+def test_picking_a_folder_does_not_widen_the_roots(monkeypatch, tmp_path):
+    # Roots come from the configuration, never from the folder picked in the app: no climbing out step by step.
+    inside = generate(tmp_path / "inside" / "deep" / "set", count=20, seed=1, progress=False)
+    at = _home_without_data(monkeypatch, tmp_path)
+    at.text_input(key="folder_choice").set_value(str(inside)).run()
+    at.button(key="folder_use").click().run()
+    assert {m.label: m.value for m in at.metric}["Images"] == "20"
+    at.text_input(key="demo_target").set_value(str(tmp_path / "sibling")).run()
+    at.button(key="demo_start").click().run()
+    assert any("outside the folders" in e.value for e in at.error)
+    assert not (tmp_path / "sibling").exists()

@@ -6,6 +6,7 @@ from core import corrections, db, ledger
 from core.errors import PetSegError
 from dashboard import annotate_session as edit
 from dashboard import editor, loaders, sidebar, state
+from dashboard.markdown import escape
 
 current = state.settings()
 ds = loaders.dataset_or_stop(current)
@@ -25,7 +26,7 @@ def _image_id(session: edit.EditSession | None) -> str | None:
         try:
             return ds.require(raw)
         except PetSegError as exc:
-            st.error(str(exc))
+            st.error(escape(exc, 1000))
             st.page_link("app_pages/annotate.py", label="Open the first image of the queue instead")
             return None
     fallback = session.image_id if session else st.session_state.get(state.COMPARE_IMAGE)
@@ -41,7 +42,7 @@ def _open(image_id: str, start: str) -> edit.EditSession | None:
     try:
         fresh = edit.open_session(current, ds, image_id, start, run, split)
     except PetSegError as exc:
-        st.error(str(exc))
+        st.error(escape(exc, 1000))
         return None
     old = st.session_state.get(state.ANNOTATE_SESSION)
     if old is not None and old.image_id == image_id:
@@ -71,7 +72,7 @@ def _handle(session: edit.EditSession, payload: dict) -> None:
     try:
         event = editor.parse_event(payload, session.image_id, session.shape)
     except PetSegError as exc:
-        st.error(str(exc))
+        st.error(escape(exc, 1000))
         return
     if event is not None and event.mask is not None:
         before = session.saved
@@ -114,9 +115,9 @@ def workbench() -> None:
     # The widgets come after the event: a save may clear the note before its widget exists in this run.
     row = ds.table.loc[image_id]
     latest = ledger.latest(current, image_id)
-    versions = f"latest correction v{latest.version} by {latest.author}" if latest else "no correction yet"
-    st.caption(f"**{image_id}** · {row['breed']} ({row['species']}) · {row['split']} · "
-               f"{row['width']}×{row['height']} px · {versions}")
+    versions = f"latest correction v{latest.version} by {escape(latest.author)}" if latest else "no correction yet"
+    st.caption(f"**{escape(image_id)}** · {escape(row['breed'])} ({escape(row['species'])}) · "
+               f"{escape(row['split'])} · {int(row['width'])}×{int(row['height'])} px · {versions}")
     left, middle, right = st.columns([3, 2, 3])
     left.radio("Start from", starts, key=state.ANNOTATE_START, format_func=edit.START_LABELS.get, horizontal=True,
                help="Switching discards unsaved edits (undo in the editor brings them back).")
@@ -138,7 +139,7 @@ def workbench() -> None:
             sequence=session.sequence,
         )
     except PetSegError as exc:  # the photo cannot be read
-        st.error(str(exc))
+        st.error(escape(exc, 1000))
         return
 
     numbers = session.readout()
@@ -146,7 +147,7 @@ def workbench() -> None:
     st.caption(f"At the last apply/save: {iou} · {numbers['changed']:,} px changed from the start · "
                f"{'unsaved changes' if session.dirty else 'no unsaved changes'} · started from "
                f"{edit.START_LABELS[session.start]} · editing on top of "
-               f"{'v' + str(session.base_version) if session.base_version else 'no correction'}")
+               f"{f'v{session.base_version}' if session.base_version else 'no correction'}")
     if session.status:
         show = {"success": st.success, "error": st.error, "warning": st.warning}.get(session.status_kind, st.info)
         show(session.status)
@@ -157,12 +158,13 @@ def workbench() -> None:
                       args=(session,))
         reject.button("Reject preview", key="annotate_reject", on_click=edit.reject_preview, args=(session,))
     if session.conflict is not None:
-        st.warning(session.conflict.message)
+        st.warning(escape(session.conflict.message, 1000))
         theirs, mine, _ = st.columns([1, 1, 3])
         theirs.button("Reload theirs", key="annotate_reload", on_click=_reload_theirs, args=(image_id, starts))
         mine.button("Save mine on top as a new version", key="annotate_on_top", type="primary", on_click=_save_on_top)
 
-    st.page_link("app_pages/history.py", label=f"History of {image_id}", icon="🕘", query_params={"image": image_id})
+    st.page_link("app_pages/history.py", label=f"History of {escape(image_id)}", icon=":material/history:",
+                 query_params={"image": image_id})
 
 
 workbench()

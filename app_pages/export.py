@@ -9,6 +9,7 @@ from core import ledger
 from core.errors import PetSegError
 from core.export import FORMATS, export_archive
 from dashboard import loaders, state
+from dashboard.markdown import escape
 
 FORMAT_HELP = {
     "trimap": "`annotations/trimaps/<id>.png`, 1 pet / 2 background / 3 border: a drop-in replacement for the "
@@ -23,11 +24,11 @@ ds = loaders.dataset_or_stop(current)
 st.title("Export")
 corrected = len(ledger.latest_versions(current))
 st.caption(f"{len(ds):,} images · {corrected:,} with a correction. Every zip also holds `manifest.csv` (version, "
-           f"author, note, IoU vs original GT per image). Zips are written to `{current.exports_dir}` only.")
+           f"author, note, IoU vs original GT per image). Zips are written to {escape(current.exports_dir, 400)} only.")
 
-fmt = st.radio("Format", FORMATS, horizontal=True, key="export_format")
+fmt = st.radio("Format", FORMATS, horizontal=True, key=state.EXPORT_FORMAT)
 st.caption(FORMAT_HELP[fmt])
-only_corrected = st.toggle("Only corrected images", key="export_only_corrected", disabled=corrected == 0,
+only_corrected = st.toggle("Only corrected images", key=state.EXPORT_ONLY_CORRECTED, disabled=corrected == 0,
                            help="Leave out images that still have only the official trimap")
 
 
@@ -41,13 +42,13 @@ if st.button("Export", type="primary", key="export_run"):
         with st.spinner("Writing the zip…"):
             report = export_archive(current, fmt=fmt, only_corrected=only_corrected and corrected > 0, ds=ds)
     except PetSegError as exc:
-        st.error(str(exc))
+        st.error(escape(exc, 1000))
     else:
         st.session_state[state.EXPORT_LAST] = (str(report.path), report.summary())
 
 last = st.session_state.get(state.EXPORT_LAST)
 if last and Path(last[0]).is_file():
-    st.success(last[1])
+    st.success(escape(last[1], 1000))
     _download(Path(last[0]), "export_download_last", primary=True)
 
 exports = sorted(current.exports_dir.glob("*.zip"), key=lambda p: p.stat().st_mtime, reverse=True) \
@@ -63,4 +64,4 @@ for number, path in enumerate(exports[:MAX_LISTED]):
     with button:
         _download(path, f"export_download_{number}")
 if len(exports) > MAX_LISTED:
-    st.caption(f"{len(exports) - MAX_LISTED} older exports are in `{current.exports_dir}`.")
+    st.caption(f"{len(exports) - MAX_LISTED} older exports are in {escape(current.exports_dir, 400)}.")

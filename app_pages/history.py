@@ -17,7 +17,7 @@ if raw:
     try:
         image_id = ds.require(raw)
     except PetSegError as exc:
-        st.error(str(exc))
+        st.error(escape(exc, 1000))
         st.stop()
 else:
     session = st.session_state.get(state.ANNOTATE_SESSION)
@@ -42,7 +42,7 @@ versions = ledger.history(current, image_id, include_deleted=show_deleted)
 latest = ledger.latest(current, image_id)
 left, right = st.columns([3, 1])
 left.caption(f"{len(versions)} version{'s' if len(versions) != 1 else ''} of **{escape(image_id)}** · effective "
-             f"ground truth: {'v' + str(latest.version) if latest else 'the official trimap'}")
+             f"ground truth: {f'v{latest.version}' if latest else 'the official trimap'}")
 right.page_link("app_pages/annotate.py", label="Edit in Annotate", icon="✏️", query_params={"image": image_id})
 
 
@@ -76,7 +76,7 @@ for item in reversed(versions):
         try:
             picture.image(annotate_views.version_thumbnail(current, ds, item))
         except PetSegError as exc:
-            picture.warning(str(exc))
+            picture.warning(escape(exc, 1000))
         flags = " · **deleted**" if item.deleted else (" · **latest**" if latest and item.version == latest.version
                                                       else "")
         details.markdown(f"**v{item.version}**{flags} · {escape(item.source)}"

@@ -6,6 +6,7 @@ import streamlit as st
 
 from core.dataset import summarize
 from dashboard import dataset_picker, loaders, state
+from dashboard.markdown import escape
 
 current = state.settings()
 st.title("PetSeg")
@@ -13,7 +14,7 @@ st.caption("Train U-Net segmentation on Oxford-IIIT Pet, find where it fails, fi
 
 ds = loaders.dataset(current)
 if ds is None:
-    st.info(f"There is no dataset at `{current.data}` yet. Pick one of the three ways to get one.")
+    st.info(f"There is no dataset at {escape(current.data, 400)} yet. Pick one of the three ways to get one.")
     dataset_picker.chooser(current)
     st.stop()
 

@@ -34,14 +34,14 @@ if run is None:
 try:
     loaded = loaders.model(current, run)
 except PetSegError as exc:
-    st.error(str(exc))
+    st.error(escape(exc, 1000))
     st.stop()
 arch = loaded.architecture
 
 # --- the architecture -----------------------------------------------------------------------------------------------
 st.subheader("The architecture of this run")
 cfg = loaded.predictor.cfg
-st.caption(f"{escape(cfg.describe())} · checkpoint {loaded.checkpoint}.pt · sha256 {loaded.sha[:12]}")
+st.caption(f"{escape(cfg.describe())} · checkpoint {loaded.checkpoint}.pt · sha256 {escape(loaded.sha[:12])}")
 st.plotly_chart(plots.unet(arch), width="stretch", config={"displayModeBar": False})
 p = arch.params
 cols = st.columns(4)
@@ -71,12 +71,12 @@ if not labels:
     st.info("This dataset has no readable image to explain.")
     st.stop()
 state.select_from_url(state.MODEL_IMAGE, "image", list(labels))
-note = f" of {split}, worst IoU first" if table is not None and len(table) else ""
-image_id = st.selectbox(f"Image{note}", list(labels), format_func=labels.get, key=state.MODEL_IMAGE,
+order = f" of {split}, worst IoU first" if table is not None and len(table) else ""
+image_id = st.selectbox(f"Image{order}", list(labels), format_func=labels.get, key=state.MODEL_IMAGE,
                         on_change=state.write_url, args=(state.MODEL_IMAGE, "image"))
 row = ds.table.loc[image_id]
 st.markdown(f"#### {escape(image_id)} · {escape(row['breed'])}")
-st.caption(f"{escape(row['species'])} · {escape(row['split'])} split · {row['width']}×{row['height']} px")
+st.caption(f"{escape(row['species'])} · {escape(row['split'])} split · {int(row['width'])}×{int(row['height'])} px")
 
 options = explain_text.skip_options(arch)
 # The ablation's widget sits at the bottom of the page; its value from the last rerun decides this pass.
@@ -86,7 +86,7 @@ try:
     photo = load_image(ds, image_id)
     gt, version = groundtruth.current(current, ds, image_id)
 except PetSegError as exc:
-    st.error(str(exc))
+    st.error(escape(exc, 1000))
     st.stop()
 
 
@@ -127,7 +127,7 @@ pet_share = float((probs[0] > 0.5).mean())
 unsure = float((probs.max(axis=0) < 0.6).mean())
 st.markdown(f"The head turns the last decoder stage into 3 scores per pixel; softmax makes them probabilities "
             f"that sum to 1. On this image pet is above 0.5 on **{pet_share:.0%}** of the "
-            f"{probs.shape[1]}×{probs.shape[2]} pixels, and **{unsure:.0%}** have no class above 0.6.")
+            f"{int(probs.shape[1])}×{int(probs.shape[2])} pixels, and **{unsure:.0%}** have no class above 0.6.")
 cols = st.columns(3)
 for col, name, plane in zip(cols, CLASS_LABELS, probs, strict=True):
     col.image(heat(plane, 0.0, 1.0, side=0), caption=f"P({name}), 0 dark to 1 yellow", width="stretch")

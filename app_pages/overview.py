@@ -8,6 +8,7 @@ import streamlit as st
 from core import views
 from core.runs import EVAL_SPLITS, read_metrics_csv, run_info
 from dashboard import evaluation_job, loaders, plots, sidebar, state, tables
+from dashboard.markdown import escape
 
 PAGES = Path(__file__).parent
 
@@ -25,7 +26,7 @@ cols[0].metric("Images", f"{len(table):,}")
 cols[1].metric("With trimap", f"{int(table['has_trimap'].sum()):,}")
 species = table["species"].value_counts()
 cols[2].metric("Cats / dogs", f"{int(species.get('cat', 0)):,} / {int(species.get('dog', 0)):,}")
-cols[3].metric("Breeds", f"{table['breed'].nunique()}")
+cols[3].metric("Breeds", f"{table['breed'].nunique():,}")
 cols[4].metric("Problems", f"{len(ds.problems):,}")
 with st.expander("Per split, species and breed; problems found"):
     left, right = st.columns([1, 2])
@@ -75,7 +76,7 @@ if evaluation is None:
     if not info.has_best:
         st.info("This run has no checkpoint yet: wait for its first epoch, then evaluate it.")
         st.stop()
-    st.info(f"Run `{run}` has not been evaluated yet. **Next step: evaluate it** to see where it fails.")
+    st.info(f"Run {escape(run)} has not been evaluated yet. **Next step: evaluate it** to see where it fails.")
     choice = st.radio("Split to evaluate", EVAL_SPLITS, horizontal=True, key=state.OVERVIEW_EVAL_SPLIT)
     evaluation_job.start_button(current, run, choice)
     st.stop()

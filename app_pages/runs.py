@@ -9,6 +9,7 @@ from core import views
 from core.config import Settings
 from core.runs import METRICS_FILE, eval_dir, list_runs, load_eval
 from dashboard import jobs_view, runs_compare, state, tables
+from dashboard.markdown import escape
 
 TOP = 10
 
@@ -53,7 +54,7 @@ if run_a == run_b:
     st.stop()
 splits = views.common_splits(runs[run_a].evaluated_splits, runs[run_b].evaluated_splits)
 if not splits:
-    st.info(f"`{run_a}` and `{run_b}` have no evaluated split in common; evaluate both on the same split.")
+    st.info(f"{escape(run_a)} and {escape(run_b)} have no evaluated split in common; evaluate both on the same split.")
     for run in (run_a, run_b):
         if "test" not in runs[run].evaluated_splits:
             jobs_view.evaluate_button(current, run, "test", key=f"runs_evaluate_{run}")
@@ -75,8 +76,8 @@ def section(rows: pd.DataFrame, what: str, key: str) -> None:
     """Headline, scatter, histogram and the biggest changes of ``rows``."""
     h = views.headline(rows)
     cols = st.columns(4)
-    cols[0].metric(f"A · {run_a}", f"{h.mean_a:.4f}", help=f"mean per-image {metric} over {h.images} {what}")
-    cols[1].metric(f"B · {run_b}", f"{h.mean_b:.4f}", help=f"mean per-image {metric} over {h.images} {what}")
+    cols[0].metric(f"A · {escape(run_a)}", f"{h.mean_a:.4f}", help=f"mean per-image {metric} over {h.images} {what}")
+    cols[1].metric(f"B · {escape(run_b)}", f"{h.mean_b:.4f}", help=f"mean per-image {metric} over {h.images} {what}")
     cols[2].metric("B − A", f"{h.delta:+.4f}", delta=f"{h.delta:+.4f}")
     cols[3].metric("Improved / worsened", f"{h.improved} / {h.worsened}", help=f"{h.unchanged} unchanged")
     st.caption(f"Mean per-image {metric} over the {h.images} {what} scored by both runs on {split}.")

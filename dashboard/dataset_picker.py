@@ -35,8 +35,8 @@ def _target(current: Settings, raw: object) -> Path | None:
 
 
 def chooser(current: Settings) -> None:
-    tabs = ["Download the official dataset", "Use a folder", "Generate a demo set"]
-    download_tab, folder_tab, demo_tab = st.tabs(tabs)
+    download_tab, folder_tab, demo_tab = st.tabs(["Download the official dataset", "Use a folder",
+                                                  "Generate a demo set"])
     with download_tab:
         _download(current)
     with folder_tab:
@@ -63,7 +63,7 @@ def _download(current: Settings) -> None:
                 min(done / total, 1.0) if total else 0.0, text=f"{what}: {done / 1e6:,.0f} of {total / 1e6:,.0f} MB"
             ))
         except PetSegError as exc:
-            st.error(str(exc))
+            st.error(escape(exc, 1000))
             return
         state.choose_data(target)
         st.rerun()
@@ -108,7 +108,7 @@ def _demo(current: Settings) -> None:
                 done / total, text=f"{done} of {total} images"
             ))
         except PetSegError as exc:
-            st.error(str(exc))
+            st.error(escape(exc, 1000))
             return
         state.choose_data(target)
         st.rerun()

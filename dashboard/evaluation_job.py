@@ -17,6 +17,7 @@ from core.config import Settings
 from core.errors import PetSegError
 from core.runs import eval_dir, read_progress
 from dashboard import state, tables
+from dashboard.markdown import escape
 
 
 def start_button(settings: Settings, run: str, split: str, label: str = "Evaluate now") -> None:
@@ -25,7 +26,7 @@ def start_button(settings: Settings, run: str, split: str, label: str = "Evaluat
         try:
             job = jobs.start(settings, "evaluate", args, run=run)
         except PetSegError as exc:
-            st.error(str(exc))
+            st.error(escape(exc, 1000))
             return
         st.session_state[state.EVAL_JOB] = job.id
         st.rerun()
@@ -69,7 +70,7 @@ def follow(settings: Settings) -> None:
     st.session_state.pop(state.EVAL_JOB, None)
     tables.clear()
     if status.state == "succeeded":
-        st.toast(f"Evaluation of {status.job.run} on {split} finished")
+        st.toast(f"Evaluation of {escape(status.job.run)} on {split} finished")
     else:
         st.session_state[state.EVAL_JOB_FAILED] = jobs.log_tail(settings, job_id, 2000)
     st.rerun(scope="app")

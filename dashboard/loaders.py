@@ -22,6 +22,7 @@ import streamlit as st
 from core.config import Settings
 from core.dataset import Dataset, load_image, open_dataset
 from core.errors import PetSegError
+from dashboard.markdown import escape
 
 if TYPE_CHECKING:  # torch is imported by the pages that load a model, not by every page
     from core.evaluate import Predictor
@@ -60,10 +61,10 @@ def dataset_or_stop(settings: Settings) -> Dataset:
     try:
         ds = dataset(settings)
     except PetSegError as exc:
-        st.error(str(exc))
+        st.error(escape(exc, 1000))
         st.stop()
     if ds is None:
-        st.info(f"No dataset at `{settings.data}`. Open **Home** to download, pick or generate one.")
+        st.info(f"No dataset at {escape(settings.data, 400)}. Open **Home** to download, pick or generate one.")
         st.page_link("app_pages/home.py", label="Go to Home")
         st.stop()
     return ds

@@ -35,7 +35,7 @@ def _dataset_box(settings: Settings) -> None:
     try:
         ds = loaders.dataset(settings)
     except PetSegError as exc:
-        st.error(str(exc))
+        st.error(escape(exc, 1000))
         return
     if ds is None:
         st.warning("No dataset yet: see Home.")

@@ -54,7 +54,7 @@ def requested_image(ds: Dataset, raw: object) -> str | None:
     try:
         return ds.require(raw if isinstance(raw, str) else "")
     except PetSegError as exc:
-        st.error(str(exc))  # the message quotes a sanitised, shortened form of the id
+        st.error(escape(exc, 1000))  # the message quotes a sanitised, shortened form of the id
         return None
 
 
@@ -110,10 +110,10 @@ def pictures(settings: Settings, ds: Dataset, image_id: str, run: str | None, sp
     try:
         image, gt, version, pred, problem = load(settings, ds, image_id, run, split)
     except PetSegError as exc:
-        st.error(str(exc))
+        st.error(escape(exc, 1000))
         return
     if problem:
-        st.warning(problem)
+        st.warning(escape(problem, 1000))
     missing = []
     if gt is None and ("gt" in options.layers or "errors" in options.layers):
         missing.append("ground truth (no usable trimap)")
@@ -209,14 +209,14 @@ def review_box(settings: Settings, ds: Dataset, image_id: str, on_tag: Callable[
         try:
             set_note(settings, ds, image_id, note)
         except PetSegError as exc:
-            st.error(str(exc))
+            st.error(escape(exc, 1000))
         else:
             st.toast("Note saved")
     if clicked is not False:
         try:
             set_tag(settings, ds, image_id, clicked)
         except PetSegError as exc:
-            st.error(str(exc))
+            st.error(escape(exc, 1000))
             return
         if on_tag is None:
             st.rerun(scope="fragment")

@@ -20,7 +20,7 @@ if not len(scored):
     st.info("No evaluated images to plot yet. Train a run and evaluate it (see **Overview**).")
     st.page_link("app_pages/overview.py", label="Go to Overview", icon="📊")
     st.stop()
-st.caption(f"{len(scored):,} images of the `{split}` evaluation of run {escape(run)} · metric `{metric}` "
+st.caption(f"{len(scored):,} images of the `{split}` evaluation of run {escape(run, code=True)} · metric `{metric}` "
            "(change it in the sidebar). Select points (click, box or lasso) to list those images.")
 
 

@@ -24,7 +24,8 @@ ds = loaders.dataset_or_stop(current)
 st.title("Export")
 corrected = len(ledger.latest_versions(current))
 st.caption(f"{len(ds):,} images · {corrected:,} with a correction. Every zip also holds `manifest.csv` (version, "
-           f"author, note, IoU vs original GT per image). Zips are written to {escape(current.exports_dir, 400)} only.")
+           f"author, note, IoU vs original GT per image). Zips are written to "
+           f"{escape(current.exports_dir, 400, code=True)} only.")
 
 fmt = st.radio("Format", FORMATS, horizontal=True, key=state.EXPORT_FORMAT)
 st.caption(FORMAT_HELP[fmt])
@@ -64,4 +65,4 @@ for number, path in enumerate(exports[:MAX_LISTED]):
     with button:
         _download(path, f"export_download_{number}")
 if len(exports) > MAX_LISTED:
-    st.caption(f"{len(exports) - MAX_LISTED} older exports are in {escape(current.exports_dir, 400)}.")
+    st.caption(f"{len(exports) - MAX_LISTED} older exports are in {escape(current.exports_dir, 400, code=True)}.")

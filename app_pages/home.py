@@ -14,7 +14,8 @@ st.caption("Train U-Net segmentation on Oxford-IIIT Pet, find where it fails, fi
 
 ds = loaders.dataset(current)
 if ds is None:
-    st.info(f"There is no dataset at {escape(current.data, 400)} yet. Pick one of the three ways to get one.")
+    st.info(f"There is no dataset at {escape(current.data, 400, code=True)} yet. Pick one of the three ways to get "
+            "one.")
     dataset_picker.chooser(current)
     st.stop()
 

@@ -76,7 +76,8 @@ if evaluation is None:
     if not info.has_best:
         st.info("This run has no checkpoint yet: wait for its first epoch, then evaluate it.")
         st.stop()
-    st.info(f"Run {escape(run)} has not been evaluated yet. **Next step: evaluate it** to see where it fails.")
+    st.info(f"Run {escape(run, code=True)} has not been evaluated yet. **Next step: evaluate it** to see where it "
+            "fails.")
     choice = st.radio("Split to evaluate", EVAL_SPLITS, horizontal=True, key=state.OVERVIEW_EVAL_SPLIT)
     evaluation_job.start_button(current, run, choice)
     st.stop()

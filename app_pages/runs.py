@@ -54,7 +54,8 @@ if run_a == run_b:
     st.stop()
 splits = views.common_splits(runs[run_a].evaluated_splits, runs[run_b].evaluated_splits)
 if not splits:
-    st.info(f"{escape(run_a)} and {escape(run_b)} have no evaluated split in common; evaluate both on the same split.")
+    st.info(f"{escape(run_a, code=True)} and {escape(run_b, code=True)} have no evaluated split in common; "
+            "evaluate both on the same split.")
     for run in (run_a, run_b):
         if "test" not in runs[run].evaluated_splits:
             jobs_view.evaluate_button(current, run, "test", key=f"runs_evaluate_{run}")

@@ -8,7 +8,6 @@ from core.ledger import latest_versions
 from core.runs import EVAL_SPLITS, list_runs
 from core.train import PRESETS
 from dashboard import jobs_view, loaders, state
-from dashboard.markdown import escape
 
 ENCODERS = ("resnet18", "resnet34", "resnet50", "mobilenet_v2", "efficientnet-b0")
 SIZES = (64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512)
@@ -62,10 +61,10 @@ with form:
                         help="letters, digits, '.', '_' or '-'; becomes the folder runs/<name>").strip()
     problem = jobs_view.run_name_problem(current, run)
     if problem:
-        st.error(escape(problem, 1000))
+        st.error(problem)
     busy = jobs_view.busy_message(current, "train")
     if busy:
-        st.info(escape(busy, 1000))
+        st.info(busy)
     if st.button("Start training", key="train_start", type="primary", disabled=bool(problem or busy)):
         args = jobs_view.train_args(current, run=run, preset=preset, encoder=encoder, image_size=size,
                                     epochs=int(epochs), use_corrections=use_corrections, pretrained=pretrained)
@@ -94,7 +93,7 @@ with left:
         split = st.selectbox("Split", EVAL_SPLITS, key="evaluate_split")
         busy_eval = jobs_view.busy_message(current, "evaluate")
         if busy_eval:
-            st.info(escape(busy_eval, 1000))
+            st.info(busy_eval)
         jobs_view.evaluate_button(current, chosen, split, key="evaluate_start", label="Start evaluation")
 with right:
     jobs_view.job_panel(current, "evaluate")

@@ -77,7 +77,8 @@ def _folder(current: Settings) -> None:
         if path is None:
             return
         if not (path / "images").is_dir():
-            st.error(f"{escape(path, 400)} has no `images/` folder: it is not a dataset in the official layout.")
+            st.error(f"{escape(path, 400, code=True)} has no `images/` folder: it is not a dataset in the official "
+                     "layout.")
             return
         state.choose_data(path)
         st.rerun()

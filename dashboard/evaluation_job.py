@@ -70,7 +70,7 @@ def follow(settings: Settings) -> None:
     st.session_state.pop(state.EVAL_JOB, None)
     tables.clear()
     if status.state == "succeeded":
-        st.toast(f"Evaluation of {escape(status.job.run)} on {split} finished")
+        st.toast(f"Evaluation of {escape(status.job.run, code=True)} on {split} finished")
     else:
         st.session_state[state.EVAL_JOB_FAILED] = jobs.log_tail(settings, job_id, 2000)
     st.rerun(scope="app")

@@ -96,9 +96,10 @@ def run_name_problem(settings: Settings, name: str) -> str | None:
     try:
         run_dir = settings.run_dir(name)
     except PetSegError as exc:
-        return str(exc)
+        return escape(exc, 1000)
     if (run_dir / "last.pt").exists() or (run_dir / METRICS_CSV).exists():
-        return f"a run named {name} already exists: choose another name (a stopped run is resumed from its job)"
+        return (f"a run named {escape(name, code=True)} already exists: choose another name (a stopped run is "
+                "resumed from its job)")
     return None
 
 
@@ -130,7 +131,7 @@ def busy_message(settings: Settings, kind: str) -> str | None:
     running = jobs.active(settings, kind)
     if running is None:
         return None
-    what = f"run `{running.job.run}`" if running.job.run else f"job {running.job.id}"
+    what = f"run {escape(running.job.run, code=True)}" if running.job.run else f"job {running.job.id}"
     return (f"{_LABELS.get(kind, kind)} of {what} is running in this workspace (one {kind} job at a time): "
             "wait for it to finish or cancel it below.")
 
@@ -138,8 +139,8 @@ def busy_message(settings: Settings, kind: str) -> str | None:
 def evaluate_button(settings: Settings, run: str, split: str, key: str | None = None, label: str | None = None) -> None:
     """A button that evaluates ``run`` on ``split`` as a background job (disabled while one is running)."""
     busy = busy_message(settings, "evaluate")
-    clicked = st.button(label or f"Evaluate {escape(run)} on {split}", key=key or f"evaluate_{run}_{split}",
-                        disabled=busy is not None, help=None if busy is None else escape(busy, 1000))
+    clicked = st.button(label or f"Evaluate {escape(run, code=True)} on {split}", key=key or f"evaluate_{run}_{split}",
+                        disabled=busy is not None, help=busy)
     if clicked and start_job(settings, "evaluate", evaluate_args(settings, run, split), run=run):
         st.rerun()
 
@@ -192,15 +193,15 @@ def _train_view(settings: Settings, current: jobs.JobStatus) -> None:
     progress = (read_progress(run_dir) if run_dir else None) or {}
     metrics = read_metrics_csv(run_dir) if run_dir else pd.DataFrame()
     if current.state == "running":
-        st.info(f"Training {escape(run)} ({escape(progress.get('status', 'starting'))}); it keeps running if you "
-                "close this tab.")
+        st.info(f"Training {escape(run, code=True)} ({escape(progress.get('status', 'starting'))}); it keeps "
+                "running if you close this tab.")
         fraction, text = train_fraction(progress)
         st.progress(fraction, text=text)
         _cancel_button(settings, job)
     elif current.state == "succeeded":
         best = metrics["val_iou_pet"].max() if len(metrics) else None
         extra = "" if best is None or pd.isna(best) else f": best validation pet IoU {best:.3f}"
-        st.success(f"Training {escape(run)} finished{extra}. Evaluate it to compare it with other runs.")
+        st.success(f"Training {escape(run, code=True)} finished{extra}. Evaluate it to compare it with other runs.")
         evaluate_button(settings, run, "test", key=f"evaluate_after_{job.id}")
     else:
         _stopped(settings, current, "Training")
@@ -266,7 +267,7 @@ def _evaluate_view(settings: Settings, current: jobs.JobStatus) -> None:
         scored = table[table["has_gt"]] if table is not None and "has_gt" in table.columns else table
         mean = None if scored is None or not len(scored) else scored["iou_pet"].mean()
         extra = "" if mean is None or pd.isna(mean) else f": mean per-image pet IoU {mean:.3f}"
-        st.success(f"Evaluation of {escape(run)} on {split} finished{extra}.")
+        st.success(f"Evaluation of {escape(run, code=True)} on {split} finished{extra}.")
         st.page_link("app_pages/runs.py", label="Compare runs on the Runs page", icon="⚖️")
     else:
         _stopped(settings, current, "Evaluation")
@@ -290,13 +291,13 @@ def _eval_table(settings: Settings, run: str, split: str) -> pd.DataFrame | None
 
 
 def _stopped(settings: Settings, current: jobs.JobStatus, what: str) -> None:
-    run = f"`{current.job.run}`" if current.job.run else f"job {current.job.id}"
+    who = escape(current.job.run, code=True) if current.job.run else f"job {current.job.id}"
     if current.state == "cancelled":
-        st.warning(f"{what} of {escape(run)} was cancelled; the last complete checkpoint is kept.")
+        st.warning(f"{what} of {who} was cancelled; the last complete checkpoint is kept.")
     else:
         code = "it was killed" if current.returncode is None or current.returncode < 0 else (
             f"exit code {current.returncode}")
-        st.error(f"{what} of {escape(run)} failed ({code}). The end of its log is below.")
+        st.error(f"{what} of {who} failed ({code}). The end of its log is below.")
 
 
 def _cancel_button(settings: Settings, job: jobs.Job) -> None:
@@ -312,8 +313,7 @@ def _resume_button(settings: Settings, job: jobs.Job) -> None:
     help_text = ("continues after the last finished epoch (--resume)" if resumable
                  else "no epoch finished yet: runs the same command from the start")
     busy = busy_message(settings, "train")
-    if st.button(label, key=f"resume_{job.id}", type="primary", help=escape(busy, 1000) if busy else help_text,
-                 disabled=busy is not None):
+    if st.button(label, key=f"resume_{job.id}", type="primary", help=busy or help_text, disabled=busy is not None):
         if start_job(settings, "train", resume_args(job, settings), run=job.run):
             st.rerun()
 

@@ -64,7 +64,8 @@ def dataset_or_stop(settings: Settings) -> Dataset:
         st.error(escape(exc, 1000))
         st.stop()
     if ds is None:
-        st.info(f"No dataset at {escape(settings.data, 400)}. Open **Home** to download, pick or generate one.")
+        st.info(f"No dataset at {escape(settings.data, 400, code=True)}. Open **Home** to download, pick or "
+                "generate one.")
         st.page_link("app_pages/home.py", label="Go to Home")
         st.stop()
     return ds

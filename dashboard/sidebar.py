@@ -39,12 +39,12 @@ def _dataset_box(settings: Settings) -> None:
         return
     if ds is None:
         st.warning("No dataset yet: see Home.")
-        st.caption(escape(settings.data, 400))
+        st.caption(escape(settings.data, 400, code=True))
         return
     kind = "synthetic (generated)" if ds.synthetic else "Oxford-IIIT Pet"
     st.markdown(f"**{len(ds):,} images** · {kind}")
     problems = len(ds.problems)
-    st.caption(f"{escape(settings.data, 400)}  \n{problems} problem{'s' if problems != 1 else ''} found")
+    st.caption(f"{escape(settings.data, 400, code=True)}  \n{problems} problem{'s' if problems != 1 else ''} found")
 
 
 def _run_box(settings: Settings) -> None:

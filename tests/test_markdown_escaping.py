@@ -39,6 +39,9 @@ SAFE_NAMES = {
     "worsened", "unchanged", "item", "selected", "shown", "corrected", "numbers", "summary", "h", "p", "s", "info",
     "bottom", "prev", "arch", "probs", "top_channels", "skips", "done", "label", "tag", "state",
     "parent_version", "sha256", "in_trainval", "in_test", "missing", "scored_as", "help_text", "base_version",
+    "who",
+    # Messages that dashboard.jobs_view builds from escaped parts (run_name_problem, busy_message).
+    "problem", "busy", "busy_eval",
 }
 
 
@@ -154,3 +157,9 @@ def test_a_hostile_author_renders_escaped_not_as_an_image(hostile_history, page)
     for text in shown:
         assert PIXEL not in text  # the raw Markdown image never reaches the renderer
         assert escape(PIXEL) in text
+
+
+def test_code_spans_cannot_be_closed_by_the_text():
+    assert escape("quick-1", code=True) == "`quick-1`"
+    assert escape("a`b", code=True) == "``a`b``"
+    assert escape("`![x](http://h/p)`", code=True) == "`` `![x](http://h/p)` ``"

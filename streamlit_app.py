@@ -9,23 +9,28 @@ import streamlit as st
 
 from dashboard import heap, sidebar, state
 
-st.set_page_config(page_title="PetSeg", page_icon="🐾", layout="wide")
+st.set_page_config(page_title="PetSeg", page_icon=":material/pets:", layout="wide")
 
 # Not "pages/": Streamlit treats a pages/ folder beside the entry script as a legacy multipage app, and then
 # runs a deep link that is a fresh server's first request (/compare?image=...) without this script.
 _PAGES = Path(__file__).parent / "app_pages"
+# Material icons ship with Streamlit's frontend: emoji render as empty boxes where no emoji font is installed.
 _SECTIONS = {
-    "": [("home", "Home", "🏠")],
+    "": [("home", "Home", ":material/home:")],
     "Explore": [
-        ("overview", "Overview", "📊"),
-        ("browse", "Browse", "🖼️"),
-        ("compare", "Compare", "🔍"),
-        ("distributions", "Distributions", "📈"),
-        ("review", "Review", "🚩"),
-        ("model", "Model", "🧠"),
+        ("overview", "Overview", ":material/dashboard:"),
+        ("browse", "Browse", ":material/photo_library:"),
+        ("compare", "Compare", ":material/compare:"),
+        ("distributions", "Distributions", ":material/bar_chart:"),
+        ("review", "Review", ":material/flag:"),
+        ("model", "Model", ":material/account_tree:"),
     ],
-    "Correct": [("annotate", "Annotate", "✏️"), ("history", "History", "🕘"), ("export", "Export", "📦")],
-    "Train": [("train", "Train", "🏋️"), ("runs", "Runs", "⚖️")],
+    "Correct": [
+        ("annotate", "Annotate", ":material/edit:"),
+        ("history", "History", ":material/history:"),
+        ("export", "Export", ":material/archive:"),
+    ],
+    "Train": [("train", "Train", ":material/model_training:"), ("runs", "Runs", ":material/compare_arrows:")],
 }
 PAGES = {
     section: [

@@ -131,7 +131,7 @@ def workbench() -> None:
     position = f"{ids.index(image_id) + 1} / {len(ids)}" if image_id in ids else f"not in the queue ({len(ids)})"
     try:
         editor.mask_editor(
-            key="annotate_editor", ds=ds, image_id=image_id, mask=session.work, start=session.start_mask,
+            key=state.ANNOTATE_EDITOR, ds=ds, image_id=image_id, mask=session.work, start=session.start_mask,
             gt=session.gt, revision=session.revision, preview=session.preview,
             preview_label=edit.TOOL_LABELS.get(session.preview_tool, ""), dirty=session.dirty, saved=session.saved,
             version=session.base_version, status=session.status, status_kind=session.status_kind,

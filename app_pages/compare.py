@@ -1,7 +1,5 @@
 """Compare: one image (``?image=<id>``) with ground truth, prediction and error map; metrics; review tags."""
 
-from pathlib import Path
-
 import streamlit as st
 
 from core import views
@@ -21,7 +19,7 @@ if raw is None and image_id not in ds and order:
 if image_id not in ds:
     if raw is None:
         st.info("Pick an image in **Browse** (or open a link like `/compare?image=Abyssinian_1`).")
-    st.page_link("app_pages/browse.py", label="Go to Browse", icon="🖼️")
+    st.page_link("app_pages/browse.py", label="Go to Browse", icon=":material/photo_library:")
     st.stop()
 
 st.session_state[state.COMPARE_IMAGE] = image_id
@@ -42,10 +40,8 @@ if head[1].button("◀ Previous", disabled=previous_id is None, width="stretch",
 if head[2].button("Next ▶", disabled=next_id is None, width="stretch", key="compare_next"):
     st.query_params["image"] = next_id
     st.rerun()
-if (Path(__file__).parent / "annotate.py").exists():
-    head[3].page_link("app_pages/annotate.py", label="Correct this mask", icon="✏️", query_params={"image": image_id})
-else:
-    head[3].caption("Correcting masks needs the Annotate page (not installed).")
+head[3].page_link("app_pages/annotate.py", label="Correct this mask", icon=":material/edit:",
+                  query_params={"image": image_id})
 if str(row.get("problem") or ""):
     st.warning(f"Problem found in the index for this image: {escape(row['problem'])}")
 

@@ -18,7 +18,7 @@ scored = view[view["evaluated"] & pd.to_numeric(view.get(metric), errors="coerce
     if metric in view else view.iloc[0:0]
 if not len(scored):
     st.info("No evaluated images to plot yet. Train a run and evaluate it (see **Overview**).")
-    st.page_link("app_pages/overview.py", label="Go to Overview", icon="📊")
+    st.page_link("app_pages/overview.py", label="Go to Overview", icon=":material/dashboard:")
     st.stop()
 st.caption(f"{len(scored):,} images of the `{split}` evaluation of run {escape(run, code=True)} · metric `{metric}` "
            "(change it in the sidebar). Select points (click, box or lasso) to list those images.")

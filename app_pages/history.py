@@ -25,7 +25,7 @@ else:
     image_id = wanted if wanted in corrected.index else (corrected.index[0] if len(corrected) else None)
     if image_id is None:
         st.info("No image has a correction yet: fix a mask on **Annotate** and its versions appear here.")
-        st.page_link("app_pages/annotate.py", label="Go to Annotate", icon="✏️")
+        st.page_link("app_pages/annotate.py", label="Go to Annotate", icon=":material/edit:")
         st.stop()
 
 options = list(dict.fromkeys([image_id, *corrected.index]))
@@ -43,7 +43,8 @@ latest = ledger.latest(current, image_id)
 left, right = st.columns([3, 1])
 left.caption(f"{len(versions)} version{'s' if len(versions) != 1 else ''} of **{escape(image_id)}** · effective "
              f"ground truth: {f'v{latest.version}' if latest else 'the official trimap'}")
-right.page_link("app_pages/annotate.py", label="Edit in Annotate", icon="✏️", query_params={"image": image_id})
+right.page_link("app_pages/annotate.py", label="Edit in Annotate", icon=":material/edit:",
+                query_params={"image": image_id})
 
 
 def _changed(message: str, rescored: int) -> None:

@@ -1,6 +1,5 @@
 """Overview: the dataset in numbers, the selected run and its training curves, headline metrics, the next step."""
 
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -9,8 +8,6 @@ from core import views
 from core.runs import EVAL_SPLITS, read_metrics_csv, run_info
 from dashboard import evaluation_job, loaders, plots, sidebar, state, tables
 from dashboard.markdown import escape
-
-PAGES = Path(__file__).parent
 
 current = state.settings()
 ds = loaders.dataset_or_stop(current)
@@ -40,8 +37,7 @@ with st.expander("Per split, species and breed; problems found"):
 st.header("Model")
 if not run:
     st.info("No trained run in this workspace yet. **Next step: train one** (a quick CPU run takes minutes).")
-    if (PAGES / "train.py").exists():
-        st.page_link("app_pages/train.py", label="Go to Train", icon="🏋️")
+    st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
     st.code(f"python -m core train --data {current.data} --workspace {current.workspace} --run quick-1 "
             "--preset quick", language="bash")
     st.stop()
@@ -98,9 +94,9 @@ if len(worst):
                  column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("mean", "median", "p10",
                                                                                            "worst")})
 links = st.columns(3)
-links[0].page_link("app_pages/browse.py", label="Browse the images", icon="🖼️")
-links[1].page_link("app_pages/distributions.py", label="See the distributions", icon="📈")
-links[2].page_link("app_pages/review.py", label="Review the worst", icon="🚩")
+links[0].page_link("app_pages/browse.py", label="Browse the images", icon=":material/photo_library:")
+links[1].page_link("app_pages/distributions.py", label="See the distributions", icon=":material/bar_chart:")
+links[2].page_link("app_pages/review.py", label="Review the worst", icon=":material/flag:")
 others = [s for s in EVAL_SPLITS if s != split]
 with st.expander("Evaluate again or another split"):
     choice = st.radio("Split", [split, *others], horizontal=True, key=state.OVERVIEW_EVAL_SPLIT)

@@ -15,7 +15,7 @@ st.title("Review")
 view = tables.view(current, ds, run, split)
 if not view["evaluated"].any():
     st.info("The review queue ranks evaluated images: train a run and evaluate it first (see **Overview**).")
-    st.page_link("app_pages/overview.py", label="Go to Overview", icon="📊")
+    st.page_link("app_pages/overview.py", label="Go to Overview", icon=":material/dashboard:")
     st.stop()
 
 with st.expander("Filters (shared with Browse)", expanded=False):
@@ -51,7 +51,8 @@ row = queue.loc[image_id]
 nav[2].markdown(f"**{position + 1} / {len(ids)}** · **{escape(image_id)}** · {escape(row['breed'])} · "
                 f"{escape(ranking_column)} {float(row[ranking_column]):.3f}")
 cols = st.columns([1, 1, 3])
-cols[0].page_link("app_pages/compare.py", label="Open in Compare", icon="🔍", query_params={"image": image_id})
+cols[0].page_link("app_pages/compare.py", label="Open in Compare", icon=":material/compare:",
+                  query_params={"image": image_id})
 
 options = viewer.controls()
 viewer.pictures(current, ds, image_id, run, split, options)

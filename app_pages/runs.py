@@ -23,7 +23,7 @@ names = list(runs)
 if len(names) < 2:
     st.info("Comparing needs two runs evaluated on the same split; this workspace has "
             f"{len(names)}. Train and evaluate runs on the Train page.")
-    st.page_link("app_pages/train.py", label="Go to Train", icon="🏋️")
+    st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
 
 

@@ -268,7 +268,7 @@ def _evaluate_view(settings: Settings, current: jobs.JobStatus) -> None:
         mean = None if scored is None or not len(scored) else scored["iou_pet"].mean()
         extra = "" if mean is None or pd.isna(mean) else f": mean per-image pet IoU {mean:.3f}"
         st.success(f"Evaluation of {escape(run, code=True)} on {split} finished{extra}.")
-        st.page_link("app_pages/runs.py", label="Compare runs on the Runs page", icon="⚖️")
+        st.page_link("app_pages/runs.py", label="Compare runs on the Runs page", icon=":material/compare_arrows:")
     else:
         _stopped(settings, current, "Evaluation")
         if st.button("Evaluate again", key=f"again_{job.id}", help="reuses every prediction already made"):

@@ -75,7 +75,6 @@ DOWNLOAD_TARGET = "download_target"  # Home: folder the official archives are un
 FOLDER_CHOICE = "folder_choice"  # Home: dataset folder typed in "Use a folder"
 DEMO_COUNT = "demo_count"  # Home: number of images of the generated demo set
 DEMO_TARGET = "demo_target"  # Home: folder the demo set is generated into
-TRAIN_RUN = "train_run"  # Train: name of the run to start (cleared after a start: the next gets a fresh name)
 
 # --- the settings in use --------------------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from core.explain import architecture, explain
 from core.metrics import pet_iou
 from core.model import load_checkpoint
 from core.runs import load_eval
+from dashboard.markdown import escape
 
 APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
 HOSTILE = ["../../etc/passwd", "x" * 5000, "<script>alert(1)</script>", "Abyssinian_1/../../x", "%00", ""]
@@ -147,3 +148,16 @@ def test_a_run_without_a_checkpoint_says_so(monkeypatch, trained_copy):
         (trained_copy.workspace / "runs" / trained_copy.run / name).unlink()
     at = app(monkeypatch, trained_copy)
     assert any("has no checkpoint yet" in e.value for e in at.error)
+
+
+def test_the_page_names_the_image_it_shows(monkeypatch, trained):
+    image_id = worst_image(trained)
+    at = app(monkeypatch, trained, image=image_id)
+    breed = open_dataset(trained.settings.data, trained.settings.workspace).table.loc[image_id, "breed"]
+    heading = [m.value for m in at.markdown if m.value.startswith("#### ")]
+    assert heading == [f"#### {escape(image_id)} · {escape(breed)}"]
+    # Another image from the list: the heading follows it, and the address bar names it for sharing.
+    other = [o for o in at.selectbox(key="model_image").options if not o.startswith(image_id)][0].split(" · ")[0]
+    at.selectbox(key="model_image").set_value(other).run()
+    assert any(m.value.startswith(f"#### {escape(other)} ·") for m in at.markdown)
+    assert at.query_params["image"] in (other, [other])

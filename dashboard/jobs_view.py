@@ -139,7 +139,7 @@ def busy_message(settings: Settings, kind: str) -> str | None:
 def evaluate_button(settings: Settings, run: str, split: str, key: str | None = None, label: str | None = None) -> None:
     """A button that evaluates ``run`` on ``split`` as a background job (disabled while one is running)."""
     busy = busy_message(settings, "evaluate")
-    clicked = st.button(label or f"Evaluate {escape(run, code=True)} on {split}", key=key or f"evaluate_{run}_{split}",
+    clicked = st.button(label or f"Evaluate {escape(run)} on {split}", key=key or f"evaluate_{run}_{split}",
                         disabled=busy is not None, help=busy)
     if clicked and start_job(settings, "evaluate", evaluate_args(settings, run, split), run=run):
         st.rerun()

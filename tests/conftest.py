@@ -113,6 +113,26 @@ def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
     raise AssertionError(f"{what} not reached in {timeout} s")
 
 
+def open_app(monkeypatch: pytest.MonkeyPatch, data: Path, workspace: Path, page: str | None = None, *,
+             run: bool = True, **query: str):
+    """The whole app in AppTest on ``data`` and ``workspace``, configured through the environment as ``make run``
+    is. With ``run``: run once (Home), put ``query`` in the URL, then open ``app_pages/<page>.py``.
+    """
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("PETSEG_DATA", str(data))
+    monkeypatch.setenv("PETSEG_HOME", str(workspace))
+    at = AppTest.from_file(APP, default_timeout=60)
+    if not run:
+        return at
+    at.run()
+    for key, value in query.items():
+        at.query_params[key] = value
+    if page:
+        at.switch_page(f"app_pages/{page}.py").run()
+    return at
+
+
 def plain(markdown: str) -> str:
     """Markdown source as the reader sees the text: backslash escapes (from dashboard.markdown.escape) removed."""
     import re

@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 from core import corrections
 from core.dataset import open_dataset
 from dashboard.markdown import escape
-from tests.conftest import APP, PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, open_app
 
 # Streamlit calls whose text argument is rendered as Markdown (labels of buttons, links and metrics included).
 RENDER = {"markdown", "caption", "write", "info", "warning", "error", "success", "exception", "toast", "title",
@@ -125,15 +125,13 @@ PIXEL = "![x](http://127.0.0.1:9/pixel)"
 
 
 @pytest.fixture
-def hostile_history(trained_copy, monkeypatch):
+def hostile_history(trained_copy):
     settings = trained_copy.settings
     ds = open_dataset(settings.data, settings.workspace)
     image_id = sorted(ds.table.index[ds.table["has_trimap"]])[0]
     mask = np.full((int(ds.table.loc[image_id, "height"]), int(ds.table.loc[image_id, "width"])), 2, np.uint8)
     saved = corrections.save(settings, ds, image_id, mask, base_version=None, source="gt", author=PIXEL, note=PIXEL)
     assert saved.author == PIXEL  # stored as typed: escaping is the renderer's job
-    monkeypatch.setenv("PETSEG_DATA", str(trained_copy.data))
-    monkeypatch.setenv("PETSEG_HOME", str(trained_copy.workspace))
     return image_id
 
 
@@ -144,12 +142,9 @@ def _rendered_markdown(at: AppTest) -> list[str]:
     return texts
 
 
-@pytest.mark.parametrize("page", ["app_pages/history.py", "app_pages/annotate.py"])
-def test_a_hostile_author_renders_escaped_not_as_an_image(hostile_history, page):
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page(page)
-    at.query_params["image"] = hostile_history
-    at.run()
+@pytest.mark.parametrize("page", ["history", "annotate"])
+def test_a_hostile_author_renders_escaped_not_as_an_image(monkeypatch, trained_copy, hostile_history, page):
+    at = open_app(monkeypatch, trained_copy.data, trained_copy.workspace, page, image=hostile_history)
     assert not at.exception, at.exception[0].value
     texts = _rendered_markdown(at)
     shown = [t for t in texts if "127.0.0.1:9/pixel" in t.replace("\\", "")]

@@ -7,7 +7,6 @@ mask run-length coded) through ``st.session_state[state.ANNOTATE_EVENT]``, where
 from __future__ import annotations
 
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,19 +19,14 @@ from core.metrics import image_metrics
 from core.runs import eval_dir, load_eval, read_prediction
 from dashboard import state
 from dashboard.editor import parse_event, rle_decode, rle_encode
-from tests.conftest import plain
+from tests.conftest import open_app, plain
 
-APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
 HOSTILE = ["../../etc/passwd", "x" * 5000, "<script>alert(1)</script>", "Abyssinian_1/../../x"]
 
 
 @pytest.fixture
 def app(trained_copy, monkeypatch):
-    monkeypatch.setenv("PETSEG_DATA", str(trained_copy.data))
-    monkeypatch.setenv("PETSEG_HOME", str(trained_copy.workspace))
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    return at
+    return open_app(monkeypatch, trained_copy.data, trained_copy.workspace)
 
 
 @pytest.fixture

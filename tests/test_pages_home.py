@@ -4,13 +4,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.synth import generate
-from tests.conftest import APP, plain
+from tests.conftest import APP, open_app, plain
 
 
 def app(monkeypatch, data, workspace) -> AppTest:
-    monkeypatch.setenv("PETSEG_DATA", str(data))
-    monkeypatch.setenv("PETSEG_HOME", str(workspace))
-    return AppTest.from_file(APP, default_timeout=60)
+    return open_app(monkeypatch, data, workspace, run=False)
 
 
 def test_without_a_dataset_home_offers_download_folder_and_demo(monkeypatch, tmp_path):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -17,8 +15,8 @@ from core.metrics import pet_iou
 from core.model import load_checkpoint
 from core.runs import load_eval
 from dashboard.markdown import escape
+from tests.conftest import open_app
 
-APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
 HOSTILE = ["../../etc/passwd", "x" * 5000, "<script>alert(1)</script>", "Abyssinian_1/../../x", "%00", ""]
 
 
@@ -30,12 +28,7 @@ def _fresh_caches():
 
 
 def app(monkeypatch, env, **query) -> AppTest:
-    monkeypatch.setenv("PETSEG_DATA", str(env.data))
-    monkeypatch.setenv("PETSEG_HOME", str(env.workspace))
-    at = AppTest.from_file(str(APP), default_timeout=60).run()
-    for key, value in query.items():
-        at.query_params[key] = value
-    at.switch_page("app_pages/model.py").run()
+    at = open_app(monkeypatch, env.data, env.workspace, "model", **query)
     assert not at.exception, at.exception[0].value if at.exception else ""
     return at
 

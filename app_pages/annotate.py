@@ -21,14 +21,11 @@ editor.forget_sent()  # a run of the whole page may mount a new editor
 
 def _image_id(session: edit.EditSession | None) -> str | None:
     """The image of the URL, else the one being edited or looked at, else the first of the queue."""
-    raw = st.query_params.get("image")
-    if raw:
-        try:
-            return ds.require(raw)
-        except PetSegError as exc:
-            st.error(escape(exc, 1000))
+    if st.query_params.get("image"):
+        image_id = state.url_image(ds)
+        if image_id is None:
             st.page_link("app_pages/annotate.py", label="Open the first image of the queue instead")
-            return None
+        return image_id
     fallback = session.image_id if session else st.session_state.get(state.COMPARE_IMAGE)
     image_id = fallback if isinstance(fallback, str) and fallback in ds else (ids[0] if ids else None)
     if image_id is None:

@@ -13,7 +13,7 @@ run, split, metric = sidebar.selected_run(), sidebar.selected_split(), sidebar.s
 st.title("Compare")
 order = filters.current_order(current, ds)
 raw = st.query_params.get("image")
-image_id = viewer.requested_image(ds, raw) if raw is not None else st.session_state.get(state.COMPARE_IMAGE)
+image_id = state.url_image(ds) if raw is not None else st.session_state.get(state.COMPARE_IMAGE)
 if raw is None and image_id not in ds and order:
     image_id = order[0]  # first of the current Browse filter and sort
 if image_id not in ds:

@@ -12,14 +12,10 @@ ds = loaders.dataset_or_stop(current)
 st.title("History")
 
 corrected = ledger.latest_table(current)
-raw = st.query_params.get("image")
-if raw:
-    try:
-        image_id = ds.require(raw)
-    except PetSegError as exc:
-        st.error(escape(exc, 1000))
-        st.stop()
-else:
+image_id = state.url_image(ds)
+if st.query_params.get("image") and image_id is None:
+    st.stop()  # url_image said why
+if image_id is None:
     session = st.session_state.get(state.ANNOTATE_SESSION)
     wanted = session.image_id if session is not None else None
     image_id = wanted if wanted in corrected.index else (corrected.index[0] if len(corrected) else None)

@@ -56,8 +56,8 @@ with form:
         "and validation. **Corrections of test-split images are used for evaluation only, never for training.** "
         f"Now: {in_trainval} corrected trainval image(s), {in_test} corrected test image(s)."
     )
-    st.session_state.setdefault("train_run", jobs_view.suggest_run_name(current, preset))
-    run = st.text_input("Run name", key="train_run", max_chars=64,
+    st.session_state.setdefault(state.TRAIN_RUN, jobs_view.suggest_run_name(current, preset))
+    run = st.text_input("Run name", key=state.TRAIN_RUN, max_chars=64,
                         help="letters, digits, '.', '_' or '-'; becomes the folder runs/<name>").strip()
     problem = jobs_view.run_name_problem(current, run)
     if problem:
@@ -69,7 +69,7 @@ with form:
         args = jobs_view.train_args(current, run=run, preset=preset, encoder=encoder, image_size=size,
                                     epochs=int(epochs), use_corrections=use_corrections, pretrained=pretrained)
         if jobs_view.start_job(current, "train", args, run=run):
-            del st.session_state["train_run"]  # the next run gets a fresh suggested name
+            del st.session_state[state.TRAIN_RUN]  # the next run gets a fresh suggested name
             st.rerun()
 
 with panel:

@@ -4,6 +4,7 @@
     >>> current = state.settings()           # the dataset picked in this session, else $PETSEG_DATA, else the last one
     >>> run = state.select_from_url(state.RUN, "run", ["quick-1", "base-2"])   # ?run= once, then the widget wins
     >>> st.selectbox("Run", ["quick-1", "base-2"], key=state.RUN, on_change=state.write_url, args=(state.RUN, "run"))
+    >>> image_id = state.url_image(ds)       # ?image= if the index knows it, else None (and a message if it was bad)
 
 A shared link (``/compare?image=Abyssinian_1&run=quick-1``) selects what it names once; after that the widgets
 decide, and a widget wired with :func:`write_url` keeps the address bar naming what is shown.
@@ -20,6 +21,8 @@ import streamlit as st
 
 from core.atomic import atomic_write_text
 from core.config import DATA_ENV, Settings
+from core.dataset import Dataset
+from core.errors import PetSegError
 from dashboard.markdown import escape
 
 # --- keys -----------------------------------------------------------------------------------------------------------
@@ -71,6 +74,7 @@ MODEL_IMAGE = "model_image"  # Model page: image passed through the network
 MODEL_SKIPS = "model_skips"  # Model page: decoder blocks whose skip input the ablation zeroes
 EVAL_JOB_FAILED = "eval_job_failed"  # log tail of a followed evaluation job that failed (shown once)
 OVERVIEW_EVAL_SPLIT = "overview_eval_split"  # Overview: split chosen for "Evaluate now"
+TRAIN_RUN = "train_run"  # Train: name of the run to start (deleted after a start: the next gets a fresh name)
 DOWNLOAD_TARGET = "download_target"  # Home: folder the official archives are unpacked into
 FOLDER_CHOICE = "folder_choice"  # Home: dataset folder typed in "Use a folder"
 DEMO_COUNT = "demo_count"  # Home: number of images of the generated demo set
@@ -125,6 +129,20 @@ def url_value(param: str, choices: Container[str], what: str | None = None, *, c
                "Pick one below.")
     del st.query_params[param]
     return None
+
+
+def url_image(ds: Dataset) -> str | None:
+    """``?image=`` when the index knows it; None when absent or empty. An unknown id gives the index's own message
+    (which quotes only a sanitised, shortened form of it) as an error, and None.
+    """
+    raw = st.query_params.get("image")
+    if raw is None or raw == "":
+        return None
+    try:
+        return ds.require(raw if isinstance(raw, str) else "")
+    except PetSegError as exc:
+        st.error(escape(exc, 1000))
+        return None
 
 
 def select_from_url(key: str, param: str, choices: Sequence[str], default: str | None = None,

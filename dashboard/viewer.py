@@ -1,7 +1,7 @@
 """One image in detail (Compare and Review): overlay controls, the pictures, its metrics and the review box.
 
     >>> from dashboard import viewer
-    >>> image_id = viewer.requested_image(ds, st.query_params.get("image"))   # None + a plain message if unknown
+    >>> image_id = state.url_image(ds)        # None + a plain message if unknown
     >>> options = viewer.controls()
     >>> viewer.pictures(settings, ds, image_id, run, split, options)
     >>> viewer.metrics(view.loc[image_id], split)
@@ -45,17 +45,6 @@ class ViewOptions:
     zoom: float
     centre: tuple[float, float]
     width: int
-
-
-def requested_image(ds: Dataset, raw: object) -> str | None:
-    """The id asked for in the URL if the index knows it; otherwise a plain message and None."""
-    if raw is None or raw == "":
-        return None
-    try:
-        return ds.require(raw if isinstance(raw, str) else "")
-    except PetSegError as exc:
-        st.error(escape(exc, 1000))  # the message quotes a sanitised, shortened form of the id
-        return None
 
 
 def controls() -> ViewOptions:

@@ -101,7 +101,7 @@ def test_a_hostile_save_shows_a_message_and_saves_nothing(app, trained_copy, cou
     app.run()
     assert not app.exception, app.exception[0].value
     assert any("the editor sent a" in e.value for e in app.error), [e.value for e in app.error]
-    assert corrections.latest(trained_copy.settings, image_id) is None
+    assert ledger.latest(trained_copy.settings, image_id) is None
 
 
 def test_annotate_opens_url_image_on_the_gt_trimap(app, trained_copy, ds):

@@ -11,8 +11,7 @@ lock up front (``BEGIN IMMEDIATE``) so two writers queue on the busy timeout ins
 Commits are fully synchronous: a correction that was reported saved survives a crash or power loss.
 
 Schema changes are appended to ``MIGRATIONS`` (never edit a released entry): entry ``i`` takes the
-database from ``user_version == i`` to ``i + 1``, inside one transaction. Tables for background jobs
-belong in a new entry.
+database from ``user_version == i`` to ``i + 1``, inside one transaction.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core import locks
 from core.atomic import atomic_open
 from core.config import Settings
 from core.errors import ImageUnreadable, PetSegError
@@ -37,6 +38,7 @@ CONFIG_FILE = "config.json"
 METRICS_CSV = "metrics.csv"
 PROGRESS_FILE = "progress.json"
 LOG_FILE = "train.log"
+TABLE_LOCK_FILE = ".table.lock"  # in eval/<split>/: held while metrics.parquet is rewritten
 LOCK_FILE = ".lock"  # held by the process training the run (and in eval/<split>/, by the one evaluating it)
 METRICS_COLUMNS = (
     "epoch",
@@ -101,8 +103,22 @@ def read_eval_table(folder: Path) -> pd.DataFrame | None:
     return table.set_index("image_id", drop=False).rename_axis(None)
 
 
+def table_lock(folder: Path) -> locks.Lock:
+    """Hold ``eval/<split>/metrics.parquet`` for one read-modify-write (a rescore, or an evaluation's write).
+
+    Held for milliseconds, so writers wait for it; the evaluation's own ``.lock`` (held for its whole run) only
+    keeps a second evaluation of the split away.
+    """
+    lock = locks.acquire(Path(folder) / TABLE_LOCK_FILE)
+    assert lock is not None  # a waiting acquire always returns a lock
+    return lock
+
+
 def write_eval_table(folder: Path, rows: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """Write ``eval/<split>/metrics.parquet`` atomically from ``{image_id: row}``; returns it as read back."""
+    """Write ``eval/<split>/metrics.parquet`` atomically from ``{image_id: row}``; returns it as read back.
+
+    The caller holds :func:`table_lock` when it rewrites rows it read from the table.
+    """
     table = pd.DataFrame.from_records(list(rows.values()), columns=list(EVAL_COLUMNS))
     table = table.sort_values("image_id").reset_index(drop=True)
     table["gt_version"] = table["gt_version"].astype("Int64")

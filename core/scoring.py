@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ from core.runs import (
     eval_dir,
     read_eval_table,
     read_prediction,
+    table_lock,
     write_eval_table,
 )
 
@@ -70,25 +72,34 @@ def rescore(settings: Settings, ds: Dataset, run: str, split: str, image_ids: It
     are ignored).
     """
     folder = eval_dir(settings, run, split)
-    table = read_eval_table(folder)
-    if table is None:
+    if not (folder / METRICS_FILE).is_file():
         return pd.DataFrame(columns=list(EVAL_COLUMNS))
-    wanted = [i for i in dict.fromkeys(image_ids) if i in table.index]
-    if not wanted:
-        return table.iloc[0:0]
-    truth = groundtruth.snapshot(settings, ds, [i for i in wanted if i in ds.table.index])
-    rows = {r["image_id"]: r for r in table.to_dict("records")}
+    # Under the table lock: an evaluation running on this split writes its rows under it too, and rescores
+    # them against the ground truth of that moment (core.evaluate), so neither side's update is lost.
+    with table_lock(folder):
+        table = read_eval_table(folder)
+        wanted = [i for i in dict.fromkeys(image_ids) if table is not None and i in table.index]
+        if not wanted:
+            return pd.DataFrame(columns=list(EVAL_COLUMNS))
+        truth = groundtruth.snapshot(settings, ds, [i for i in wanted if i in ds.table.index])
+        rows = {r["image_id"]: r for r in table.to_dict("records")}
+        changed = rescore_rows(folder, truth, rows, wanted, ds.fingerprint)
+        return write_eval_table(folder, rows).loc[changed] if changed else table.iloc[0:0]
+
+
+def rescore_rows(folder: Path, truth: GroundTruth, rows: dict[str, dict[str, Any]], image_ids: Iterable[str],
+                 fingerprint: str) -> list[str]:
+    """Rescore ``rows`` (of ``eval/<split>/`` in ``folder``) of these ids in place from their stored predictions;
+    returns the ids rescored (those with a prediction and a place in the snapshot)."""
     changed = []
-    for image_id in wanted:
+    for image_id in image_ids:
         pred = read_prediction(folder, image_id)
         if pred is None or image_id not in truth.versions:
             continue
         rows[image_id].update(score(truth, image_id, pred))
-        rows[image_id]["dataset_fingerprint"] = ds.fingerprint
+        rows[image_id]["dataset_fingerprint"] = fingerprint
         changed.append(image_id)
-    if not changed:
-        return table.iloc[0:0]
-    return write_eval_table(folder, rows).loc[changed]
+    return changed
 
 
 def rescore_everywhere(settings: Settings, ds: Dataset, image_ids: Iterable[str]) -> int:

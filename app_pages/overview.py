@@ -6,7 +6,7 @@ import streamlit as st
 
 from core import views
 from core.runs import EVAL_SPLITS, read_metrics_csv, run_info
-from dashboard import evaluation_job, loaders, plots, sidebar, state, tables
+from dashboard import jobs_view, loaders, plots, sidebar, state, tables
 from dashboard.markdown import escape
 
 current = state.settings()
@@ -51,20 +51,14 @@ cols[3].metric("Epochs", f"{info.epochs_done} / {info.epochs_planned or '?'}")
 cols[4].metric("Best val IoU", "n/a" if info.best_val_iou_pet is None else f"{info.best_val_iou_pet:.3f}")
 curves = read_metrics_csv(info.path)
 if len(curves):
-    left, right = st.columns(2)
-    fig_loss, fig_scores = plots.training_curves(curves)
-    left.plotly_chart(fig_loss, width="stretch", key="overview_loss")
-    right.plotly_chart(fig_scores, width="stretch", key="overview_scores")
+    st.plotly_chart(plots.training_curves(curves, info.name), width="stretch", key="overview_curves")
 else:
     st.caption(f"Run status: {info.status}; no finished epoch yet.")
 
 st.header(f"Evaluation · {split}")
-failure = evaluation_job.last_failure()
-if failure:
-    st.error("The evaluation failed. The end of its log:")
-    st.code(failure, language=None)
-if evaluation_job.running_job(current):
-    evaluation_job.follow(current)
+# The run's latest evaluation job while it runs (the page refreshes when it ends), or why it stopped.
+evaluating = jobs_view.job_panel(current, "evaluate", run=run, quiet=True)
+if evaluating is not None and evaluating.active:
     st.stop()
 
 evaluation = tables.eval_table(current, run, split)
@@ -75,7 +69,7 @@ if evaluation is None:
     st.info(f"Run {escape(run, code=True)} has not been evaluated yet. **Next step: evaluate it** to see where it "
             "fails.")
     choice = st.radio("Split to evaluate", EVAL_SPLITS, horizontal=True, key=state.OVERVIEW_EVAL_SPLIT)
-    evaluation_job.start_button(current, run, choice)
+    jobs_view.evaluate_button(current, run, choice, key=f"evaluate_{choice}", label="Evaluate now", primary=True)
     st.stop()
 
 numbers = views.evaluation_headline(evaluation)
@@ -100,4 +94,4 @@ links[2].page_link("app_pages/review.py", label="Review the worst", icon=":mater
 others = [s for s in EVAL_SPLITS if s != split]
 with st.expander("Evaluate again or another split"):
     choice = st.radio("Split", [split, *others], horizontal=True, key=state.OVERVIEW_EVAL_SPLIT)
-    evaluation_job.start_button(current, run, choice, label="Evaluate")
+    jobs_view.evaluate_button(current, run, choice, key=f"evaluate_{choice}", label="Evaluate")

@@ -6,7 +6,7 @@ from core.config import Settings
 from core.dataset import Dataset
 from core.ledger import latest_versions
 from core.runs import EVAL_SPLITS, list_runs
-from core.train import PRESETS
+from core.train import PRESETS, TrainConfig
 from dashboard import jobs_view, loaders, state
 
 ENCODERS = ("resnet18", "resnet34", "resnet50", "mobilenet_v2", "efficientnet-b0")
@@ -66,9 +66,9 @@ with form:
     if busy:
         st.info(busy)
     if st.button("Start training", key="train_start", type="primary", disabled=bool(problem or busy)):
-        args = jobs_view.train_args(current, run=run, preset=preset, encoder=encoder, image_size=size,
-                                    epochs=int(epochs), use_corrections=use_corrections, pretrained=pretrained)
-        if jobs_view.start_job(current, "train", args, run=run):
+        config = TrainConfig(run=run, preset=preset, encoder=encoder, image_size=int(size), epochs=int(epochs),
+                             use_corrections=use_corrections, encoder_weights="imagenet" if pretrained else None)
+        if jobs_view.start_job(current, "train", config.to_dict()):
             del st.session_state[state.TRAIN_RUN]  # the next run gets a fresh suggested name
             st.rerun()
 

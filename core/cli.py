@@ -12,6 +12,7 @@ import errno
 import json
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from core.config import Settings
@@ -308,8 +309,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    return run_command(lambda: args.func(args))
+
+
+def run_command(command: Callable[[], int]) -> int:
+    """Run a command as the CLI ends one: user errors as one ``error:`` line and exit 2, Ctrl-C as 130 (also
+    used by background jobs, which call the core functions without parsing arguments)."""
     try:
-        return args.func(args)
+        return command()
     except PetSegError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -40,6 +40,7 @@ from core import locks
 from core.atomic import atomic_write_text
 from core.dataset import Dataset
 from core.errors import PetSegError
+from core.process import process_token
 from core.runs import CONFIG_FILE, LOCK_FILE, LOG_FILE, METRICS_COLUMNS, METRICS_CSV, PROGRESS_FILE
 
 log = logging.getLogger("petseg")
@@ -108,7 +109,8 @@ class Progress:
     def __init__(self, run_dir: Path, run: str, epochs: int):
         self.path = run_dir / PROGRESS_FILE
         self.state: dict[str, Any] = {"run": run, "status": "starting", "epoch": 0, "epochs": epochs, "step": 0,
-                                      "steps_per_epoch": 0, "loss": None, "pid": os.getpid()}
+                                      "steps_per_epoch": 0, "loss": None, "pid": os.getpid(),
+                                      "pid_start": process_token(os.getpid())}
         self.started = time.time()
         self.last_write = 0.0
 

@@ -28,9 +28,9 @@ from core import locks
 from core.atomic import atomic_open
 from core.config import Settings
 from core.errors import ImageUnreadable, PetSegError
-from core.jobs import process_alive
 from core.masks import decode_label_png
 from core.metrics import GT_METRICS, PREDICTION_METRICS
+from core.process import is_process
 
 # --- the layout of a run folder -------------------------------------------------
 
@@ -184,9 +184,10 @@ def run_status(run_dir: Path, epochs_done: int, epochs_planned: int | None) -> s
     state = progress.get("status")
     if state in ("starting", "caching", "training", "validating"):
         fresh = time.time() - float(progress.get("updated_at") or 0) < STALE_AFTER_S
-        pid = progress.get("pid")
-        # Without a usable pid only the timestamp can tell.
-        alive = process_alive(pid) if isinstance(pid, int) and pid > 0 else True
+        # The pid alone could be anyone's by now (the trainer died, the pid was reused): only the same process,
+        # pid and start time, counts. Without a recorded identity only the timestamp can tell.
+        pid, token = progress.get("pid"), progress.get("pid_start")
+        alive = is_process(pid, token) if token is not None else True
         return "training" if fresh and alive else "interrupted"
     if state in ("failed", "interrupted"):
         return state

@@ -1,94 +1,39 @@
-"""Background-job widgets (train, evaluate): start with a clear busy message, live progress, log, cancel, resume.
+"""The one background-job UI (train, evaluate): start with a clear busy message, live progress, curves, log,
+cancel, resume. Every page that starts or follows a job uses it.
 
+    >>> from core.train import TrainConfig
     >>> from dashboard import jobs_view
-    >>> args = jobs_view.train_args(settings, run="quick-1", preset="quick", epochs=5)
-    >>> jobs_view.start_job(settings, "train", args, run="quick-1")    # python -m core train ... in the background
+    >>> jobs_view.start_job(settings, "train", TrainConfig(run="quick-1", preset="quick", epochs=5).to_dict())
     >>> jobs_view.job_panel(settings, "train")       # progress, curves, log, cancel / resume; polls while it runs
     >>> jobs_view.evaluate_button(settings, "quick-1", "test")          # for any page: evaluate as a job
+    >>> jobs_view.job_panel(settings, "evaluate", run="quick-1", quiet=True)   # only while it runs or if it failed
 
-Everything shown is read from the workspace (``jobs/``, ``runs/``), so every browser tab sees the same job and a
-reload loses nothing. ``st.session_state`` only remembers which jobs this tab watched running, so that the tab
-clears ``st.cache_data`` and reruns once when one of them ends and the other views show the new files.
+Jobs are started from a structured config (see :mod:`core.jobs`), never from argument lists. Everything shown is
+read from the workspace (``jobs/``, ``runs/``), so every browser tab sees the same job and a reload loses nothing.
+``st.session_state`` only remembers which jobs this tab watched running, so that the tab clears
+``st.cache_data`` and reruns once when one of them ends and the other views show the new files.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from core import jobs
 from core.config import Settings
 from core.errors import PetSegError
 from core.runs import METRICS_CSV, eval_dir, load_eval, read_metrics_csv, read_progress
-from dashboard import state
+from dashboard import plots, state
 from dashboard.markdown import escape
 
 POLL_ACTIVE_S = 1.5  # while a job runs
 POLL_IDLE_S = 5.0  # to notice a job started from another tab or the CLI
 CANCEL_TIMEOUT_S = 20.0
 _LABELS = {"train": "Training", "evaluate": "Evaluation"}
-
-
-# --- command lines (the same flags as `python -m core ...`) -------------------------------------------------
-
-
-def train_args(
-    settings: Settings,
-    *,
-    run: str,
-    preset: str,
-    encoder: str | None = None,
-    image_size: int | None = None,
-    epochs: int | None = None,
-    use_corrections: bool = False,
-    pretrained: bool = True,
-) -> list[str]:
-    """Arguments of ``python -m core train`` for one run of this workspace and dataset."""
-    args = ["--data", str(settings.data), "--workspace", str(settings.workspace), "--run", run, "--preset", preset]
-    if encoder:
-        args += ["--encoder", encoder]
-    if image_size:
-        args += ["--image-size", str(int(image_size))]
-    if epochs:
-        args += ["--epochs", str(int(epochs))]
-    if not pretrained:
-        args += ["--encoder-weights", "none"]
-    if use_corrections:
-        args.append("--use-corrections")
-    return args
-
-
-def evaluate_args(settings: Settings, run: str, split: str, checkpoint: str = "best") -> list[str]:
-    return ["--data", str(settings.data), "--workspace", str(settings.workspace), "--run", run, "--split", split,
-            "--checkpoint", checkpoint]
-
-
-def command_args(job: jobs.Job) -> list[str]:
-    """The arguments after ``python -m core <kind>`` of a job started by :func:`core.jobs.start`."""
-    argv = list(job.argv)
-    if len(argv) >= 4 and argv[1:4] == ["-m", "core", job.kind]:
-        return argv[4:]
-    raise PetSegError(f"job {job.id} was not started as `python -m core {job.kind}`: start it again from the form")
-
-
-def resume_args(job: jobs.Job, settings: Settings) -> list[str]:
-    """A stopped train job's own arguments, with ``--resume`` when its run has a checkpoint to continue from."""
-    args = command_args(job)
-    if job.run and (settings.run_dir(job.run) / "last.pt").is_file():
-        return args if "--resume" in args else [*args, "--resume"]
-    # Stopped before its first epoch ended: nothing to resume, the same command starts it afresh.
-    return [a for a in args if a != "--resume"]
-
-
-def option(args: list[str], flag: str) -> str | None:
-    """The value following ``flag`` in ``args``, None if absent."""
-    for index, arg in enumerate(args[:-1]):
-        if arg == flag:
-            return args[index + 1]
-    return None
 
 
 def run_name_problem(settings: Settings, name: str) -> str | None:
@@ -115,10 +60,19 @@ def suggest_run_name(settings: Settings, prefix: str) -> str:
 # --- starting -----------------------------------------------------------------------------------------------
 
 
-def start_job(settings: Settings, kind: str, args: list[str], run: str | None) -> jobs.Job | None:
-    """Start a job; on a busy lock or another user error show it and return None."""
+def start_job(settings: Settings, kind: str, config: dict[str, Any]) -> jobs.Job | None:
+    """Start a job from its config; on a busy lock or another user error show it and return None."""
+    return _started(lambda: jobs.start(settings, kind, config))
+
+
+def restart_job(settings: Settings, job_id: str) -> jobs.Job | None:
+    """Start a stopped job again from its stored config (a train job resumes); errors shown as with start_job."""
+    return _started(lambda: jobs.restart(settings, job_id))
+
+
+def _started(launch: Callable[[], jobs.Job]) -> jobs.Job | None:
     try:
-        job = jobs.start(settings, kind, args, run=run)
+        job = launch()
     except PetSegError as exc:
         st.error(escape(exc, 1000))
         return None
@@ -136,17 +90,19 @@ def busy_message(settings: Settings, kind: str) -> str | None:
             "wait for it to finish or cancel it below.")
 
 
-def evaluate_button(settings: Settings, run: str, split: str, key: str | None = None, label: str | None = None) -> None:
+def evaluate_button(settings: Settings, run: str, split: str, key: str | None = None, label: str | None = None,
+                    primary: bool = False) -> None:
     """A button that evaluates ``run`` on ``split`` as a background job (disabled while one is running)."""
     busy = busy_message(settings, "evaluate")
     clicked = st.button(label or f"Evaluate {escape(run)} on {split}", key=key or f"evaluate_{run}_{split}",
-                        disabled=busy is not None, help=busy)
-    if clicked and start_job(settings, "evaluate", evaluate_args(settings, run, split), run=run):
+                        type="primary" if primary else "secondary", disabled=busy is not None, help=busy)
+    if clicked and start_job(settings, "evaluate", {"run": run, "split": split, "checkpoint": "best"}):
         st.rerun()
 
 
-def latest_job(settings: Settings, kind: str) -> jobs.JobStatus | None:
-    found = jobs.list_jobs(settings, kind)
+def latest_job(settings: Settings, kind: str, run: str | None = None) -> jobs.JobStatus | None:
+    """The newest job of ``kind`` (of ``run``, when given), None when there is none."""
+    found = [j for j in jobs.list_jobs(settings, kind) if run is None or j.job.run == run]
     return found[0] if found else None
 
 
@@ -157,17 +113,22 @@ def _watched() -> set[str]:
 # --- the panel ----------------------------------------------------------------------------------------------
 
 
-def job_panel(settings: Settings, kind: str) -> None:
-    """The latest job of ``kind``: state, progress, curves, log; cancel while it runs, resume when it stopped."""
-    current = latest_job(settings, kind)
+def job_panel(settings: Settings, kind: str, *, run: str | None = None,
+              quiet: bool = False) -> jobs.JobStatus | None:
+    """The latest job of ``kind`` (of ``run``, when given): state, progress, curves, log; cancel while it runs,
+    resume or again when it stopped. ``quiet``: say nothing when there is no job or it succeeded (for a page
+    that shows the result itself). Returns that job's status as the page run began."""
+    current = latest_job(settings, kind, run)
     every = POLL_ACTIVE_S if current is not None and current.active else POLL_IDLE_S
-    st.fragment(run_every=every)(_panel)(settings, kind, every)
+    st.fragment(run_every=every)(_panel)(settings, kind, run, quiet, every)
+    return current
 
 
-def _panel(settings: Settings, kind: str, every: float) -> None:
-    current = latest_job(settings, kind)
+def _panel(settings: Settings, kind: str, run: str | None, quiet: bool, every: float) -> None:
+    current = latest_job(settings, kind, run)
     if current is None:
-        st.caption(f"No {kind} job has run in this workspace yet.")
+        if not quiet:
+            st.caption(f"No {kind} job has run in this workspace yet.")
         return
     watched = _watched()
     if current.active:
@@ -179,6 +140,8 @@ def _panel(settings: Settings, kind: str, every: float) -> None:
         watched.discard(current.job.id)
         st.cache_data.clear()
         st.rerun()
+    if quiet and current.state == "succeeded":
+        return
     if kind == "train":
         _train_view(settings, current)
     else:
@@ -208,7 +171,7 @@ def _train_view(settings: Settings, current: jobs.JobStatus) -> None:
         if job.run:
             _resume_button(settings, job)
     if len(metrics):
-        st.plotly_chart(curves_figure(metrics, run), width="stretch", key=f"curves_{job.id}")
+        st.plotly_chart(plots.training_curves(metrics, run), width="stretch", key=f"curves_{job.id}")
 
 
 def train_fraction(progress: dict) -> tuple[float, str]:
@@ -234,28 +197,9 @@ def train_fraction(progress: dict) -> tuple[float, str]:
     return min(max(done / total, 0.0), 1.0), " · ".join(parts)
 
 
-def curves_figure(metrics: pd.DataFrame, run: str) -> go.Figure:
-    """Loss (left axis) and validation pet IoU (right axis) per epoch."""
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=metrics["epoch"], y=metrics["train_loss"], name="train loss", mode="lines+markers"))
-    if metrics["val_loss"].notna().any():
-        fig.add_trace(go.Scatter(x=metrics["epoch"], y=metrics["val_loss"], name="validation loss",
-                                 mode="lines+markers"))
-    if metrics["val_iou_pet"].notna().any():
-        fig.add_trace(go.Scatter(x=metrics["epoch"], y=metrics["val_iou_pet"], name="validation pet IoU",
-                                 mode="lines+markers", yaxis="y2", line={"width": 3}))
-    fig.update_layout(
-        title=f"{run}: per epoch", height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-        xaxis={"title": "epoch", "dtick": 1}, yaxis={"title": "loss"},
-        yaxis2={"title": "pet IoU", "overlaying": "y", "side": "right", "range": [0, 1]},
-        legend={"orientation": "h", "y": -0.25},
-    )
-    return fig
-
-
 def _evaluate_view(settings: Settings, current: jobs.JobStatus) -> None:
     job, run = current.job, current.job.run or "?"
-    split = option(command_args(job), "--split") or "test"
+    split = str(job.config.get("split") or "test")
     if current.state == "running":
         progress = _eval_progress(settings, run, split)
         done, total = int(progress.get("done") or 0), int(progress.get("total") or 0)
@@ -271,8 +215,10 @@ def _evaluate_view(settings: Settings, current: jobs.JobStatus) -> None:
         st.page_link("app_pages/runs.py", label="Compare runs on the Runs page", icon=":material/compare_arrows:")
     else:
         _stopped(settings, current, "Evaluation")
-        if st.button("Evaluate again", key=f"again_{job.id}", help="reuses every prediction already made"):
-            if start_job(settings, "evaluate", command_args(job), run=job.run):
+        busy = busy_message(settings, "evaluate")
+        if st.button("Evaluate again", key=f"again_{job.id}", disabled=busy is not None,
+                     help=busy or "reuses every prediction already made"):
+            if restart_job(settings, job.id):
                 st.rerun()
 
 
@@ -293,7 +239,8 @@ def _eval_table(settings: Settings, run: str, split: str) -> pd.DataFrame | None
 def _stopped(settings: Settings, current: jobs.JobStatus, what: str) -> None:
     who = escape(current.job.run, code=True) if current.job.run else f"job {current.job.id}"
     if current.state == "cancelled":
-        st.warning(f"{what} of {who} was cancelled; the last complete checkpoint is kept.")
+        kept = "; the last complete checkpoint is kept" if current.job.kind == "train" else ""
+        st.warning(f"{what} of {who} was cancelled{kept}.")
     else:
         code = "it was killed" if current.returncode is None or current.returncode < 0 else (
             f"exit code {current.returncode}")
@@ -311,10 +258,10 @@ def _resume_button(settings: Settings, job: jobs.Job) -> None:
     resumable = (settings.run_dir(job.run) / "last.pt").is_file()
     label = "Resume" if resumable else "Start again"
     help_text = ("continues after the last finished epoch (--resume)" if resumable
-                 else "no epoch finished yet: runs the same command from the start")
+                 else "no epoch finished yet: runs the same config from the start")
     busy = busy_message(settings, "train")
     if st.button(label, key=f"resume_{job.id}", type="primary", help=busy or help_text, disabled=busy is not None):
-        if start_job(settings, "train", resume_args(job, settings), run=job.run):
+        if restart_job(settings, job.id):
             st.rerun()
 
 

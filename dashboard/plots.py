@@ -4,7 +4,7 @@
     >>> plots.histogram(scored, "iou_pet")
     >>> plots.per_breed(scored, "iou_pet", kind="box")          # breeds sorted by median, worst first
     >>> plots.scatter(scored, "gt_pet_fraction", "iou_pet")     # points carry image_id in customdata[0]
-    >>> plots.training_curves(read_metrics_csv(run_dir))
+    >>> plots.training_curves(read_metrics_csv(run_dir), "quick-1")   # loss and validation scores per epoch
     >>> plots.unet(architecture(model, cfg))                  # the U of one model, boxes sized by channels/resolution
 
 Scatter and box figures carry the image id as ``customdata[0]`` so a selection (``on_select``) names images.
@@ -87,18 +87,24 @@ def selected_ids(event: object) -> list[str]:
     return ids
 
 
-def training_curves(metrics: pd.DataFrame) -> tuple[go.Figure, go.Figure]:
-    """(loss per epoch, validation scores per epoch) as line charts."""
-    loss = metrics.melt(id_vars="epoch", value_vars=["train_loss", "val_loss"], var_name="series", value_name="loss")
-    fig_loss = px.line(loss.dropna(), x="epoch", y="loss", color="series", markers=True, height=300,
-                       title="Loss")
-    scores = metrics.melt(id_vars="epoch", value_vars=["val_iou_pet", "val_miou_3class", "val_pixel_accuracy"],
-                          var_name="series", value_name="score")
-    fig_scores = px.line(scores.dropna(), x="epoch", y="score", color="series", markers=True, height=300,
-                         title="Validation")
-    for fig in (fig_loss, fig_scores):
-        fig.update_layout(margin=_MARGIN, legend_title_text="")
-    return fig_loss, fig_scores
+def training_curves(metrics: pd.DataFrame, run: str) -> go.Figure:
+    """Loss per epoch (left axis) and the validation scores (right axis, 0..1) of one run's metrics.csv."""
+    fig = go.Figure()
+    for column, name in (("train_loss", "train loss"), ("val_loss", "validation loss")):
+        if metrics[column].notna().any():
+            fig.add_trace(go.Scatter(x=metrics["epoch"], y=metrics[column], name=name, mode="lines+markers"))
+    for column, name, width in (("val_iou_pet", "validation pet IoU", 3), ("val_miou_3class", "validation mIoU", 1),
+                                ("val_pixel_accuracy", "validation pixel accuracy", 1)):
+        if metrics[column].notna().any():
+            fig.add_trace(go.Scatter(x=metrics["epoch"], y=metrics[column], name=name, mode="lines+markers",
+                                     yaxis="y2", line={"width": width}))
+    fig.update_layout(
+        title=f"{run}: per epoch", height=340, margin=_MARGIN,
+        xaxis={"title": "epoch", "dtick": 1}, yaxis={"title": "loss"},
+        yaxis2={"title": "score", "overlaying": "y", "side": "right", "range": [0, 1]},
+        legend={"orientation": "h", "y": -0.25},
+    )
+    return fig
 
 
 # --- the U-Net diagram (Model page) ---------------------------------------------------------------------------

@@ -41,7 +41,7 @@ def test_train_progress_evaluate_and_compare_in_the_browser(trained_copy, tmp_pa
             page.screenshot(path=str(tmp_path / "train-running.png"), full_page=True)
             page.get_by_text("Training quick-1 finished", exact=False).wait_for(timeout=120_000)
             job = jobs.list_jobs(settings, "train")[0]
-            assert job.state == "succeeded" and "--image-size" in job.job.argv
+            assert job.state == "succeeded" and job.job.config["image_size"] == 64
             page.get_by_text("per epoch", exact=False).first.wait_for(timeout=30_000)  # the curves' title
             page.screenshot(path=str(tmp_path / "train-done.png"), full_page=True)
 

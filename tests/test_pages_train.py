@@ -1,5 +1,6 @@
 """AppTest of the Train page: the form, real background jobs started from it, busy lock, cancel, failure."""
 
+import shutil
 import sys
 import time
 
@@ -8,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import jobs
 from core.runs import load_eval, read_metrics_csv
-from dashboard import jobs_view
+from core.train import TrainConfig
 from tests.conftest import APP
 
 SLEEPER = [sys.executable, "-c", "import time\nprint('pretending to train', flush=True)\ntime.sleep(60)"]
@@ -75,10 +76,13 @@ def test_start_train_then_evaluate_from_the_page(monkeypatch, trained_copy):
     assert not at.exception
     job = jobs.list_jobs(settings, "train")[0]
     assert job.job.run == "quick-1"
-    args = jobs_view.command_args(job.job)
-    assert jobs_view.option(args, "--data") == str(settings.data)
-    assert jobs_view.option(args, "--workspace") == str(settings.workspace)
-    assert jobs_view.option(args, "--image-size") == "64" and "--use-corrections" in args
+    # The form's choices as a structured config, for this dataset and workspace.
+    assert job.job.data == str(settings.data)
+    assert job.job.config == TrainConfig(run="quick-1", preset="quick", encoder="resnet18", image_size=64, epochs=1,
+                                         encoder_weights=None, use_corrections=True).to_dict()
+    command = job.job.command  # its CLI twin
+    assert command[command.index("--workspace") + 1] == str(settings.workspace)
+    assert command[command.index("--image-size") + 1] == "64" and "--use-corrections" in command
     # The next suggestion skips the name just started, though its folder may not exist yet.
     assert at.text_input(key="train_run").value == "quick-2"
 
@@ -92,8 +96,8 @@ def test_start_train_then_evaluate_from_the_page(monkeypatch, trained_copy):
 
     at.button(key=f"evaluate_after_{job.job.id}").click().run()
     evaluation = jobs.list_jobs(settings, "evaluate")[0]
-    split = jobs_view.option(jobs_view.command_args(evaluation.job), "--split")
-    assert (evaluation.job.run, split) == ("quick-1", "test")
+    assert evaluation.job.run == "quick-1"
+    assert evaluation.job.config == {"run": "quick-1", "split": "test", "checkpoint": "best"}
     assert wait_until_done(settings, evaluation.job.id).state == "succeeded"
     at.run()
     table = load_eval(settings, "quick-1", "test")
@@ -136,8 +140,8 @@ def test_a_job_started_in_another_tab_meanwhile_gives_a_clear_busy_message(monke
 
 def test_a_failed_job_shows_its_log_and_can_be_started_again(monkeypatch, trained_copy):
     settings = trained_copy.settings
-    args = jobs_view.train_args(settings, run="broken", preset="quick", image_size=64, epochs=1, pretrained=False)
-    failed = jobs.start(settings, "train", [*args, "--resume"], run="broken")  # nothing to resume: exits 2
+    config = TrainConfig(run="broken", preset="quick", image_size=64, epochs=1, encoder_weights=None).to_dict()
+    failed = jobs.start(settings, "train", {**config, "resume": True})  # nothing to resume: exits 2
     assert wait_until_done(settings, failed.id).state == "failed"
     at = train_page(monkeypatch, trained_copy)
     assert not at.exception
@@ -149,6 +153,43 @@ def test_a_failed_job_shows_its_log_and_can_be_started_again(monkeypatch, traine
     again = jobs.list_jobs(settings, "train")[0]
     try:
         assert again.job.id != failed.id and again.active
-        assert jobs_view.command_args(again.job) == args  # the same command, without --resume
+        assert again.job.config == config  # the same config, without resume
     finally:
         jobs.cancel(settings, again.job.id)  # the real resume path is exercised in test_train_corrections.py
+
+
+def test_overview_follows_and_starts_evaluations_with_the_same_job_panel(monkeypatch, trained_copy):
+    settings, run = trained_copy.settings, trained_copy.run
+    shutil.rmtree(settings.run_dir(run) / "eval")
+    monkeypatch.setenv("PETSEG_DATA", str(trained_copy.data))
+    monkeypatch.setenv("PETSEG_HOME", str(trained_copy.workspace))
+    overview = AppTest.from_file(APP, default_timeout=60).switch_page("app_pages/overview.py")
+    at = overview.run()
+    assert not at.exception
+    curves = [c for c in at.get("plotly_chart") if f"{run}: per epoch" in c.proto.spec]
+    assert len(curves) == 1, "the training curves are the Train page's figure"
+    assert at.button(key="evaluate_test").label == "Evaluate now"
+
+    # An evaluation of this run running (from another tab): its progress and Cancel, nothing else.
+    other = jobs.spawn(settings, "evaluate", SLEEPER, run=run)
+    try:
+        at.run()
+        assert not at.exception
+        assert at.button(key=f"cancel_{other.id}")
+        assert not any(m.label == "Images scored" for m in at.metric)
+    finally:
+        jobs.cancel(settings, other.id)
+
+    at.run()
+    assert f"Evaluation of `{run}` was cancelled" in texts(at.warning)
+    at.button(key="evaluate_test").click().run()
+    assert not at.exception
+    evaluation = jobs.list_jobs(settings, "evaluate")[0]
+    assert evaluation.job.id != other.id
+    assert evaluation.job.config == {"run": run, "split": "test", "checkpoint": "best"}
+    assert wait_until_done(settings, evaluation.job.id).state == "succeeded", jobs.log_tail(settings, evaluation.job.id)
+    at.run()  # the tab watched it end: the cached "not evaluated" answer is dropped
+    assert not at.exception
+    table = load_eval(settings, run, "test")
+    values = {m.label: m.value for m in at.metric}
+    assert values["Images scored"] == str(int(table["has_gt"].sum()))

@@ -18,7 +18,6 @@ from core.groundtruth import GroundTruth, snapshot
 from core.masks import resize_mask
 from core.runs import read_metrics_csv, read_progress
 from core.train import TrainConfig, train
-from dashboard import jobs_view
 from tests.conftest import APP, wait_for
 
 
@@ -79,8 +78,8 @@ def test_training_with_corrections_uses_them_and_never_a_corrected_test_image(tr
 
 def test_a_killed_training_job_resumes_with_one_click(monkeypatch, trained_copy):
     settings = trained_copy.settings
-    args = jobs_view.train_args(settings, run="killed", preset="quick", image_size=64, epochs=4, pretrained=False)
-    job = jobs.start(settings, "train", args, run="killed")
+    config = TrainConfig(run="killed", preset="quick", image_size=64, epochs=4, encoder_weights=None).to_dict()
+    job = jobs.start(settings, "train", config)
     run_dir = settings.run_dir("killed")
     try:
         wait_for(lambda: (run_dir / "last.pt").is_file() and len(read_metrics_csv(run_dir)), 120, "first epoch")
@@ -104,7 +103,7 @@ def test_a_killed_training_job_resumes_with_one_click(monkeypatch, trained_copy)
 
     resumed = jobs.list_jobs(settings, "train")[0]
     assert resumed.job.id != job.id
-    assert jobs_view.command_args(resumed.job) == [*args, "--resume"]
+    assert resumed.job.config == {**config, "resume": True}
     done = wait_for(lambda: (s := jobs.status(settings, resumed.job.id)) and not s.active and s, 120, "resume")
     assert done.state == "succeeded", jobs.log_tail(settings, resumed.job.id)
     after = read_metrics_csv(run_dir)

@@ -239,8 +239,10 @@ def _eval_table(settings: Settings, run: str, split: str) -> pd.DataFrame | None
 def _stopped(settings: Settings, current: jobs.JobStatus, what: str) -> None:
     who = escape(current.job.run, code=True) if current.job.run else f"job {current.job.id}"
     if current.state == "cancelled":
-        kept = "; the last complete checkpoint is kept" if current.job.kind == "train" else ""
-        st.warning(f"{what} of {who} was cancelled{kept}.")
+        if current.job.kind == "train":
+            st.warning(f"{what} of {who} was cancelled; the last complete checkpoint is kept.")
+        else:
+            st.warning(f"{what} of {who} was cancelled.")
     else:
         code = "it was killed" if current.returncode is None or current.returncode < 0 else (
             f"exit code {current.returncode}")

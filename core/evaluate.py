@@ -348,73 +348,66 @@ def _predict_all(
 ) -> Iterator[tuple[str, dict[str, Any] | None]]:
     """Yield ``(image_id, prediction and ground-truth columns)`` per image; None for an image that cannot be decoded.
 
-    A small pipeline keeps the model busy: while this thread runs the forward pass of one batch, a helper thread
-    decodes the next batch and finishes the previous one (logits at original size, prediction metrics, scores,
-    PNG encoding), and a writer thread stores the PNGs (fsync waits for the disk, not the CPU). A batch is
-    yielded while the model runs the next one (its undecodable images first, then the others in order), and an
-    image only once its PNG is on disk.
+    Batches go to a few worker threads that each do the whole job for theirs (decode, forward pass, logits at
+    original size, metrics, scores, PNG encoding) with a share of the intra-op threads, so while one worker is
+    in Python, PIL or OpenCV, another keeps the model busy. On the CPU that beats one forward pass spread over
+    all cores with helper threads beside it: OpenMP threads that wait at every layer's barrier for a core a helper
+    holds lose more than the helper's work weighs. A writer thread stores the PNGs (fsync waits for the disk, not
+    the CPU). Batches are yielded in order (undecodable images first), and an image only once its PNG is on disk.
     """
     cfg, runtime = predictor.cfg, predictor.runtime
     pred_dir = folder / PRED_DIR
     pred_dir.mkdir(parents=True, exist_ok=True)
+    threads = torch.get_num_threads()
+    workers = _worker_count(runtime, threads)
+    # Every worker gets a batch even for a short list: a lone batch on one worker would use a share of the cores.
+    batch_size = max(1, min(batch_size, math.ceil(len(ids) / workers)))
     batches = [ids[i : i + batch_size] for i in range(0, len(ids), batch_size)]
 
-    def decode(batch: list[str]) -> list[tuple[str, tuple[int, int] | None, np.ndarray | None]]:
-        out = []
+    def run(batch: list[str]) -> list[tuple[str, dict[str, Any] | None, Future | None]]:
+        out, good = [], []
         for image_id in batch:
             try:
                 image = load_image(ds, image_id)
             except ImageUnreadable:
                 out.append((image_id, None, None))
                 continue
-            out.append((image_id, image.shape[:2], resize_image(image, cfg.image_size)))
+            good.append((image_id, image.shape[:2], resize_image(image, cfg.image_size)))
+        if not good:
+            return out
+        logits = _logits_batch(predictor.model, cfg, runtime, np.stack([small for _, _, small in good]))
+        for (image_id, (height, width), _), item in zip(good, logits, strict=True):
+            mask, confidence, _ = at_original_size(item, height, width)
+            values = prediction_metrics(mask, confidence)
+            mask = mask.numpy()
+            values.update(score(truth, image_id, mask))
+            written = writer.submit(atomic_write_bytes, pred_dir / f"{image_id}.png", encode_png_fast(mask))
+            out.append((image_id, values, written))
         return out
 
-    def finish(image_id: str, logits: torch.Tensor, height: int, width: int) -> tuple[dict[str, Any], Future]:
-        mask, confidence, _ = at_original_size(logits, height, width)
-        values = prediction_metrics(mask, confidence)
-        mask = mask.numpy()
-        values.update(score(truth, image_id, mask))
-        return values, writer.submit(atomic_write_bytes, pred_dir / f"{image_id}.png", encode_png_fast(mask))
-
-    threads = torch.get_num_threads()
-    # One helper for decoding and finishing, with one intra-op thread for its torch ops: the forward pass already
-    # runs one OpenMP thread per core, and a second team of them on the same cores slows it down far more than
-    # the helper's work weighs. torch.set_num_threads applies to the calling thread (and to threads started
-    # later, hence the reset below).
-    helper = ThreadPoolExecutor(max_workers=1, initializer=torch.set_num_threads, initargs=(1,))
+    # torch.set_num_threads sets the intra-op threads of the calling thread (and of threads started later, hence
+    # the reset below).
+    pool = ThreadPoolExecutor(max_workers=workers, initializer=torch.set_num_threads,
+                              initargs=(max(1, threads // workers),))
     writer = ThreadPoolExecutor(max_workers=1)
     try:
-        pending = helper.submit(decode, batches[0]) if batches else None
-        previous: list[tuple[str, Future | None]] = []
-        for index in range(len(batches)):
-            decoded = pending.result()
-            # FIFO: the next batch is decoded before this batch is finished, so the model never waits for it
-            pending = helper.submit(decode, batches[index + 1]) if index + 1 < len(batches) else None
-            current: list[tuple[str, Future | None]] = [(image_id, None) for image_id, shape, _ in decoded
-                                                        if shape is None]
-            good = [(image_id, shape, small) for image_id, shape, small in decoded if shape is not None]
-            if good:
-                logits = _logits_batch(predictor.model, cfg, runtime, np.stack([small for _, _, small in good]))
-                current += [(image_id, helper.submit(finish, image_id, item, height, width))
-                            for (image_id, (height, width), _), item in zip(good, logits, strict=True)]
-            yield from _finished(previous)
-            previous = current
-        yield from _finished(previous)
+        for future in [pool.submit(run, batch) for batch in batches]:
+            for image_id, values, written in future.result():
+                if written is not None:
+                    written.result()
+                yield image_id, values
     finally:
-        helper.shutdown(cancel_futures=True)
+        pool.shutdown(cancel_futures=True)
         writer.shutdown()  # every yielded image's PNG is written before the table that lists it
         torch.set_num_threads(threads)
 
 
-def _finished(batch: list[tuple[str, Future | None]]) -> Iterator[tuple[str, dict[str, Any] | None]]:
-    for image_id, future in batch:
-        if future is None:
-            yield image_id, None
-            continue
-        values, written = future.result()
-        written.result()
-        yield image_id, values
+def _worker_count(runtime: Runtime, threads: int) -> int:
+    """One worker per core up to four (more would hold more batches in memory than the speed-up is worth); two
+    on a GPU, so one worker's CPU work overlaps the other's forward pass."""
+    if runtime.device_type != "cpu":
+        return 2
+    return max(1, min(4, threads))
 
 
 class _Reporter:

@@ -24,10 +24,12 @@ the logits of each image are resized back to its original size, then softmax and
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -363,6 +365,8 @@ def _predict_all(
     # Every worker gets a batch even for a short list: a lone batch on one worker would use a share of the cores.
     batch_size = max(1, min(batch_size, math.ceil(len(ids) / workers)))
     batches = [ids[i : i + batch_size] for i in range(0, len(ids), batch_size)]
+    # A GPU runs one batch at a time anyway, and MPS crashes when two threads use it at once.
+    on_device = threading.Lock() if runtime.device_type != "cpu" else contextlib.nullcontext()
 
     def run(batch: list[str]) -> list[tuple[str, dict[str, Any] | None, Future | None]]:
         out, good = [], []
@@ -375,7 +379,8 @@ def _predict_all(
             good.append((image_id, image.shape[:2], resize_image(image, cfg.image_size)))
         if not good:
             return out
-        logits = _logits_batch(predictor.model, cfg, runtime, np.stack([small for _, _, small in good]))
+        with on_device:
+            logits = _logits_batch(predictor.model, cfg, runtime, np.stack([small for _, _, small in good]))
         for (image_id, (height, width), _), item in zip(good, logits, strict=True):
             mask, confidence, _ = at_original_size(item, height, width)
             values = prediction_metrics(mask, confidence)
@@ -404,7 +409,7 @@ def _predict_all(
 
 def _worker_count(runtime: Runtime, threads: int) -> int:
     """One worker per core up to four (more would hold more batches in memory than the speed-up is worth); two
-    on a GPU, so one worker's CPU work overlaps the other's forward pass."""
+    with a GPU, so that one worker's CPU work overlaps the other's forward pass."""
     if runtime.device_type != "cpu":
         return 2
     return max(1, min(4, threads))

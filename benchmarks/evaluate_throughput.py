@@ -40,7 +40,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from core.config import Settings  # noqa: E402
 from core.dataset import load_image, load_trimap, open_dataset  # noqa: E402
-from core.device import busy_cores_elsewhere, configure_cpu_threads, select_runtime  # noqa: E402
+from core.device import THREADS_ENV, busy_cores_elsewhere, configure_cpu_threads, select_runtime  # noqa: E402
 from core.evaluate import evaluate  # noqa: E402
 from core.masks import resize_image  # noqa: E402
 from core.metrics import image_metrics, prediction_metrics  # noqa: E402
@@ -114,6 +114,7 @@ def main() -> None:
     threads = configure_cpu_threads(args.threads or os.cpu_count())
     runtime = select_runtime("auto", "auto")
     configure_cpu_threads(threads)  # select_runtime adapts to load; a benchmark keeps one thread count throughout
+    os.environ[THREADS_ENV] = str(threads)  # also in evaluate's own select_runtime
     scratch = Path(tempfile.mkdtemp(prefix="petseg-eval-bench-"))
     try:
         data = Path(args.data) if args.data else generate(scratch / "data", args.count, seed=1, progress=False)

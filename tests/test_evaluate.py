@@ -5,22 +5,29 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import threading
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
+import torch
+import torch.nn.functional as F
 
 import core.evaluate as evaluation
+from core import groundtruth
 from core.cli import main
 from core.config import Settings
 from core.dataset import load_image, load_trimap, open_dataset
-from core.errors import PetSegError
+from core.errors import ImageUnreadable, PetSegError
 from core.evaluate import evaluate, load_predictor
+from core.masks import encode_png_fast, resize_image
+from core.metrics import prediction_metrics
 from core.runs import EVAL_COLUMNS as COLUMNS
-from core.runs import evaluated_splits, list_runs, load_eval, read_metrics_csv
-from core.scoring import rescore
+from core.runs import eval_dir, evaluated_splits, list_runs, load_eval, read_metrics_csv, read_prediction
+from core.scoring import rescore, score
 from core.train import TrainConfig, train
 
 REQUIRED = ("image_id", "split", "breed", "species", "iou_pet", "iou_pet_border_as_pet", "miou_3class",
@@ -249,3 +256,154 @@ def test_runs_listing_reads_what_training_and_evaluation_wrote(settings, evaluat
     assert metrics["epoch"].tolist() == [1, 2]
     assert "test" in evaluated_splits(settings, RUN)
     assert load_eval(settings, RUN, "trainval") is None
+
+
+# --- the prediction loop: original-size post-processing and the pipeline ------------------------------------------
+
+
+def _reference_at_original_size(logits: torch.Tensor, height: int, width: int):
+    """The plain definition: planar bilinear resize, torch.softmax, torch.argmax (first maximum wins)."""
+    up = F.interpolate(logits.unsqueeze(0).contiguous(), size=(height, width), mode="bilinear",
+                       align_corners=False)[0]
+    probs = torch.softmax(up, dim=0)
+    return (up.argmax(dim=0) + 1).to(torch.uint8), probs.max(dim=0).values, probs.permute(1, 2, 0).numpy()
+
+
+@pytest.mark.parametrize("layout", ["planar", "channels_last"])
+def test_at_original_size_is_bilinear_resize_then_softmax_and_first_max_argmax(layout: str) -> None:
+    generator = torch.Generator().manual_seed(0)
+    cases = []
+    for size, height, width in [(64, 37, 53), (64, 300, 211), (256, 500, 375), (256, 129, 700), (32, 32, 32)]:
+        smooth = torch.randn(3, size, size, generator=generator) * 4
+        # small integers: whole regions where two or three classes tie exactly, before and after the resize
+        ties = torch.randint(-1, 2, (3, size, size), generator=generator).float()
+        cases += [(smooth, height, width), (ties, height, width)]
+    cases.append((torch.zeros(3, 64, 64), 90, 120))  # all three classes tie everywhere: pet wins
+    for logits, height, width in cases:
+        if layout == "channels_last":  # what a channels-last model's batch row looks like
+            logits = logits.unsqueeze(0).contiguous(memory_format=torch.channels_last)[0]
+        mask, confidence, probs = evaluation.at_original_size(logits, height, width, probabilities=True)
+        want_mask, want_confidence, want_probs = _reference_at_original_size(logits, height, width)
+        assert mask.dtype == torch.uint8 and mask.shape == (height, width)
+        assert torch.equal(mask, want_mask), (height, width)
+        assert torch.allclose(confidence, want_confidence, rtol=0, atol=1e-6)
+        assert probs.shape == (height, width, 3) and np.allclose(probs, want_probs, rtol=0, atol=1e-6)
+    assert (evaluation.at_original_size(torch.zeros(3, 64, 64), 90, 120)[0] == 1).all()
+
+
+def test_at_original_size_matches_the_definition_on_real_logits(settings: Settings) -> None:
+    ds = open_dataset(settings.data, settings.workspace)
+    predictor = load_predictor(settings, RUN)
+    for image_id in ds.ids("test"):
+        image = load_image(ds, image_id)
+        small = resize_image(image, predictor.cfg.image_size)[None]
+        [logits] = evaluation._logits_batch(predictor.model, predictor.cfg, predictor.runtime, small)
+        mask, confidence, _ = evaluation.at_original_size(logits, *image.shape[:2])
+        want_mask, want_confidence, _ = _reference_at_original_size(logits, *image.shape[:2])
+        assert torch.equal(mask, want_mask), image_id
+        assert torch.allclose(confidence, want_confidence, rtol=0, atol=1e-6), image_id
+
+
+def _one_image_at_a_time(settings: Settings, folder: Path) -> tuple[dict[str, dict], dict[str, bytes]]:
+    """What the evaluation computes, written straightforwardly: one image after the other, no threads, no batches."""
+    ds = open_dataset(settings.data, settings.workspace)
+    predictor = load_predictor(settings, RUN)
+    ids = [i for i in ds.ids(None) if ds.table.loc[i, "readable"]]
+    truth = groundtruth.snapshot(settings, ds, ids)
+    rows, pngs = {}, {}
+    for image_id in ids:
+        try:
+            image = load_image(ds, image_id)
+        except ImageUnreadable:
+            continue
+        small = resize_image(image, predictor.cfg.image_size)[None]
+        [logits] = evaluation._logits_batch(predictor.model, predictor.cfg, predictor.runtime, small)
+        mask, confidence, _ = evaluation.at_original_size(logits, *image.shape[:2])
+        rows[image_id] = {**prediction_metrics(mask, confidence), **score(truth, image_id, mask.numpy())}
+        pngs[image_id] = encode_png_fast(mask.numpy())
+    return rows, pngs
+
+
+def _broken_sample(sample_root: Path, tmp_path: Path, settings: Settings) -> Settings:
+    """The real sample with an undecodable image and a missing trimap, and the trained run (no evaluation)."""
+    data = tmp_path / "data"
+    shutil.copytree(sample_root, data)
+    for path in data.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    (data / "images" / "Bombay_182.jpg").write_bytes(b"not a jpeg at all")
+    (data / "annotations" / "trimaps" / "Maine_Coon_205.png").unlink()
+    other = Settings.resolve(data=data, workspace=tmp_path / "ws")
+    shutil.copytree(settings.run_dir(RUN), other.run_dir(RUN), ignore=shutil.ignore_patterns("eval"))
+    return other
+
+
+def _per_image_forward(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run the model image by image inside each batch: a batch of 3 and 3 batches of 1 may differ in the last bits
+    (the CPU kernels depend on the batch size), and this test is about the loop around the model, not the model."""
+    batched = evaluation._logits_batch
+
+    def per_image(model, cfg, runtime, resized):
+        return torch.cat([batched(model, cfg, runtime, resized[i : i + 1]) for i in range(len(resized))])
+
+    monkeypatch.setattr(evaluation, "_logits_batch", per_image)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 16])
+def test_pipelined_evaluation_equals_a_one_image_at_a_time_reference(settings, sample_root, tmp_path, monkeypatch,
+                                                                     batch_size) -> None:
+    other = _broken_sample(sample_root, tmp_path, settings)
+    want_rows, want_pngs = _one_image_at_a_time(other, eval_dir(other, RUN, "all"))
+    _per_image_forward(monkeypatch)
+    progress = []
+    summary = evaluate(other, RUN, "all", batch_size=batch_size, progress=False,
+                       on_progress=lambda done, total: progress.append((done, total)))
+    started_later = []
+    thread = threading.Thread(target=lambda: started_later.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    # The workers' share of the intra-op threads does not leak into threads started later.
+    assert started_later == [torch.get_num_threads()]
+
+    assert summary["predicted"] == 19 and summary["skipped_unreadable"] == 1
+    assert progress == [(done, 19) for done in range(1, 20)]
+    table = load_eval(other, RUN, "all")
+    assert sorted(table.index) == sorted(want_rows)
+    for image_id, want in want_rows.items():
+        row = table.loc[image_id]
+        for key, value in want.items():
+            if key == "scored_at":
+                continue
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                assert pd.isna(row[key]), (image_id, key)
+            else:
+                assert row[key] == value, (image_id, key, row[key], value)
+        png = (Path(summary["predictions_dir"]) / f"{image_id}.png").read_bytes()
+        assert png == want_pngs[image_id], image_id
+    assert not table.loc["Maine_Coon_205", "has_gt"] and table.drop(index="Maine_Coon_205")["has_gt"].all()
+
+
+def test_a_failure_mid_loop_keeps_every_finished_image_with_its_png(settings, sample_root, tmp_path,
+                                                                   monkeypatch) -> None:
+    other = _broken_sample(sample_root, tmp_path, settings)
+    ds = open_dataset(other.data, other.workspace)
+    ordered = [i for i in ds.ids(None) if ds.table.loc[i, "readable"]]
+    real_score = evaluation.score
+
+    def failing_score(truth, image_id, pred):
+        if image_id == ordered[9]:
+            raise RuntimeError("disk on fire")
+        return real_score(truth, image_id, pred)
+
+    monkeypatch.setattr(evaluation, "score", failing_score)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        evaluate(other, RUN, "all", batch_size=3, progress=False)
+    folder = eval_dir(other, RUN, "all")
+    kept = load_eval(other, RUN, "all")
+    # Images come out in order, so what was kept is a run of images from the start that stops before the failure.
+    assert 0 < len(kept) <= 9 and set(kept.index) == set(ordered[: len(kept)])
+    for image_id in kept.index:
+        assert read_prediction(folder, image_id) is not None, image_id
+    assert json.loads((folder / "progress.json").read_text())["status"] == "failed"
+    monkeypatch.setattr(evaluation, "score", real_score)
+    again = evaluate(other, RUN, "all", batch_size=3, progress=False)
+    assert again["reused"] == len(kept) and again["predicted"] == 19 - len(kept) and again["images"] == 19

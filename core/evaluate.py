@@ -60,9 +60,10 @@ from core.runs import (
     eval_dir,
     read_eval_table,
     read_prediction,
+    table_lock,
     write_eval_table,
 )
-from core.scoring import score
+from core.scoring import rescore_rows, score
 
 CHECKPOINTS = ("best", "last")
 SAVE_EVERY_S = 30.0  # partial tables survive an interruption; the rerun continues from them
@@ -261,7 +262,7 @@ def _evaluate(
         if row is None or row["checkpoint_sha"] != sha or row["image_stat"] != _image_stat(ds, image_id):
             todo.append(image_id)
             continue
-        gt_version = None if pd.isna(row["gt_version"]) else int(row["gt_version"])
+        gt_version = _gt_version(row)
         # A table written before iou_pet_official existed is rescored once to fill it in.
         stale = row["dataset_fingerprint"] != ds.fingerprint or "iou_pet_official" not in row
         if stale or gt_version != truth.versions[image_id]:
@@ -274,7 +275,7 @@ def _evaluate(
             rescored += 1
         rows[image_id] = row
     if rescored:
-        write_eval_table(folder, rows)
+        _write(settings, ds, folder, rows)
 
     predicted, predict_seconds = 0, 0.0
     if todo:
@@ -293,16 +294,16 @@ def _evaluate(
                 predicted += 1
                 report.advance()
                 if time.perf_counter() - last_save > SAVE_EVERY_S:
-                    write_eval_table(folder, rows)
+                    _write(settings, ds, folder, rows)
                     last_save = time.perf_counter()
         except BaseException as exc:
             # Keep what was predicted: the rerun continues from here instead of starting over.
-            write_eval_table(folder, rows)
+            _write(settings, ds, folder, rows)
             report.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
             raise
         report.close()
         predict_seconds = time.perf_counter() - loop_started
-    final = write_eval_table(folder, rows) if (predicted or old is None or len(rows) != len(old_rows)) else old
+    final = _write(settings, ds, folder, rows) if (predicted or old is None or len(rows) != len(old_rows)) else old
     scored = final[final["has_gt"]] if len(final) else final
     summary = {
         "run": run,
@@ -327,6 +328,21 @@ def _evaluate(
     atomic_write_text(folder / PROGRESS_FILE, json.dumps({"status": "done", "done": len(final),
                                                          "total": len(readable), "updated_at": time.time()}))
     return summary
+
+
+def _write(settings: Settings, ds: Dataset, folder: Path, rows: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Write the table under its lock, first rescoring rows whose ground truth changed while this evaluation ran
+    (a correction saved meanwhile rescored the table on disk, which this write replaces)."""
+    with table_lock(folder):
+        now = groundtruth.snapshot(settings, ds, [i for i in rows if i in ds.table.index])
+        changed = [i for i in now.versions if _gt_version(rows[i]) != now.versions[i]]
+        rescore_rows(folder, now, rows, changed, ds.fingerprint)
+        return write_eval_table(folder, rows)
+
+
+def _gt_version(row: dict[str, Any]) -> int | None:
+    value = row.get("gt_version")
+    return None if value is None or pd.isna(value) else int(value)
 
 
 def _number(value: float) -> float | None:

@@ -407,3 +407,32 @@ def test_a_failure_mid_loop_keeps_every_finished_image_with_its_png(settings, sa
     monkeypatch.setattr(evaluation, "score", real_score)
     again = evaluate(other, RUN, "all", batch_size=3, progress=False)
     assert again["reused"] == len(kept) and again["predicted"] == 19 - len(kept) and again["images"] == 19
+
+
+def test_a_correction_saved_while_the_split_is_evaluated_is_not_lost(settings, evaluated, tmp_path):
+    from core.corrections import save
+
+    copy = Settings.resolve(data=settings.data, workspace=tmp_path / "workspace")
+    shutil.copytree(settings.workspace, copy.workspace)
+    shutil.rmtree(copy.run_dir(RUN) / "eval")
+    ds = open_dataset(copy.data, copy.workspace)
+    corrected: dict[str, np.ndarray] = {}
+
+    def save_during_the_evaluation(done: int, _total: int) -> None:
+        # The first image is predicted (its PNG on disk) but not in the stored table yet: the save's own rescore
+        # cannot reach its row, so the evaluation's write must score it against the correction.
+        if done == 1:
+            image_id = ds.ids("test")[0]
+            mask = load_trimap(ds, image_id).copy()
+            mask[: mask.shape[0] // 2] = 1
+            save(copy, ds, image_id, mask, base_version=None, source="gt")
+            corrected[image_id] = mask
+
+    evaluate(copy, RUN, "test", progress=False, batch_size=1, on_progress=save_during_the_evaluation)
+    (image_id, mask), = corrected.items()
+    row = load_eval(copy, RUN, "test").loc[image_id]
+    pred = cv2.imread(str(copy.run_dir(RUN) / "eval" / "test" / "pred" / f"{image_id}.png"), cv2.IMREAD_UNCHANGED)
+    assert row["gt_version"] == 1
+    assert row["iou_pet"] == pytest.approx(_numpy_scores(pred, mask)["iou_pet"], abs=1e-6)
+    assert row["iou_pet_official"] == pytest.approx(_numpy_scores(pred, load_trimap(ds, image_id))["iou_pet"],
+                                                    abs=1e-6)

@@ -195,14 +195,7 @@ def test_cli_import_rescores_the_stored_evaluations(settings, evaluated, tmp_pat
 
 
 def test_unreadable_images_are_skipped_and_images_without_trimap_get_nan_rows(settings, sample_root, tmp_path):
-    data = tmp_path / "data"
-    shutil.copytree(sample_root, data)
-    for path in data.rglob("*"):
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    (data / "images" / "Bombay_182.jpg").write_bytes(b"not a jpeg at all")
-    (data / "annotations" / "trimaps" / "Maine_Coon_205.png").unlink()
-    other = Settings.resolve(data=data, workspace=tmp_path / "ws")
-    shutil.copytree(settings.run_dir(RUN), other.run_dir(RUN), ignore=shutil.ignore_patterns("eval"))
+    other = _broken_sample(sample_root, tmp_path, settings)
     summary = evaluate(other, RUN, "all", checkpoint="last", progress=False)
     assert summary["skipped_unreadable"] == 1 and summary["without_gt"] == 1 and summary["images"] == 19
     table = load_eval(other, RUN, "all")

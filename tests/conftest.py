@@ -28,6 +28,23 @@ def workspace(tmp_path: Path) -> Path:
     return ws
 
 
+@pytest.fixture
+def settings(tmp_path: Path, workspace: Path):
+    """A tiny generated dataset (tests/_tiny_dataset.py) and an empty workspace; modules may define their own."""
+    from core.config import Settings
+    from tests._tiny_dataset import make_tiny_dataset
+
+    return Settings.resolve(data=make_tiny_dataset(tmp_path / "data"), workspace=workspace)
+
+
+@pytest.fixture
+def ds(settings):
+    """The dataset of ``settings``, indexed."""
+    from core.dataset import open_dataset
+
+    return open_dataset(settings.data, settings.workspace)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never read the developer's own dataset or workspace through the environment."""

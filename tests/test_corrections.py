@@ -25,14 +25,6 @@ from core.metrics import pet_iou
 ID = "Abyssinian_1"
 
 
-@pytest.fixture
-def settings(tmp_path: Path, workspace: Path) -> Settings:
-    return Settings.resolve(data=make_tiny_dataset(tmp_path / "data"), workspace=workspace)
-
-
-@pytest.fixture
-def ds(settings: Settings):
-    return open_dataset(settings.data, settings.workspace)
 
 
 def _mask(ds, image_id: str = ID, shift: int = 2) -> np.ndarray:

@@ -5,16 +5,14 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-from _tiny_dataset import make_tiny_dataset
 
 from benchmarks.corrections_faults import EXIT_CONFLICT, EXIT_SAVED, audit, random_mask, run_trials
 from core import corrections, db, groundtruth, ledger
 from core.config import Settings
-from core.dataset import load_trimap, open_dataset
+from core.dataset import load_trimap
 from core.ledger import INCOMING, collect_garbage, history, latest, load_mask
 from core.masks import encode_png, sha256_hex
 
@@ -23,14 +21,6 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the fault tests
 ID = "Abyssinian_1"
 
 
-@pytest.fixture
-def settings(tmp_path: Path, workspace: Path) -> Settings:
-    return Settings.resolve(data=make_tiny_dataset(tmp_path / "data"), workspace=workspace)
-
-
-@pytest.fixture
-def ds(settings: Settings):
-    return open_dataset(settings.data, settings.workspace)
 
 
 def _incoming(settings: Settings) -> list[str]:

@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from _tiny_dataset import make_tiny_dataset
 
 from core.config import Settings
-from core.dataset import open_dataset
 from core.errors import PetSegError, UnknownImage
 from core.review import TAGS, all_reviews, get_review, review_progress, set_note, set_tag, tag_counts
-
-
-@pytest.fixture
-def settings(tmp_path: Path, workspace: Path) -> Settings:
-    return Settings.resolve(data=make_tiny_dataset(tmp_path / "data"), workspace=workspace)
-
-
-@pytest.fixture
-def ds(settings: Settings):
-    return open_dataset(settings.data, settings.workspace)
 
 
 def test_tag_and_note_are_kept_separately_with_author_and_time(settings: Settings, ds):

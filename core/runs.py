@@ -114,12 +114,16 @@ def table_lock(folder: Path) -> locks.Lock:
     return lock
 
 
-def write_eval_table(folder: Path, rows: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """Write ``eval/<split>/metrics.parquet`` atomically from ``{image_id: row}``; returns it as read back.
+def write_eval_table(folder: Path, rows: dict[str, dict[str, Any]] | pd.DataFrame) -> pd.DataFrame:
+    """Write ``eval/<split>/metrics.parquet`` atomically from ``{image_id: row}`` (or a table with the columns);
+    returns it as read back.
 
     The caller holds :func:`table_lock` when it rewrites rows it read from the table.
     """
-    table = pd.DataFrame.from_records(list(rows.values()), columns=list(EVAL_COLUMNS))
+    if isinstance(rows, pd.DataFrame):
+        table = rows.reindex(columns=list(EVAL_COLUMNS))
+    else:
+        table = pd.DataFrame.from_records(list(rows.values()), columns=list(EVAL_COLUMNS))
     table = table.sort_values("image_id").reset_index(drop=True)
     table["gt_version"] = table["gt_version"].astype("Int64")
     for name in ("pet_tp", "pet_fp", "pet_fn", "pet_tn"):

@@ -28,9 +28,19 @@ st.caption(f"{len(scored):,} images of the `{split}` evaluation of run {escape(r
 # st.plotly_chart only reads them.
 @st.cache_resource(max_entries=8, show_spinner=False)
 def figures(_scored: pd.DataFrame, stamp: tuple, metric: str, kind: str) -> dict[str, go.Figure]:
-    """The page's figures, built once per dataset, evaluation table, database state, metric and breed plot kind."""
-    built = {"hist": plots.histogram(_scored, metric), "species": plots.per_species(_scored, metric),
-             "breed": plots.per_breed(_scored, metric, kind)}
+    """The page's figures, built once per dataset, evaluation table, database state, metric and breed plot kind.
+
+    Histogram and boxes come from bins and quartiles (core.views), so the browser draws tens of numbers per
+    trace instead of every image; only the scatters and the box outliers carry one point per image.
+    """
+    breeds = views.box_stats(_scored, metric, by="breed")
+    species = views.box_stats(_scored, metric, by="species")
+    built = {
+        "hist": plots.histogram(views.histogram_counts(_scored, metric), metric),
+        "species": plots.per_species(species, views.box_outliers(_scored, metric, species, by="species"), metric),
+        "breed": plots.per_breed(breeds, views.box_outliers(_scored, metric, breeds, by="breed"), metric, kind,
+                                 views.densities(_scored, metric, by="breed") if kind == "violin" else None),
+    }
     for x in ("gt_pet_fraction", "mean_confidence"):
         if x != metric and x in _scored:
             built[f"scatter_{x}"] = plots.scatter(_scored, x, metric)

@@ -263,35 +263,30 @@ def test_comparison_summarises_all_and_corrected_images():
 # --- distribution summaries, against numpy/pandas on a real evaluated run ----------------------------------------
 
 
-@pytest.fixture(scope="module")
-def scored(trained) -> pd.DataFrame:
-    view = views.load_view(trained.settings, trained.run, "test")
-    return view[view["evaluated"] & view["iou_pet"].notna()]
-
-
-def test_histogram_counts_equal_numpy_per_species_on_shared_edges(scored):
-    counts = views.histogram_counts(scored, "iou_pet", bins=12)
-    edges = np.histogram_bin_edges(scored["iou_pet"].to_numpy(float), bins=12)
-    assert set(counts["species"]) == set(scored["species"])
+def test_histogram_counts_equal_numpy_per_species_on_shared_edges(trained_scored):
+    counts = views.histogram_counts(trained_scored, "iou_pet", bins=12)
+    edges = np.histogram_bin_edges(trained_scored["iou_pet"].to_numpy(float), bins=12)
+    assert set(counts["species"]) == set(trained_scored["species"])
     for species, rows in counts.groupby("species"):
-        expected, _ = np.histogram(scored.loc[scored["species"] == species, "iou_pet"].to_numpy(float), bins=edges)
+        values = trained_scored.loc[trained_scored["species"] == species, "iou_pet"].to_numpy(float)
+        expected, _ = np.histogram(values, bins=edges)
         assert rows["count"].tolist() == expected.tolist()
         np.testing.assert_array_equal(rows["left"], edges[:-1])
         np.testing.assert_array_equal(rows["right"], edges[1:])
-    assert counts["count"].sum() == len(scored)
+    assert counts["count"].sum() == len(trained_scored)
 
 
 @pytest.mark.parametrize("by", ["breed", "species"])
-def test_box_stats_and_outliers_equal_numpy_quartiles_and_tukey_fences(scored, by):
-    stats = views.box_stats(scored, "iou_pet", by=by)
-    outliers = views.box_outliers(scored, "iou_pet", stats, by=by)
-    assert set(stats.index) == set(scored[by])
+def test_box_stats_and_outliers_equal_numpy_quartiles_and_tukey_fences(trained_scored, by):
+    stats = views.box_stats(trained_scored, "iou_pet", by=by)
+    outliers = views.box_outliers(trained_scored, "iou_pet", stats, by=by)
+    assert set(stats.index) == set(trained_scored[by])
     assert list(stats["median"]) == sorted(stats["median"])  # worst median first
-    for group, values in scored.groupby(by)["iou_pet"]:
+    for group, values in trained_scored.groupby(by)["iou_pet"]:
         v = values.to_numpy(float)
         q1, median, q3 = np.quantile(v, [0.25, 0.5, 0.75])
         row = stats.loc[group]
-        assert row["n"] == len(v) and row["species"] == scored.loc[values.index, "species"].iloc[0]
+        assert row["n"] == len(v) and row["species"] == trained_scored.loc[values.index, "species"].iloc[0]
         assert row[["q1", "median", "q3"]].tolist() == pytest.approx([q1, median, q3], abs=1e-12)
         reach = (q1 - 1.5 * (q3 - q1), q3 + 1.5 * (q3 - q1))
         inside = v[(v >= reach[0]) & (v <= reach[1])]
@@ -311,9 +306,9 @@ def test_box_outliers_are_found_on_a_made_up_group():
     assert stats.loc["pug", "lowerfence"] == 0.5 and stats.loc["pug", "upperfence"] == 0.8
 
 
-def test_densities_are_a_gaussian_kde_with_silverman_bandwidth(scored):
-    dens = views.densities(scored, "iou_pet", by="species", points=50)
-    for species, values in scored.groupby("species")["iou_pet"]:
+def test_densities_are_a_gaussian_kde_with_silverman_bandwidth(trained_scored):
+    dens = views.densities(trained_scored, "iou_pet", by="species", points=50)
+    for species, values in trained_scored.groupby("species")["iou_pet"]:
         v = values.to_numpy(float)
         rows = dens[dens["group"] == species]
         assert rows["value"].min() == v.min() and rows["value"].max() == v.max()

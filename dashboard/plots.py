@@ -110,7 +110,10 @@ def _add_boxes(fig: go.Figure, stats: pd.DataFrame, outliers: pd.DataFrame, posi
 
 
 def scatter(table: pd.DataFrame, x: str, y: str) -> go.Figure:
-    """One SVG point per image (no WebGL context to create), image id in ``customdata[0]``, breed on hover."""
+    """One SVG point per row (no WebGL context to create), image id in ``customdata[0]``, breed on hover.
+
+    Pass :func:`core.views.thin` of the table to draw fewer points that look the same; then resolve box and
+    lasso selections with :func:`selected_regions` and :func:`core.views.inside` over every image."""
     fig = go.Figure()
     for species, rows in table.groupby("species", sort=True):
         fig.add_trace(go.Scatter(
@@ -136,6 +139,29 @@ def selected_ids(event: object) -> list[str]:
         if isinstance(data, list | tuple) and data and isinstance(data[0], str) and data[0] not in ids:
             ids.append(data[0])
     return ids
+
+
+def selected_regions(event: object) -> list[tuple[list[float], list[float]]]:
+    """The box and lasso outlines of a ``st.plotly_chart(on_select=...)`` event as polygons (xs, ys) in data
+    units; anything that is not a list of finite numbers is dropped."""
+    try:
+        selection = event["selection"]  # type: ignore[index]
+        shapes = [("box", s) for s in selection.get("box") or []] + [("lasso", s) for s in selection.get("lasso") or []]
+    except (KeyError, TypeError, AttributeError):
+        return []
+    polygons = []
+    for kind, shape in shapes:
+        try:
+            xs, ys = [float(v) for v in shape["x"]], [float(v) for v in shape["y"]]
+        except (KeyError, TypeError, ValueError):
+            continue
+        if not all(math.isfinite(v) for v in xs + ys):
+            continue
+        if kind == "box" and len(xs) == 2 and len(ys) == 2:
+            xs, ys = [xs[0], xs[1], xs[1], xs[0]], [ys[0], ys[0], ys[1], ys[1]]
+        if len(xs) >= 3 and len(xs) == len(ys):
+            polygons.append((xs, ys))
+    return polygons
 
 
 def training_curves(metrics: pd.DataFrame) -> tuple[go.Figure, go.Figure]:

@@ -18,11 +18,12 @@ def test_lasso_on_a_scatter_lists_the_images(trained, trained_scored, tmp_path):
         wait_for_app(page)
         page.get_by_role("heading", name="Distributions").wait_for(timeout=60_000)
         charts = page.locator(".js-plotly-plot")
-        charts.nth(4).wait_for(timeout=30_000)
-        assert charts.count() == 5  # histogram, species, breeds, two scatters
+        charts.nth(3).wait_for(timeout=30_000)
+        assert charts.count() == 4  # histogram, species, breeds, one scatter
         assert page.locator(".js-plotly-plot canvas").count() == 0  # no WebGL: all SVG
         assert_no_exception(page)
-        # Lasso around the whole plotting area of the first scatter: every image in it is selected.
+        # Lasso around the whole plotting area of the scatter: every image is selected, also those whose
+        # marker was not drawn because another image's covers it.
         charts.nth(3).scroll_into_view_if_needed()
         area = charts.nth(3).locator(".nsewdrag").first.bounding_box()
         corners = [(area["x"] + 2, area["y"] + 2), (area["x"] + area["width"] - 2, area["y"] + 2),
@@ -43,3 +44,7 @@ def test_lasso_on_a_scatter_lists_the_images(trained, trained_scored, tmp_path):
             trained_scored.index)
         assert_no_exception(page)
         page.screenshot(path=str(tmp_path / "distributions-selected.png"), full_page=True)
+        # The other scatter is one click away.
+        page.locator("button").filter(has_text="mean_confidence").first.click()
+        page.get_by_text("iou_pet against mean_confidence").wait_for(timeout=30_000)
+        assert_no_exception(page)

@@ -45,3 +45,12 @@ def test_scatter_is_svg_with_every_image_selectable(trained_scored):
     fig = plots.scatter(trained_scored, "gt_pet_fraction", "iou_pet")
     assert {t.type for t in fig.data} == {"scatter"}
     assert sorted(points_ids(fig)) == sorted(trained_scored.index)
+
+
+def test_regions_of_a_selection_event_are_polygons_and_junk_is_dropped():
+    event = {"selection": {"points": [], "box": [{"x": [0.1, 0.5], "y": [0.2, 0.9], "xref": "x", "yref": "y"}],
+                           "lasso": [{"x": [0, 1, 1], "y": [0, 0, 1]}, {"x": ["nan", 1, 2], "y": [0, 1, 2]},
+                                     {"x": [0, "<script>"], "y": [1, 2]}, {"y": [1]}, "junk"]}}
+    assert plots.selected_regions(event) == [([0.1, 0.5, 0.5, 0.1], [0.2, 0.2, 0.9, 0.9]),
+                                             ([0.0, 1.0, 1.0], [0.0, 0.0, 1.0])]
+    assert plots.selected_regions(None) == [] and plots.selected_regions({"selection": 3}) == []

@@ -326,3 +326,27 @@ def test_summaries_of_nothing_are_empty():
     stats = views.box_stats(empty, "iou_pet")
     assert stats.empty and views.box_outliers(empty, "iou_pet", stats).empty
     assert views.densities(empty, "iou_pet").empty
+
+
+def test_thin_keeps_one_image_per_species_and_cell(trained_scored):
+    thinned = views.thin(trained_scored, "gt_pet_fraction", "iou_pet", cells=(4, 3))
+    frame = trained_scored.dropna(subset=["gt_pet_fraction", "iou_pet"])
+    assert set(thinned.index) <= set(frame.index) and 0 < len(thinned) <= 2 * 5 * 4
+    def cell(t):
+        x = np.floor((t["gt_pet_fraction"] - frame["gt_pet_fraction"].min())
+                     / np.ptp(frame["gt_pet_fraction"]) * 4)
+        y = np.floor((t["iou_pet"] - frame["iou_pet"].min()) / np.ptp(frame["iou_pet"]) * 3)
+        return set(zip(t["species"], x, y, strict=True))
+    assert cell(thinned) == cell(frame) and len(cell(thinned)) == len(thinned)
+    assert views.thin(trained_scored, "gt_pet_fraction", "iou_pet", cells=(10**6, 10**6)).index.equals(frame.index)
+
+
+def test_inside_finds_every_row_in_a_box_or_lasso():
+    table = pd.DataFrame({"x": [0.1, 0.5, 0.9, 0.5, math.nan], "y": [0.1, 0.5, 0.9, 0.95, 0.5]},
+                         index=["a", "b", "c", "d", "e"])
+    box = ([0.0, 0.6, 0.6, 0.0], [0.0, 0.0, 0.6, 0.6])
+    assert views.inside(table, "x", "y", [box]) == ["a", "b"]
+    above = ([0.0, 1.0, 0.0], [0.2, 1.2, 1.2])  # a lasso over y >= x + 0.2
+    assert views.inside(table, "x", "y", [above]) == ["d"]
+    assert views.inside(table, "x", "y", [above, box]) == ["a", "b", "d"]
+    assert views.inside(table, "x", "y", [([0, 1], [0, 1]), ([0, math.inf, 1], [0, 1, 1])]) == []

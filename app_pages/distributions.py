@@ -34,7 +34,7 @@ def figures(_scored: pd.DataFrame, stamp: tuple, metric: str, kind: str) -> dict
     """The page's figures, built once per dataset, evaluation table, database state, metric and breed plot kind.
 
     Histogram and boxes come from bins and quartiles (core.views), so the browser draws tens of numbers per
-    trace instead of every image; only the scatters and the box outliers carry one point per image.
+    trace instead of every image; only the scatters (thinned) and the box outliers carry points per image.
     """
     breeds = views.box_stats(_scored, metric, by="breed")
     species = views.box_stats(_scored, metric, by="species")

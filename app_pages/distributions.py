@@ -24,16 +24,29 @@ st.caption(f"{len(scored):,} images of the `{split}` evaluation of run {escape(r
            "(change it in the sidebar). Select points (click, box or lasso) to list those images.")
 
 
+SCATTER_AGAINST = ("gt_pet_fraction", "mean_confidence")
+
+
 # A resource, not data: unpickling five figures on every rerun would cost half of building them, and
 # st.plotly_chart only reads them.
 @st.cache_resource(max_entries=8, show_spinner=False)
 def figures(_scored: pd.DataFrame, stamp: tuple, metric: str, kind: str) -> dict[str, go.Figure]:
-    """The page's figures, built once per dataset, evaluation table, database state, metric and breed plot kind."""
-    built = {"hist": plots.histogram(_scored, metric), "species": plots.per_species(_scored, metric),
-             "breed": plots.per_breed(_scored, metric, kind)}
-    for x in ("gt_pet_fraction", "mean_confidence"):
+    """The page's figures, built once per dataset, evaluation table, database state, metric and breed plot kind.
+
+    Histogram and boxes come from bins and quartiles (core.views), so the browser draws tens of numbers per
+    trace instead of every image; only the scatters (thinned) and the box outliers carry points per image.
+    """
+    breeds = views.box_stats(_scored, metric, by="breed")
+    species = views.box_stats(_scored, metric, by="species")
+    built = {
+        "hist": plots.histogram(views.histogram_counts(_scored, metric), metric),
+        "species": plots.per_species(species, views.box_outliers(_scored, metric, species, by="species"), metric),
+        "breed": plots.per_breed(breeds, views.box_outliers(_scored, metric, breeds, by="breed"), metric, kind,
+                                 views.densities(_scored, metric, by="breed") if kind == "violin" else None),
+    }
+    for x in SCATTER_AGAINST:
         if x != metric and x in _scored:
-            built[f"scatter_{x}"] = plots.scatter(_scored, x, metric)
+            built[f"scatter_{x}"] = plots.scatter(views.thin(_scored, x, metric), x, metric)
     return built
 
 
@@ -54,14 +67,17 @@ event = st.plotly_chart(figs["breed"], width="stretch", key="dist_breed",
                         on_select="rerun", selection_mode=("points", "box", "lasso"))
 selected += plots.selected_ids(event)
 
-left, right = st.columns(2)
-for column, x in ((left, "gt_pet_fraction"), (right, "mean_confidence")):
-    if f"scatter_{x}" not in figs:
-        continue
-    with column:
-        event = st.plotly_chart(figs[f"scatter_{x}"], width="stretch", key=f"dist_scatter_{x}",
-                                on_select="rerun", selection_mode=("points", "box", "lasso"))
-        selected += plots.selected_ids(event)
+# One scatter at a time: each is thousands of SVG points, the slowest thing on the page to draw.
+against = [x for x in SCATTER_AGAINST if f"scatter_{x}" in figs]
+if against:
+    if st.session_state.get(state.DIST_SCATTER) not in against:  # e.g. it became the metric
+        st.session_state.pop(state.DIST_SCATTER, None)
+    x = st.segmented_control(f"Scatter of {metric} against", against, key=state.DIST_SCATTER,
+                             default=against[0]) or against[0]
+    event = st.plotly_chart(figs[f"scatter_{x}"], width="stretch", key=f"dist_scatter_{x}",
+                            on_select="rerun", selection_mode=("points", "box", "lasso"))
+    # Points that share a marker's spot are drawn once; a box or lasso still takes every image inside it.
+    selected += plots.selected_ids(event) + views.inside(scored, x, metric, plots.selected_regions(event))
 
 selected = [i for i in dict.fromkeys(selected) if i in scored.index]
 if selected:

@@ -6,6 +6,8 @@
     >>> neighbours(ids, ids[1])                             # (previous id, next id)
     >>> review_queue(view, Filters(), "iou_pet", "tension").head(10)     # suspected label errors first
     >>> breed_summary(view[view["evaluated"]], "iou_pet")  # n, mean, median, p10, worst image per breed
+    >>> box_stats(scored, "iou_pet", by="breed")            # q1, median, q3, fences per breed; box_outliers the rest
+    >>> histogram_counts(scored, "iou_pet", bins=40)        # images per species and bin (what the histogram draws)
     >>> c = compare_runs(settings, "before", "after", "test")
     >>> c.overall.delta, c.corrected.improved             # B − A over all shared images; moves on corrected ones
 
@@ -303,6 +305,126 @@ def breed_summary(view: pd.DataFrame, metric: str) -> pd.DataFrame:
     columns = ["breed", "species", "n", "mean", "median", "p10", "worst_image", "worst"]
     frame = pd.DataFrame(rows, columns=columns)
     return frame.sort_values(["mean", "breed"], kind="stable").reset_index(drop=True)
+
+
+def histogram_counts(view: pd.DataFrame, metric: str, bins: int = 40) -> pd.DataFrame:
+    """Images per species in ``bins`` equal-width bins of ``metric`` over its whole range (the same edges for all).
+
+    One row per species and bin: species, left, right, count (``numpy.histogram``: the last bin is closed).
+    """
+    values = _numeric(view, metric)
+    if not len(values):
+        return pd.DataFrame(columns=["species", "left", "right", "count"])
+    edges = np.histogram_bin_edges(values.to_numpy(float), bins=bins)
+    parts = []
+    for species, group in values.groupby(view.loc[values.index, "species"], sort=True):
+        counts, _ = np.histogram(group.to_numpy(float), bins=edges)
+        parts.append(pd.DataFrame({"species": species, "left": edges[:-1], "right": edges[1:], "count": counts}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def box_stats(view: pd.DataFrame, metric: str, by: str = "breed") -> pd.DataFrame:
+    """Box-plot numbers of ``metric`` per ``by`` group, lowest median first (ties by name).
+
+    Indexed by group: species, n, q1, median, q3 (linear interpolation, as numpy and pandas), and the fences
+    as Plotly draws them: the furthest values within 1.5 IQR of the box. Values beyond are :func:`box_outliers`.
+    """
+    values = _numeric(view, metric)
+    columns = ["species", "n", "q1", "median", "q3", "lowerfence", "upperfence"]
+    if not len(values):
+        return pd.DataFrame(columns=columns, index=pd.Index([], name=by))
+    groups = values.groupby(view.loc[values.index, by], sort=True)
+    quartiles = groups.quantile([0.25, 0.5, 0.75]).unstack()
+    stats = pd.DataFrame({"q1": quartiles[0.25], "median": quartiles[0.5], "q3": quartiles[0.75]})
+    stats.insert(0, "n", groups.size())
+    stats.insert(0, "species", view.loc[values.index].groupby(by, sort=True)["species"].first())
+    low, high = _whiskers(values, view.loc[values.index, by], stats)
+    inside = values[(values >= low) & (values <= high)]
+    inside_groups = inside.groupby(view.loc[inside.index, by], sort=True)
+    stats["lowerfence"], stats["upperfence"] = inside_groups.min(), inside_groups.max()
+    stats.index.name = by
+    order = sorted(stats.index, key=lambda group: (stats.at[group, "median"], str(group)))
+    return stats.loc[order, columns]
+
+
+def box_outliers(view: pd.DataFrame, metric: str, stats: pd.DataFrame, by: str = "breed") -> pd.DataFrame:
+    """The images beyond the fences of :func:`box_stats`, indexed by image id: group, species, value."""
+    values = _numeric(view, metric)
+    groups = view.loc[values.index, by]
+    low, high = _whiskers(values, groups, stats)
+    out = values[(values < low) | (values > high)]
+    return pd.DataFrame({"group": groups.loc[out.index], "species": view.loc[out.index, "species"], "value": out},
+                        index=out.index)
+
+
+def densities(view: pd.DataFrame, metric: str, by: str = "breed", points: int = 64) -> pd.DataFrame:
+    """Gaussian kernel density of ``metric`` per group on ``points`` values spanning the group's range.
+
+    Rows: group, value, density. Bandwidth by Silverman's rule (as Plotly's violins), so a violin drawn from
+    these few numbers looks like one drawn from every image.
+    """
+    values = _numeric(view, metric)
+    parts = []
+    for group, v in values.groupby(view.loc[values.index, by], sort=True):
+        x = v.to_numpy(float)
+        std = float(x.std(ddof=1)) if len(x) > 1 else 0.0
+        sigma = min(std, float(np.quantile(x, 0.75) - np.quantile(x, 0.25)) / 1.349) or std or 1e-3
+        bandwidth = 1.059 * sigma * len(x) ** -0.2
+        grid = np.linspace(x.min(), x.max(), points) if x.max() > x.min() else np.array([x.min()])
+        kernel = np.exp(-0.5 * ((grid[:, None] - x[None, :]) / bandwidth) ** 2).sum(axis=1)
+        parts.append(pd.DataFrame({"group": group, "value": grid,
+                                   "density": kernel / (len(x) * bandwidth * math.sqrt(2 * math.pi))}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["group", "value", "density"])
+
+
+def thin(view: pd.DataFrame, x: str, y: str, cells: tuple[int, int] = (120, 80)) -> pd.DataFrame:
+    """One row per species and cell of a ``cells`` grid over the (x, y) range: what a scatter needs to look
+    the same (a cell is about a marker wide) with fewer points. Rows missing x or y are left out.
+
+    Box and lasso selections are not limited to these rows: :func:`inside` finds every image in a region.
+    """
+    frame = view[pd.to_numeric(view[x], errors="coerce").notna() & pd.to_numeric(view[y], errors="coerce").notna()]
+    if not len(frame):
+        return frame
+    keys = [frame["species"].astype(str)]
+    for column, n in ((x, cells[0]), (y, cells[1])):
+        v = pd.to_numeric(frame[column], errors="coerce").to_numpy(float)
+        span = v.max() - v.min()
+        keys.append(pd.Series(np.floor((v - v.min()) / span * n) if span > 0 else np.zeros(len(v)), index=frame.index))
+    return frame[~pd.concat(keys, axis=1).duplicated()]
+
+
+def inside(view: pd.DataFrame, x: str, y: str,
+           polygons: Sequence[tuple[Sequence[float], Sequence[float]]]) -> list[str]:
+    """Ids of the rows whose (x, y) lies inside any of ``polygons`` (vertex xs, vertex ys; even-odd rule)."""
+    frame = view[[x, y]].apply(pd.to_numeric, errors="coerce").dropna()
+    px, py = frame[x].to_numpy(float), frame[y].to_numpy(float)
+    hit = np.zeros(len(frame), dtype=bool)
+    for xs, ys in polygons:
+        vx, vy = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+        if len(vx) < 3 or len(vx) != len(vy) or not (np.isfinite(vx).all() and np.isfinite(vy).all()):
+            continue
+        odd = np.zeros(len(frame), dtype=bool)
+        for x0, y0, x1, y1 in zip(vx, vy, np.roll(vx, -1), np.roll(vy, -1), strict=True):
+            crosses = (y0 > py) != (y1 > py)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                at = x0 + (py - y0) * (x1 - x0) / (y1 - y0)
+            odd ^= crosses & (px < at)
+        hit |= odd
+    return list(frame.index[hit])
+
+
+def _numeric(view: pd.DataFrame, metric: str) -> pd.Series:
+    values = pd.to_numeric(view[metric], errors="coerce") if metric in view else pd.Series(dtype=float)
+    return values.dropna()
+
+
+def _whiskers(values: pd.Series, groups: pd.Series, stats: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Per value, the lowest and highest value its group keeps inside the box's 1.5 IQR reach."""
+    iqr = stats["q3"] - stats["q1"]
+    low = (stats["q1"] - 1.5 * iqr).reindex(groups.to_numpy())
+    high = (stats["q3"] + 1.5 * iqr).reindex(groups.to_numpy())
+    return pd.Series(low.to_numpy(), index=values.index), pd.Series(high.to_numpy(), index=values.index)
 
 
 def evaluation_headline(table: pd.DataFrame) -> dict[str, float]:

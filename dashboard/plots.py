@@ -1,13 +1,16 @@
 """Plotly figures of per-image metrics and training curves (pure builders: a table in, a figure out).
 
     >>> from dashboard import plots
-    >>> plots.histogram(scored, "iou_pet")
-    >>> plots.per_breed(scored, "iou_pet", kind="box")          # breeds sorted by median, worst first
+    >>> plots.histogram(views.histogram_counts(scored, "iou_pet"), "iou_pet")
+    >>> stats = views.box_stats(scored, "iou_pet")              # breeds sorted by median, worst first
+    >>> plots.per_breed(stats, views.box_outliers(scored, "iou_pet", stats), "iou_pet", kind="box")
     >>> plots.scatter(scored, "gt_pet_fraction", "iou_pet")     # points carry image_id in customdata[0]
     >>> plots.training_curves(read_metrics_csv(run_dir), "quick-1")   # loss and validation scores per epoch
     >>> plots.unet(architecture(model, cfg))                  # the U of one model, boxes sized by channels/resolution
 
-Scatter and box figures carry the image id as ``customdata[0]`` so a selection (``on_select``) names images.
+Scatter points and box outliers carry the image id as ``customdata[0]`` so a selection (``on_select``) names
+images. Histograms and boxes are drawn from the summaries in :mod:`core.views` (a few numbers per bar or box),
+and scatters are SVG: a page of five charts of thousands of images stays quick to draw in the browser.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import math
 from typing import TYPE_CHECKING
 
 import pandas as pd
-import plotly.express as px
 import plotly.graph_objects as go
 
 if TYPE_CHECKING:  # core.explain imports torch, which the other figures do not need
@@ -27,49 +29,100 @@ _MARGIN = dict(l=10, r=10, t=40, b=10)
 SPECIES_COLOURS = {"cat": "#f28e2b", "dog": "#4e79a7"}
 
 
-def _frame(table: pd.DataFrame) -> pd.DataFrame:
-    frame = table.copy()
-    frame["image_id"] = frame.index
-    return frame
-
-
-def histogram(table: pd.DataFrame, metric: str, bins: int = 40) -> go.Figure:
-    fig = px.histogram(_frame(table), x=metric, color="species", nbins=bins, barmode="overlay", opacity=0.75,
-                       color_discrete_map=SPECIES_COLOURS, height=HEIGHT, title=f"{metric} per image")
-    fig.update_layout(margin=_MARGIN, yaxis_title="images")
+def histogram(counts: pd.DataFrame, metric: str) -> go.Figure:
+    """Overlaid per-species bars from :func:`core.views.histogram_counts` (tens of numbers, not every image)."""
+    fig = go.Figure()
+    for species, rows in counts.groupby("species", sort=True):
+        fig.add_trace(go.Bar(x=(rows["left"] + rows["right"]) / 2, y=rows["count"], width=rows["right"] - rows["left"],
+                             name=str(species), marker_color=SPECIES_COLOURS.get(str(species)), opacity=0.75,
+                             customdata=rows[["left", "right"]].to_numpy(),
+                             hovertemplate="%{customdata[0]:.3f} – %{customdata[1]:.3f}: %{y} images"))
+    fig.update_layout(barmode="overlay", height=HEIGHT, margin=_MARGIN, title=f"{metric} per image",
+                      xaxis_title=metric, yaxis_title="images", legend_title_text="species", bargap=0)
     return fig
 
 
-def breed_order(table: pd.DataFrame, metric: str) -> list[str]:
-    """Breeds by median of ``metric``, lowest first (ties by name)."""
-    medians = table.groupby("breed")[metric].median().reset_index()
-    return list(medians.sort_values([metric, "breed"], kind="stable")["breed"])
-
-
-def per_breed(table: pd.DataFrame, metric: str, kind: str = "box") -> go.Figure:
-    order = breed_order(table, metric)
-    build = px.violin if kind == "violin" else px.box
-    extra = {"points": "all"} if kind == "violin" else {"points": "outliers"}
-    fig = build(_frame(table), x="breed", y=metric, color="species", custom_data=["image_id"],
-                category_orders={"breed": order}, color_discrete_map=SPECIES_COLOURS,
-                height=HEIGHT + 80, title=f"{metric} per breed (sorted by median, worst first)", **extra)
-    fig.update_layout(margin=_MARGIN, xaxis_tickangle=-45, boxmode="overlay" if kind == "box" else None)
+def per_breed(stats: pd.DataFrame, outliers: pd.DataFrame, metric: str, kind: str = "box",
+              densities: pd.DataFrame | None = None) -> go.Figure:
+    """Breeds in the order of ``stats`` (:func:`core.views.box_stats`, worst median first); ``kind="violin"``
+    adds each breed's density outline (``densities`` from :func:`core.views.densities`) around a slim box."""
+    title = f"{metric} per breed (sorted by median, worst first)"
+    if kind != "violin" or densities is None:
+        return _boxes(stats, outliers, metric, title, HEIGHT + 80, tilt=True)
+    # A violin from a few dozen density values per breed: one filled outline per species on a numeric axis
+    # (categories cannot be offset by a width), with the breeds as tick labels.
+    position = {group: i for i, group in enumerate(stats.index)}
+    fig = go.Figure()
+    for species in sorted(stats["species"].unique()):
+        xs: list[float | None] = []
+        ys: list[float | None] = []
+        for group, rows in densities[densities["group"].isin(stats.index[stats["species"] == species])].groupby(
+                "group", sort=False):
+            half = 0.45 * rows["density"].to_numpy() / max(rows["density"].max(), 1e-12)
+            x0, v = position[group], rows["value"].to_numpy()
+            xs += [*(x0 - half), *(x0 + half[::-1]), None]
+            ys += [*v, *v[::-1], None]
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", fill="toself", name=str(species), legendgroup=str(species),
+                                 line={"color": SPECIES_COLOURS.get(str(species)), "width": 1}, hoverinfo="skip"))
+    _add_boxes(fig, stats, outliers, [position[g] for g in stats.index], width=0.12, legend=False)
+    fig.update_layout(height=HEIGHT + 80, margin=_MARGIN, title=title, yaxis_title=metric,
+                      xaxis={"tickvals": list(range(len(stats))), "ticktext": list(stats.index), "tickangle": -45,
+                             "range": [-0.6, len(stats) - 0.4]})
     return fig
 
 
-def per_species(table: pd.DataFrame, metric: str) -> go.Figure:
-    fig = px.box(_frame(table), x="species", y=metric, color="species", custom_data=["image_id"], points="outliers",
-                 color_discrete_map=SPECIES_COLOURS, height=HEIGHT, title=f"{metric} per species")
-    fig.update_layout(margin=_MARGIN, showlegend=False)
+def per_species(stats: pd.DataFrame, outliers: pd.DataFrame, metric: str) -> go.Figure:
+    """One box per species from :func:`core.views.box_stats` (``by="species"``), outliers selectable."""
+    fig = _boxes(stats, outliers, metric, f"{metric} per species", HEIGHT, tilt=False)
+    fig.update_layout(showlegend=False)
     return fig
+
+
+def _boxes(stats: pd.DataFrame, outliers: pd.DataFrame, metric: str, title: str, height: int, tilt: bool) -> go.Figure:
+    fig = go.Figure()
+    _add_boxes(fig, stats, outliers, list(stats.index), width=None, legend=True)
+    fig.update_layout(height=height, margin=_MARGIN, title=title, boxmode="overlay", yaxis_title=metric,
+                      xaxis={"categoryorder": "array", "categoryarray": list(stats.index),
+                             "tickangle": -45 if tilt else None})
+    return fig
+
+
+def _add_boxes(fig: go.Figure, stats: pd.DataFrame, outliers: pd.DataFrame, positions: list, width: float | None,
+               legend: bool) -> None:
+    """Per species, one box trace from precomputed quartiles and fences plus its outliers as points that carry
+    their image id in ``customdata[0]`` (a precomputed box has no points of its own to select)."""
+    where = dict(zip(stats.index, positions, strict=True))
+    for species in sorted(stats["species"].unique()):
+        rows = stats[stats["species"] == species]
+        colour = SPECIES_COLOURS.get(str(species))
+        fig.add_trace(go.Box(x=[where[g] for g in rows.index], q1=rows["q1"], median=rows["median"], q3=rows["q3"],
+                             lowerfence=rows["lowerfence"], upperfence=rows["upperfence"], name=str(species),
+                             legendgroup=str(species), showlegend=legend, marker_color=colour, boxpoints=False,
+                             width=width))
+        out = outliers[outliers["species"] == species]
+        group_of = out["group"].to_numpy()
+        fig.add_trace(go.Scatter(
+            x=[where[g] for g in group_of], y=out["value"], mode="markers", name=str(species),
+            legendgroup=str(species), showlegend=False, marker={"color": colour, "size": 5},
+            customdata=list(zip(out.index, group_of, strict=True)),
+            hovertemplate="%{customdata[0]}<br>%{customdata[1]}: %{y:.3f}<extra></extra>"))
 
 
 def scatter(table: pd.DataFrame, x: str, y: str) -> go.Figure:
-    fig = px.scatter(_frame(table), x=x, y=y, color="species", custom_data=["image_id"], hover_name="image_id",
-                     hover_data={"breed": True, "species": False}, color_discrete_map=SPECIES_COLOURS,
-                     opacity=0.7, height=HEIGHT, title=f"{y} against {x}")
-    fig.update_traces(marker={"size": 6})
-    fig.update_layout(margin=_MARGIN, dragmode="lasso")
+    """One SVG point per row (no WebGL context to create), image id in ``customdata[0]``, breed on hover.
+
+    Pass :func:`core.views.thin` of the table to draw fewer points that look the same; then resolve box and
+    lasso selections with :func:`selected_regions` and :func:`core.views.inside` over every image."""
+    fig = go.Figure()
+    for species, rows in table.groupby("species", sort=True):
+        fig.add_trace(go.Scatter(
+            x=rows[x], y=rows[y], mode="markers", name=str(species), opacity=0.7,
+            marker={"size": 6, "color": SPECIES_COLOURS.get(str(species))},
+            customdata=list(zip(rows.index, rows["breed"], strict=True)),
+            hovertemplate=f"%{{customdata[0]}} (%{{customdata[1]}})<br>{x} %{{x:.3f}}<br>{y} %{{y:.3f}}"
+                          "<extra></extra>"))
+    fig.update_layout(height=HEIGHT, margin=_MARGIN, title=f"{y} against {x}", dragmode="lasso", xaxis_title=x,
+                      yaxis_title=y, legend_title_text="species")
     return fig
 
 
@@ -85,6 +138,29 @@ def selected_ids(event: object) -> list[str]:
         if isinstance(data, list | tuple) and data and isinstance(data[0], str) and data[0] not in ids:
             ids.append(data[0])
     return ids
+
+
+def selected_regions(event: object) -> list[tuple[list[float], list[float]]]:
+    """The box and lasso outlines of a ``st.plotly_chart(on_select=...)`` event as polygons (xs, ys) in data
+    units; anything that is not a list of finite numbers is dropped."""
+    try:
+        selection = event["selection"]  # type: ignore[index]
+        shapes = [("box", s) for s in selection.get("box") or []] + [("lasso", s) for s in selection.get("lasso") or []]
+    except (KeyError, TypeError, AttributeError):
+        return []
+    polygons = []
+    for kind, shape in shapes:
+        try:
+            xs, ys = [float(v) for v in shape["x"]], [float(v) for v in shape["y"]]
+        except (KeyError, TypeError, ValueError):
+            continue
+        if not all(math.isfinite(v) for v in xs + ys):
+            continue
+        if kind == "box" and len(xs) == 2 and len(ys) == 2:
+            xs, ys = [xs[0], xs[1], xs[1], xs[0]], [ys[0], ys[0], ys[1], ys[1]]
+        if len(xs) >= 3 and len(xs) == len(ys):
+            polygons.append((xs, ys))
+    return polygons
 
 
 def training_curves(metrics: pd.DataFrame, run: str) -> go.Figure:

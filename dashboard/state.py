@@ -49,6 +49,7 @@ VIEW_PAN_X = "view_pan_x"  # Compare/Review: horizontal centre of the zoomed cro
 VIEW_PAN_Y = "view_pan_y"  # Compare/Review: vertical centre of the zoomed crop, in percent
 VIEW_WIDTH = "view_width"  # Compare/Review: display width in pixels
 DIST_PLOT = "dist_plot"  # Distributions: box or violin per breed
+DIST_SCATTER = "dist_scatter"  # Distributions: the column the scatter plots the metric against
 FILTER_WIDGET_PREFIX = "flt_"  # widget keys of the shared filter panel (seeded from BROWSE_FILTERS)
 REVIEW_TAG_PREFIX = "review_tag_"  # + tag: the tag buttons of the review box
 REVIEW_NOTE_PREFIX = "review_note_"  # + image id: the note text area of the review box

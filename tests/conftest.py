@@ -93,6 +93,15 @@ def trained_copy(trained, tmp_path):
     return SimpleNamespace(settings=settings, run=trained.run, data=trained.data, workspace=workspace)
 
 
+@pytest.fixture(scope="session")
+def trained_scored(trained):
+    """The trained run's test evaluation as the Distributions page plots it: evaluated rows with an iou_pet."""
+    from core.views import load_view
+
+    view = load_view(trained.settings, trained.run, "test")
+    return view[view["evaluated"] & view["iou_pet"].notna()]
+
+
 SECOND_RUN = "second"
 
 

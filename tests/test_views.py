@@ -258,3 +258,95 @@ def test_comparison_summarises_all_and_corrected_images():
     assert [r["image_id"] for r in data["most_worsened"]] == ["a2"]
     assert data["mismatched_ground_truth"] == 0
 
+
+
+# --- distribution summaries, against numpy/pandas on a real evaluated run ----------------------------------------
+
+
+def test_histogram_counts_equal_numpy_per_species_on_shared_edges(trained_scored):
+    counts = views.histogram_counts(trained_scored, "iou_pet", bins=12)
+    edges = np.histogram_bin_edges(trained_scored["iou_pet"].to_numpy(float), bins=12)
+    assert set(counts["species"]) == set(trained_scored["species"])
+    for species, rows in counts.groupby("species"):
+        values = trained_scored.loc[trained_scored["species"] == species, "iou_pet"].to_numpy(float)
+        expected, _ = np.histogram(values, bins=edges)
+        assert rows["count"].tolist() == expected.tolist()
+        np.testing.assert_array_equal(rows["left"], edges[:-1])
+        np.testing.assert_array_equal(rows["right"], edges[1:])
+    assert counts["count"].sum() == len(trained_scored)
+
+
+@pytest.mark.parametrize("by", ["breed", "species"])
+def test_box_stats_and_outliers_equal_numpy_quartiles_and_tukey_fences(trained_scored, by):
+    stats = views.box_stats(trained_scored, "iou_pet", by=by)
+    outliers = views.box_outliers(trained_scored, "iou_pet", stats, by=by)
+    assert set(stats.index) == set(trained_scored[by])
+    assert list(stats["median"]) == sorted(stats["median"])  # worst median first
+    for group, values in trained_scored.groupby(by)["iou_pet"]:
+        v = values.to_numpy(float)
+        q1, median, q3 = np.quantile(v, [0.25, 0.5, 0.75])
+        row = stats.loc[group]
+        assert row["n"] == len(v) and row["species"] == trained_scored.loc[values.index, "species"].iloc[0]
+        assert row[["q1", "median", "q3"]].tolist() == pytest.approx([q1, median, q3], abs=1e-12)
+        reach = (q1 - 1.5 * (q3 - q1), q3 + 1.5 * (q3 - q1))
+        inside = v[(v >= reach[0]) & (v <= reach[1])]
+        assert (row["lowerfence"], row["upperfence"]) == pytest.approx((inside.min(), inside.max()))
+        beyond = values[(v < reach[0]) | (v > reach[1])]
+        mine = outliers[outliers["group"] == group]
+        assert sorted(mine.index) == sorted(beyond.index)
+        assert mine["value"].to_dict() == beyond.to_dict()
+
+
+def test_box_outliers_are_found_on_a_made_up_group():
+    ids = [f"pug_{i}" for i in range(9)]
+    table = pd.DataFrame({"breed": "pug", "species": "dog", "iou_pet": [0.5, 0.6, 0.6, 0.6, 0.7, 0.7, 0.7, 0.8, 0.0]},
+                         index=ids)
+    stats = views.box_stats(table, "iou_pet")
+    assert list(views.box_outliers(table, "iou_pet", stats).index) == ["pug_8"]
+    assert stats.loc["pug", "lowerfence"] == 0.5 and stats.loc["pug", "upperfence"] == 0.8
+
+
+def test_densities_are_a_gaussian_kde_with_silverman_bandwidth(trained_scored):
+    dens = views.densities(trained_scored, "iou_pet", by="species", points=50)
+    for species, values in trained_scored.groupby("species")["iou_pet"]:
+        v = values.to_numpy(float)
+        rows = dens[dens["group"] == species]
+        assert rows["value"].min() == v.min() and rows["value"].max() == v.max()
+        if len(v) > 2 and v.max() > v.min():
+            sigma = min(v.std(ddof=1), (np.quantile(v, 0.75) - np.quantile(v, 0.25)) / 1.349) or v.std(ddof=1)
+            h = 1.059 * sigma * len(v) ** -0.2
+            x = rows["value"].to_numpy()[17]
+            expected = np.mean(np.exp(-0.5 * ((x - v) / h) ** 2)) / (h * math.sqrt(2 * math.pi))
+            assert rows["density"].iloc[17] == pytest.approx(expected)
+
+
+def test_summaries_of_nothing_are_empty():
+    empty = pd.DataFrame({"breed": [], "species": [], "iou_pet": []})
+    assert views.histogram_counts(empty, "iou_pet").empty
+    stats = views.box_stats(empty, "iou_pet")
+    assert stats.empty and views.box_outliers(empty, "iou_pet", stats).empty
+    assert views.densities(empty, "iou_pet").empty
+
+
+def test_thin_keeps_one_image_per_species_and_cell(trained_scored):
+    thinned = views.thin(trained_scored, "gt_pet_fraction", "iou_pet", cells=(4, 3))
+    frame = trained_scored.dropna(subset=["gt_pet_fraction", "iou_pet"])
+    assert set(thinned.index) <= set(frame.index) and 0 < len(thinned) <= 2 * 5 * 4
+    def cell(t):
+        x = np.floor((t["gt_pet_fraction"] - frame["gt_pet_fraction"].min())
+                     / np.ptp(frame["gt_pet_fraction"]) * 4)
+        y = np.floor((t["iou_pet"] - frame["iou_pet"].min()) / np.ptp(frame["iou_pet"]) * 3)
+        return set(zip(t["species"], x, y, strict=True))
+    assert cell(thinned) == cell(frame) and len(cell(thinned)) == len(thinned)
+    assert views.thin(trained_scored, "gt_pet_fraction", "iou_pet", cells=(10**6, 10**6)).index.equals(frame.index)
+
+
+def test_inside_finds_every_row_in_a_box_or_lasso():
+    table = pd.DataFrame({"x": [0.1, 0.5, 0.9, 0.5, math.nan], "y": [0.1, 0.5, 0.9, 0.95, 0.5]},
+                         index=["a", "b", "c", "d", "e"])
+    box = ([0.0, 0.6, 0.6, 0.0], [0.0, 0.0, 0.6, 0.6])
+    assert views.inside(table, "x", "y", [box]) == ["a", "b"]
+    above = ([0.0, 1.0, 0.0], [0.2, 1.2, 1.2])  # a lasso over y >= x + 0.2
+    assert views.inside(table, "x", "y", [above]) == ["d"]
+    assert views.inside(table, "x", "y", [above, box]) == ["a", "b", "d"]
+    assert views.inside(table, "x", "y", [([0, 1], [0, 1]), ([0, math.inf, 1], [0, 1, 1])]) == []

@@ -304,16 +304,23 @@ def _one_image_at_a_time(settings: Settings, folder: Path) -> tuple[dict[str, di
     ids = [i for i in ds.ids(None) if ds.table.loc[i, "readable"]]
     truth = groundtruth.snapshot(settings, ds, ids)
     rows, pngs = {}, {}
-    for image_id in ids:
-        try:
-            image = load_image(ds, image_id)
-        except ImageUnreadable:
-            continue
-        small = resize_image(image, predictor.cfg.image_size)[None]
-        [logits] = evaluation._logits_batch(predictor.model, predictor.cfg, predictor.runtime, small)
-        mask, confidence, _ = evaluation.at_original_size(logits, *image.shape[:2])
-        rows[image_id] = {**prediction_metrics(mask, confidence), **score(truth, image_id, mask.numpy())}
-        pngs[image_id] = encode_png_fast(mask.numpy())
+    threads = torch.get_num_threads()
+    # The evaluation's workers each run the model on one thread here (PETSEG_THREADS=2: two workers); bf16
+    # kernels split over another number of threads may differ in the last bits, so the reference runs on one too.
+    torch.set_num_threads(1)
+    try:
+        for image_id in ids:
+            try:
+                image = load_image(ds, image_id)
+            except ImageUnreadable:
+                continue
+            small = resize_image(image, predictor.cfg.image_size)[None]
+            [logits] = evaluation._logits_batch(predictor.model, predictor.cfg, predictor.runtime, small)
+            mask, confidence, _ = evaluation.at_original_size(logits, *image.shape[:2])
+            rows[image_id] = {**prediction_metrics(mask, confidence), **score(truth, image_id, mask.numpy())}
+            pngs[image_id] = encode_png_fast(mask.numpy())
+    finally:
+        torch.set_num_threads(threads)
     return rows, pngs
 
 
@@ -344,6 +351,7 @@ def _per_image_forward(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("batch_size", [1, 3, 16])
 def test_pipelined_evaluation_equals_a_one_image_at_a_time_reference(settings, sample_root, tmp_path, monkeypatch,
                                                                      batch_size) -> None:
+    monkeypatch.setenv("PETSEG_THREADS", "2")  # the same workers whatever else runs on the machine
     other = _broken_sample(sample_root, tmp_path, settings)
     want_rows, want_pngs = _one_image_at_a_time(other, eval_dir(other, RUN, "all"))
     _per_image_forward(monkeypatch)

@@ -3,14 +3,14 @@
 import streamlit as st
 
 from core import views
-from dashboard import filters, gallery, loaders, sidebar, state, tables
+from dashboard import filters, gallery, loaders, sidebar, state
 
 current = state.settings()
 ds = loaders.dataset_or_stop(current)
 run, split, metric = sidebar.selected_run(), sidebar.selected_split(), sidebar.selected_metric()
 
 st.title("Browse")
-view = tables.view(current, ds, run, split)
+view = loaders.view(current, ds, run, split)
 if not view["evaluated"].any():
     st.info("No evaluation to show metrics from yet: the grid shows the dataset. See **Overview** to evaluate.")
 chosen = filters.panel(view, metric)

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from core import views
-from dashboard import filters, loaders, sidebar, state, tables, viewer
+from dashboard import filters, loaders, sidebar, state, viewer
 from dashboard.markdown import escape
 
 current = state.settings()
@@ -26,7 +26,7 @@ st.session_state[state.COMPARE_IMAGE] = image_id
 # The URL names what is shown, so copying it shares this exact view.
 st.query_params.update({"image": image_id, **({"run": run, "split": split} if run else {})})
 
-view = tables.view(current, ds, run, split)
+view = loaders.view(current, ds, run, split)
 row = view.loc[image_id]
 previous_id, next_id = views.neighbours(order, image_id)
 position = f"{order.index(image_id) + 1} of {len(order)}" if image_id in order else "not in the current filter"

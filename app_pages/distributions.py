@@ -5,7 +5,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import views
-from dashboard import gallery, loaders, plots, sidebar, state, tables
+from dashboard import gallery, loaders, plots, sidebar, state
 from dashboard.markdown import escape
 
 current = state.settings()
@@ -13,7 +13,7 @@ ds = loaders.dataset_or_stop(current)
 run, split, metric = sidebar.selected_run(), sidebar.selected_split(), sidebar.selected_metric()
 
 st.title("Distributions")
-view = tables.view(current, ds, run, split)
+view = loaders.view(current, ds, run, split)
 scored = view[view["evaluated"] & pd.to_numeric(view.get(metric), errors="coerce").notna()] \
     if metric in view else view.iloc[0:0]
 if not len(scored):
@@ -51,8 +51,8 @@ def figures(_scored: pd.DataFrame, stamp: tuple, metric: str, kind: str) -> dict
 
 
 kind = st.session_state.get(state.DIST_PLOT) or "box"
-stamp = (ds.fingerprint, str(current.workspace), run, split, tables.eval_stamp(current, run, split),
-         tables.db_stamp(current))
+stamp = (ds.fingerprint, str(current.workspace), run, split, loaders.eval_stamp(current, run, split),
+         loaders.db_stamp(current))
 figs = figures(scored, stamp, metric, kind)
 selected: list[str] = []
 left, right = st.columns(2)

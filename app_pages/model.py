@@ -12,7 +12,7 @@ from core.dataset import load_image
 from core.errors import PetSegError
 from core.explain import compare_ablation
 from core.metrics import pet_iou
-from dashboard import explain_text, loaders, plots, sidebar, state, tables
+from dashboard import explain_text, loaders, plots, sidebar, state
 from dashboard.images import GT_COLOURS, PRED_COLOURS, blend, colour_mask, error_overlay, heat, montage
 from dashboard.markdown import escape
 
@@ -56,7 +56,7 @@ st.divider()
 
 # --- choosing the image: evaluated images worst-first when there is an evaluation, else every readable image -------
 st.subheader("One image through the network")
-table = tables.eval_table(current, run, split)
+table = loaders.eval_table(current, run, split)
 labels: dict[str, str] = {}
 if table is not None and len(table):
     ordered = table.sort_values("iou_pet", na_position="last")

@@ -6,7 +6,7 @@ import streamlit as st
 
 from core import views
 from core.runs import EVAL_SPLITS, read_metrics_csv, run_info
-from dashboard import jobs_view, loaders, plots, sidebar, state, tables
+from dashboard import jobs_view, loaders, plots, sidebar, state
 from dashboard.markdown import escape
 
 current = state.settings()
@@ -61,7 +61,7 @@ evaluating = jobs_view.job_panel(current, "evaluate", run=run, quiet=True)
 if evaluating is not None and evaluating.active:
     st.stop()
 
-evaluation = tables.eval_table(current, run, split)
+evaluation = loaders.eval_table(current, run, split)
 if evaluation is None:
     if not info.has_best:
         st.info("This run has no checkpoint yet: wait for its first epoch, then evaluate it.")
@@ -81,7 +81,7 @@ cols[3].metric("Per-image IoU, border = pet", f"{numbers.get('per_image_iou_bord
 cols[4].metric("Pixel accuracy (all pixels)", f"{numbers['pixel_accuracy']:.3f}")
 st.caption("Dataset IoU sums the pet pixels of every image before dividing; pixel accuracy counts all pixels of "
            "the split (3 classes). Mean per-image IoU weighs every image the same.")
-worst = views.breed_summary(tables.view(current, ds, run, split).loc[lambda v: v["evaluated"]], "iou_pet").head(5)
+worst = views.breed_summary(loaders.view(current, ds, run, split).loc[lambda v: v["evaluated"]], "iou_pet").head(5)
 if len(worst):
     st.subheader("Worst breeds by mean IoU")
     st.dataframe(worst, hide_index=True, width="stretch",

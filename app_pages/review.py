@@ -4,7 +4,7 @@ import streamlit as st
 
 from core import views
 from core.review import review_progress
-from dashboard import filters, loaders, sidebar, state, tables, viewer
+from dashboard import filters, loaders, sidebar, state, viewer
 from dashboard.markdown import escape
 
 current = state.settings()
@@ -12,7 +12,7 @@ ds = loaders.dataset_or_stop(current)
 run, split, metric = sidebar.selected_run(), sidebar.selected_split(), sidebar.selected_metric()
 
 st.title("Review")
-view = tables.view(current, ds, run, split)
+view = loaders.view(current, ds, run, split)
 if not view["evaluated"].any():
     st.info("The review queue ranks evaluated images: train a run and evaluate it first (see **Overview**).")
     st.page_link("app_pages/overview.py", label="Go to Overview", icon=":material/dashboard:")

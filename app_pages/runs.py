@@ -8,7 +8,7 @@ import streamlit as st
 from core import views
 from core.config import Settings
 from core.runs import METRICS_FILE, eval_dir, list_runs, load_eval
-from dashboard import jobs_view, runs_compare, state, tables
+from dashboard import jobs_view, loaders, runs_compare, state
 from dashboard.markdown import escape
 
 TOP = 10
@@ -65,7 +65,7 @@ with col_split:
 with col_metric:
     metric = st.selectbox("Metric", views.COMPARABLE_METRICS, key=state.RUNS_METRIC)
 
-corrected_ids, _ = tables.status(current)
+corrected_ids, _ = loaders.status(current)
 comparison = views.compare(table_of(run_a, split), table_of(run_b, split), run_a, run_b, split, metric, corrected_ids)
 joined = comparison.joined
 if joined.empty:

@@ -26,7 +26,7 @@ from core.views import (
     order,
     tag_label,
 )
-from dashboard import sidebar, state, tables
+from dashboard import loaders, sidebar, state
 
 
 def current_filters() -> Filters:
@@ -48,7 +48,7 @@ def current_order(
     run = run if run is not None else sidebar.selected_run()
     split = split or sidebar.selected_split()
     metric = metric or sidebar.selected_metric()
-    view = tables.view(settings, ds, run, split)
+    view = loaders.view(settings, ds, run, split)
     return order(view, current_filters(), metric)
 
 

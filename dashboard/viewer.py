@@ -23,7 +23,7 @@ from core.dataset import Dataset, load_image
 from core.errors import PetSegError
 from core.review import MAX_NOTE, TAG_LABELS, TAGS, get_review, set_note, set_tag
 from core.runs import PRED_DIR, read_prediction
-from dashboard import images, sidebar, state, tables
+from dashboard import images, loaders, sidebar, state
 from dashboard.markdown import escape
 
 LAYERS = {"gt": "ground truth", "pred": "prediction", "errors": "error map"}
@@ -90,7 +90,7 @@ def load(settings: Settings, ds: Dataset, image_id: str, run: str | None, split:
     """``(image, ground truth or None, its correction version, prediction or None, problem message or None)``."""
     folder = sidebar.evaluation_folder(settings, run, split)
     stamp = (images.file_key(ds.image_path(image_id)), images.file_key(ds.trimap_path(image_id)),
-             tables.db_stamp(settings), images.file_key(folder / PRED_DIR / f"{image_id}.png") if folder else "")
+             loaders.db_stamp(settings), images.file_key(folder / PRED_DIR / f"{image_id}.png") if folder else "")
     return _arrays(str(settings.data), str(settings.workspace), ds, image_id, str(folder) if folder else None, stamp)
 
 

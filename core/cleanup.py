@@ -14,7 +14,7 @@ Two kinds of leftovers:
   locked by their writer, so a write in progress is never touched. This part is safe at any time and runs by
   itself at the start of ``train`` and ``export`` (:func:`sweep_stale`).
 - mask files no ledger row references (a save that lost a conflict after writing its PNG) and temporaries
-  in ``masks/.incoming``: removed by :func:`core.ledger.collect_garbage` under the store's exclusive
+  in ``masks/.incoming``: removed by :func:`core.ledger.garbage` under the store's exclusive
   lock, so saves in flight finish first. Only when the ledger database exists: without it every mask file
   would look unreferenced.
 """
@@ -64,11 +64,5 @@ def collect(settings: Settings, *, dry_run: bool = False, older_than: float = ST
         if settings.masks_dir.is_dir():
             report.skipped = f"mask files left alone: there is no corrections database at {settings.db_path}"
         return report
-    check = ledger.check_store(settings)
-    candidates = check.orphans + [f"masks/{ledger.INCOMING}/{name}" for name in check.temporaries]
-    if dry_run:
-        report.masks = candidates
-    else:
-        ledger.collect_garbage(settings)
-        report.masks = [path for path in candidates if not (settings.workspace / path).exists()]
+    report.masks = ledger.garbage(settings, remove=not dry_run)
     return report

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import json
 import os
 import shlex
@@ -47,6 +46,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core import locks
 from core.atomic import atomic_write_text
 from core.config import Settings, check_run_name
 from core.errors import PetSegError
@@ -245,20 +245,20 @@ def _launch(settings: Settings, kind: str, argv_for: Callable[[Path], list[str]]
         )
     # Both locks are taken here, so two clicks cannot both start, and handed to the runner as inherited fds:
     # they stay held until every process holding them has exited, however they exit.
-    kind_fd = _try_lock(jobs_dir(settings) / f"{kind}.lock")
+    kind_lock = locks.acquire(jobs_dir(settings) / f"{kind}.lock", wait=False)
     deadline = time.monotonic() + 1.0
-    while kind_fd is None and time.monotonic() < deadline:  # a job that just ended may still be closing its fds
+    while kind_lock is None and time.monotonic() < deadline:  # a job that just ended may still be closing its fds
         time.sleep(0.05)
-        kind_fd = _try_lock(jobs_dir(settings) / f"{kind}.lock")
-    if kind_fd is None:
+        kind_lock = locks.acquire(jobs_dir(settings) / f"{kind}.lock", wait=False)
+    if kind_lock is None:
         raise JobBusy(f"a {kind} job is starting or running in this workspace: wait for it or cancel it first")
-    job_fd = None
+    job_lock = None
     try:
         job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         folder = jobs_dir(settings) / job_id
         folder.mkdir(parents=True)
-        job_fd = _try_lock(folder / LOCK_FILE)
-        if job_fd is None:  # a new folder nobody else knows: cannot happen unless something else is very wrong
+        job_lock = locks.acquire(folder / LOCK_FILE, wait=False)
+        if job_lock is None:  # a new folder nobody else knows: cannot happen unless something else is very wrong
             raise PetSegError(f"the lock of the new job {job_id} is taken")
         job = Job(id=job_id, kind=kind, run=run, argv=argv_for(folder), started_at=time.time(),
                   data=str(settings.data), config=config, command=command)
@@ -268,8 +268,10 @@ def _launch(settings: Settings, kind: str, argv_for: Callable[[Path], list[str]]
         with open(folder / LOG_FILE, "wb") as log:
             try:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "core.jobs", "run", str(folder), str(kind_fd), str(job_fd)],
-                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, pass_fds=(kind_fd, job_fd),
+                    [sys.executable, "-m", "core.jobs", "run", str(folder), str(kind_lock.fileno()),
+                     str(job_lock.fileno())],
+                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    pass_fds=(kind_lock.fileno(), job_lock.fileno()),
                     start_new_session=True,  # survives the Streamlit server; its pid names the job's process group
                     cwd=Path(__file__).resolve().parents[1],
                     env=dict(os.environ, PYTHONUNBUFFERED="1"),
@@ -280,9 +282,9 @@ def _launch(settings: Settings, kind: str, argv_for: Callable[[Path], list[str]]
         job = dataclasses.replace(job, pid=proc.pid, pid_start=process_token(proc.pid))
         _write_job(folder, job)
     finally:
-        os.close(kind_fd)
-        if job_fd is not None:
-            os.close(job_fd)
+        kind_lock.release()
+        if job_lock is not None:
+            job_lock.release()
     return job
 
 
@@ -328,7 +330,7 @@ def status(settings: Settings, job_id: str) -> JobStatus:
     job = _read_job(folder)
     # Running until its last process is gone, even after the runner recorded the exit: "not active" means the
     # job's locks are free, so the next job can start at once.
-    if _lock_held(folder / LOCK_FILE):
+    if locks.held(folder / LOCK_FILE):
         return JobStatus(job, "running", None, None)
     exit_info = _read_json(folder / EXIT_FILE)
     if exit_info is not None:
@@ -393,37 +395,6 @@ def _read_json(path: Path) -> dict | None:
     except (FileNotFoundError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-# --- locks -------------------------------------------------------------------------------------------------
-
-
-def _try_lock(path: Path) -> int | None:
-    """An fd holding an exclusive flock on ``path``, or None when someone else holds it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
-
-
-def _lock_held(path: Path) -> bool:
-    """Whether a process holds the exclusive lock on ``path``. Probes with a shared lock, so probes running at
-    the same time never mistake each other for the holder; a missing file is never held."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
 
 
 # --- the runner and the worker (separate processes) -------------------------------------------------------------

@@ -28,7 +28,6 @@ never reused; deleting is soft.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import re
 import sqlite3
@@ -40,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core import db
+from core import db, locks
 from core.atomic import fsync_dir
 from core.config import Settings
 from core.errors import ImageUnreadable, PetSegError
@@ -218,17 +217,24 @@ def load_mask(settings: Settings, correction: Correction) -> np.ndarray:
 
 
 def collect_garbage(settings: Settings) -> int:
-    """Delete mask files no ledger row references (deleted rows keep theirs) and stale temporaries."""
-    removed = 0
+    """Delete mask files no ledger row references (deleted rows keep theirs) and stale temporaries; how many."""
+    return len(garbage(settings, remove=True))
+
+
+def garbage(settings: Settings, *, remove: bool = False) -> list[str]:
+    """Workspace-relative paths of the mask files no ledger row references and of the temporaries in
+    ``masks/.incoming``, deleted when ``remove`` (under the store's exclusive lock: saves in flight finish first)."""
     with _store_lock(settings, exclusive=True):
-        removed += _sweep_incoming(settings)
+        found = _sweep_incoming(settings, remove=remove)
         with db.session(settings) as conn:
             referenced = {row[0] for row in conn.execute("SELECT DISTINCT path FROM corrections")}
         for path in _mask_files(settings):
-            if path.relative_to(settings.workspace).as_posix() not in referenced:
-                path.unlink(missing_ok=True)
-                removed += 1
-    return removed
+            rel = path.relative_to(settings.workspace).as_posix()
+            if rel not in referenced:
+                if remove:
+                    path.unlink(missing_ok=True)
+                found.append(rel)
+    return found
 
 
 def cleanup_temporaries(settings: Settings) -> int:
@@ -238,8 +244,11 @@ def cleanup_temporaries(settings: Settings) -> int:
     """
     if not (settings.masks_dir / INCOMING).is_dir():
         return 0
-    with _store_lock(settings, exclusive=True, blocking=False) as locked:
-        return _sweep_incoming(settings) if locked else 0
+    lock = locks.acquire(settings.masks_dir / LOCK_NAME, wait=False)
+    if lock is None:
+        return 0  # a save is in flight
+    with lock:
+        return len(_sweep_incoming(settings, remove=True))
 
 
 def check_store(settings: Settings) -> StoreCheck:
@@ -374,15 +383,17 @@ def _write_mask_file(settings: Settings, rel_path: str, digest: str, data: bytes
     fsync_dir(final.parent)
 
 
-def _sweep_incoming(settings: Settings) -> int:
-    removed = 0
+def _sweep_incoming(settings: Settings, *, remove: bool) -> list[str]:
+    """Workspace-relative paths of the temporaries in ``masks/.incoming`` (deleted when ``remove``)."""
+    found = []
     incoming = settings.masks_dir / INCOMING
     with contextlib.suppress(FileNotFoundError):
         for entry in os.scandir(incoming):
             with contextlib.suppress(FileNotFoundError, PermissionError, IsADirectoryError):
-                os.unlink(entry.path)
-                removed += 1
-    return removed
+                if remove:
+                    os.unlink(entry.path)
+                found.append(f"masks/{INCOMING}/{entry.name}")
+    return found
 
 
 def _mask_files(settings: Settings) -> Iterator[Path]:
@@ -393,20 +404,11 @@ def _mask_files(settings: Settings) -> Iterator[Path]:
             yield from sorted(p for p in shard.iterdir() if p.is_file())
 
 
-@contextlib.contextmanager
-def _store_lock(settings: Settings, *, exclusive: bool, blocking: bool = True) -> Iterator[bool]:
-    settings.masks_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(settings.masks_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        flags = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if blocking else fcntl.LOCK_NB)
-        try:
-            fcntl.flock(fd, flags)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)  # closing drops the lock
+def _store_lock(settings: Settings, *, exclusive: bool) -> locks.Lock:
+    """``masks/.lock``: saves hold it shared, clean-ups exclusively (waiting for each other)."""
+    lock = locks.acquire(settings.masks_dir / LOCK_NAME, shared=not exclusive)
+    assert lock is not None  # a waiting acquire always returns a lock
+    return lock
 
 
 @contextlib.contextmanager

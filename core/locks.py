@@ -26,6 +26,12 @@ class Lock:
         self.path = path
         self._fd: int | None = fd
 
+    def fileno(self) -> int:
+        """The descriptor holding the lock (a child process given it by ``pass_fds`` holds the lock too)."""
+        if self._fd is None:
+            raise ValueError(f"the lock on {self.path} was released")
+        return self._fd
+
     def release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor drops the flock
@@ -68,6 +74,22 @@ def acquire(path: Path, *, shared: bool = False, wait: bool = True, record_pid: 
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
     return Lock(path, fd)
+
+
+def held(path: Path) -> bool:
+    """Whether a process holds the exclusive lock on ``path``. Probes with a shared lock, so probes running at
+    the same time never mistake each other for the holder; a missing file is never held."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def holder(path: Path) -> int | None:

@@ -37,7 +37,10 @@ def process_token(pid: int) -> str | None:
 
     Record it when the process starts; a later process that got the same pid (after it died, or after a reboot)
     has another token. None when there is no such process (or no /proc)."""
-    fields = _stat(pid)
+    return _token(_stat(pid))
+
+
+def _token(fields: list[str] | None) -> str | None:
     return None if fields is None or len(fields) < 20 else f"{_boot_id()}:{fields[19]}"
 
 
@@ -46,15 +49,17 @@ def is_process(pid: object, token: object) -> bool:
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0 or not isinstance(token, str):
         return False
     fields = _stat(pid)
-    return fields is not None and fields[0] != "Z" and process_token(pid) == token
+    return fields is not None and fields[0] != "Z" and _token(fields) == token
 
 
 def process_group(pid: object, token: object) -> int | None:
     """The process group of ``pid`` if it is still the process ``token`` names, else None."""
-    if not is_process(pid, token):
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0 or not isinstance(token, str):
         return None
-    fields = _stat(pid)  # type: ignore[arg-type]
-    return int(fields[2]) if fields else None
+    fields = _stat(pid)
+    if fields is None or fields[0] == "Z" or _token(fields) != token:
+        return None
+    return int(fields[2])
 
 
 def signal_if_same(pid: object, token: object, signum: int) -> bool:

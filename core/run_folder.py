@@ -58,11 +58,7 @@ def claim(run_dir: Path, run: str, resume: bool) -> Iterator[dict[str, Any] | No
     Refuses (``PetSegError``) a run another process is training, a new run over an existing one, and a
     resume of a run that has nothing to resume. A folder left holding nothing but the lock is removed.
     """
-    lock = locks.acquire(run_dir / LOCK_FILE, wait=False, record_pid=True)
-    if lock is None:
-        pid = locks.holder(run_dir / LOCK_FILE)
-        raise PetSegError(f"run {run} is being trained by another process (pid {pid or 'unknown'}): wait for it "
-                          "to finish or choose another --run")
+    lock = _hold(run_dir, f"run {run} is being trained", "wait for it to finish or choose another --run")
     try:
         yield _check(run_dir, run, resume)
     finally:
@@ -75,11 +71,15 @@ def claim(run_dir: Path, run: str, resume: bool) -> Iterator[dict[str, Any] | No
 
 def lock_evaluation(folder: Path, run: str, split: str) -> locks.Lock:
     """Hold ``eval/<split>/`` of a run for this process's evaluation, or refuse with who holds it."""
+    return _hold(folder, f"run {run} is being evaluated on {split}", "wait for it to finish")
+
+
+def _hold(folder: Path, busy: str, advice: str) -> locks.Lock:
+    """The exclusive lock of ``folder`` (its holder's pid recorded), or a ``PetSegError`` naming the holder."""
     lock = locks.acquire(folder / LOCK_FILE, wait=False, record_pid=True)
     if lock is None:
         pid = locks.holder(folder / LOCK_FILE)
-        raise PetSegError(f"run {run} is being evaluated on {split} by another process (pid {pid or 'unknown'}): "
-                          "wait for it to finish")
+        raise PetSegError(f"{busy} by another process (pid {pid or 'unknown'}): {advice}")
     return lock
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from core.config import Settings
 from core.errors import PetSegError
+from core.runs import EVAL_SPLITS
 
 
 def _add_paths(parser: argparse.ArgumentParser, data: bool = True) -> None:
@@ -252,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="predict every image of a split and store per-image metrics")
     _add_paths(p)
     p.add_argument("--run", required=True)
-    p.add_argument("--split", choices=["test", "trainval", "all"], default="test")
+    p.add_argument("--split", choices=EVAL_SPLITS, default="test")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     p.set_defaults(func=cmd_evaluate)
@@ -279,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("review", help="list the images to review: worst first, or suspected label errors first")
     _add_paths(p)
     p.add_argument("--run", required=True, help="an evaluated run")
-    p.add_argument("--split", choices=["test", "trainval", "all"], default="test")
+    p.add_argument("--split", choices=EVAL_SPLITS, default="test")
     p.add_argument("--order", choices=list(REVIEW_ORDERS), default="worst",
                    help="worst: lowest metric first; tension: confident disagreement (likely wrong trimaps) first")
     p.add_argument("--metric", choices=COMPARABLE_METRICS, default="iou_pet")
@@ -291,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_paths(p)
     p.add_argument("run_a", metavar="RUN_A", help="the run before (A)")
     p.add_argument("run_b", metavar="RUN_B", help="the run after (B)")
-    p.add_argument("--split", choices=["test", "trainval", "all"], default="test")
+    p.add_argument("--split", choices=EVAL_SPLITS, default="test")
     p.add_argument("--metric", choices=COMPARABLE_METRICS, default="iou_pet")
     p.add_argument("--top", type=_positive_int, default=10, help="list this many most improved / worsened images")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -12,7 +12,8 @@ Two kinds of leftovers:
 - temporaries of :mod:`core.atomic` writes (``.<name>.<random>.tmp``, e.g. a checkpoint being written when
   the process died) anywhere in the workspace outside ``masks/``: removed when older than an hour and not
   locked by their writer, so a write in progress is never touched. This part is safe at any time and runs by
-  itself at the start of ``train`` and ``export`` (:func:`sweep_stale`).
+  itself at the start of :func:`core.train.train` and :func:`core.export.export_archive`
+  (:func:`sweep_stale`), whoever calls them (CLI, background job, Python).
 - mask files no ledger row references (a save that lost a conflict after writing its PNG) and temporaries
   in ``masks/.incoming``: removed by :func:`core.ledger.garbage` under the store's exclusive
   lock, so saves in flight finish first. Only when the ledger database exists: without it every mask file

@@ -71,12 +71,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from core.cleanup import sweep_stale
     from core.train import config_from_args, train
 
-    settings = _settings(args)
-    sweep_stale(settings)  # checkpoint temporaries left by crashed trainings (stale and unlocked only)
-    train(settings, config_from_args(args))
+    train(_settings(args), config_from_args(args))
     return 0
 
 

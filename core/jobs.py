@@ -109,10 +109,8 @@ def _train_check(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _train_run(settings: Settings, config: dict[str, Any]) -> None:
-    from core.cleanup import sweep_stale
     from core.train import TrainConfig, train
 
-    sweep_stale(settings)  # as `python -m core train` does: temporaries of crashed trainings (stale, unlocked)
     train(settings, TrainConfig.from_dict(config))
 
 

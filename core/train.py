@@ -33,6 +33,7 @@ import torch
 from tqdm import tqdm
 
 from core import groundtruth, run_folder
+from core.cleanup import sweep_stale
 from core.config import Settings, check_run_name
 from core.data import ArrayCache, augment, batches, split_trainval, steps_per_epoch, trainable_ids
 from core.dataset import Dataset, open_dataset
@@ -157,6 +158,7 @@ class TrainResult:
 def train(settings: Settings, cfg: TrainConfig) -> TrainResult:
     """Train (or resume) the run described by ``cfg``; see the module docstring for what is written."""
     run_dir = settings.run_dir(cfg.run)
+    sweep_stale(settings)  # checkpoint temporaries left by crashed trainings (stale and unlocked only)
     # One trainer per run: a second process is refused until this one returns (or dies).
     with run_folder.claim(run_dir, cfg.run, cfg.resume) as saved, contextlib.ExitStack() as held:
         default_recipe = cfg.preset is None and not saved

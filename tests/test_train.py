@@ -359,3 +359,18 @@ def test_a_second_evaluation_of_the_same_run_and_split_is_refused(trained_copy) 
         # Another split of the same run is not held.
         assert evaluate(settings, run, "trainval", progress=False)["images"] > 0
     assert evaluate(settings, run, "test", progress=False)["images"] > 0  # free again once released
+
+
+def test_training_sweeps_stale_temporaries_of_crashed_writes_first(blobs: Settings) -> None:
+    """From Python as from the CLI or a job: train() itself clears what crashed trainings left behind."""
+    import os
+    import time
+
+    leftovers = blobs.workspace / "runs" / "crashed"
+    leftovers.mkdir(parents=True)
+    stale, fresh = leftovers / ".last.pt.a1b2c3d4.tmp", leftovers / ".best.pt.e5f6g7h8.tmp"
+    for path, age in ((stale, 3 * 3600), (fresh, 5)):
+        path.write_bytes(b"half written")
+        os.utime(path, (time.time() - age, time.time() - age))
+    train(blobs, TrainConfig(run="sweeps", epochs=1, batch_size=8, max_images=16, **TINY))
+    assert not stale.exists() and fresh.exists()

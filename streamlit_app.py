@@ -1,15 +1,18 @@
 """PetSeg dashboard entry point: declares the pages and the sidebar common to all of them.
 
-    make run        # or: streamlit run streamlit_app.py
+    make run        # python -m dashboard.serve: refuses an open address without sign-in before starting
+    streamlit run streamlit_app.py --server.address 127.0.0.1
 """
 
 from pathlib import Path
 
 import streamlit as st
 
-from dashboard import heap, sidebar, state
+from dashboard import auth, heap, sidebar, state
 
 st.set_page_config(page_title="PetSeg", page_icon=":material/pets:", layout="wide")
+# Before any page or the sidebar: an open server without sign-in, or a visitor not signed in, gets no further.
+auth.gate()
 
 # Not "pages/": Streamlit treats a pages/ folder beside the entry script as a legacy multipage app, and then
 # runs a deep link that is a fresh server's first request (/compare?image=...) without this script.

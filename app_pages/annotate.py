@@ -2,17 +2,16 @@
 
 import streamlit as st
 
-from core import corrections, db, ledger
+from core import corrections, ledger
 from core.errors import PetSegError
 from dashboard import annotate_session as edit
-from dashboard import editor, loaders, sidebar, state
+from dashboard import auth, editor, loaders, sidebar, state
 from dashboard.markdown import escape
 
 current = state.settings()
 ds = loaders.dataset_or_stop(current)
 run, split = sidebar.selected_run(), sidebar.selected_split()
 st.title("Annotate")
-st.session_state.setdefault(state.ANNOTATE_AUTHOR, db.clean_author(None))
 st.session_state.setdefault(state.ANNOTATE_NOTE, "")
 # Taken once per page run: saves (which rerun only the workbench) do not reshuffle the queue being walked.
 ids = edit.queue(current, ds)
@@ -59,7 +58,7 @@ def _reload_theirs(image_id: str, starts: list[str]) -> None:
 
 def _save_on_top() -> None:
     session = st.session_state[state.ANNOTATE_SESSION]
-    edit.save_on_top(current, ds, session, author=st.session_state[state.ANNOTATE_AUTHOR],
+    edit.save_on_top(current, ds, session, author=auth.current_user(),
                      note=st.session_state[state.ANNOTATE_NOTE])
     if session.conflict is None:
         st.session_state[state.ANNOTATE_NOTE] = ""
@@ -73,7 +72,7 @@ def _handle(session: edit.EditSession, payload: dict) -> None:
         return
     if event is not None and event.mask is not None:
         before = session.saved
-        edit.handle(current, ds, session, event, author=st.session_state[state.ANNOTATE_AUTHOR],
+        edit.handle(current, ds, session, event, author=auth.current_user(),
                     note=st.session_state[state.ANNOTATE_NOTE])
         if session.saved != before:
             st.session_state[state.ANNOTATE_NOTE] = ""  # a note belongs to one save
@@ -118,7 +117,8 @@ def workbench() -> None:
     left, middle, right = st.columns([3, 2, 3])
     left.radio("Start from", starts, key=state.ANNOTATE_START, format_func=edit.START_LABELS.get, horizontal=True,
                help="Switching discards unsaved edits (undo in the editor brings them back).")
-    middle.text_input("Author", key=state.ANNOTATE_AUTHOR, max_chars=db.MAX_AUTHOR)
+    # Display only: the author is who is signed in (or the OS user without sign-in), never typed.
+    middle.caption(f"Saving as **{escape(auth.current_user())}**")
     right.text_input("Note for the next save", key=state.ANNOTATE_NOTE, max_chars=corrections.MAX_NOTE,
                      placeholder="e.g. left ear was background")
     if st.session_state[state.ANNOTATE_START] != session.start:

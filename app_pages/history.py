@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from core import corrections, db, ledger
+from core import corrections, ledger
 from core.errors import PetSegError
-from dashboard import annotate_views, loaders, state
+from dashboard import annotate_views, auth, loaders, state
 from dashboard.markdown import escape
 
 current = state.settings()
@@ -32,7 +32,6 @@ if chosen != image_id:
     st.query_params["image"] = chosen
     st.rerun()
 
-st.session_state.setdefault(state.ANNOTATE_AUTHOR, db.clean_author(None))
 show_deleted = st.toggle("Show deleted versions", key=state.HISTORY_SHOW_DELETED)
 versions = ledger.history(current, image_id, include_deleted=show_deleted)
 latest = ledger.latest(current, image_id)
@@ -50,7 +49,7 @@ def _changed(message: str, rescored: int) -> None:
 
 def _revert(version: int) -> None:
     try:
-        made = corrections.revert(current, ds, image_id, version, author=st.session_state[state.ANNOTATE_AUTHOR])
+        made = corrections.revert(current, ds, image_id, version, author=auth.current_user())
     except PetSegError as exc:
         st.session_state[state.HISTORY_MESSAGE] = f"error: {exc}"
         return

@@ -139,7 +139,7 @@ def open_session(settings: Settings, ds: Dataset, image_id: str, start: str, run
                        start_mask=mask, work=mask.copy(), clean=mask.copy(), gt=_official(ds, image_id, shape))
 
 
-def handle(settings: Settings, ds: Dataset, session: EditSession, event: EditorEvent, *, author: str = "",
+def handle(settings: Settings, ds: Dataset, session: EditSession, event: EditorEvent, *, author: str,
            note: str = "") -> None:
     """Apply one editor event (not prev/next: the page moves) to the session; errors become its status."""
     session.sequence += 1
@@ -200,7 +200,7 @@ def save(settings: Settings, ds: Dataset, session: EditSession, *, base_version:
     mask = session.work
     try:
         saved = corrections.save(settings, ds, session.image_id, mask, base_version=base_version,
-                                 source=session.source, author=author or None, note=note)
+                                 source=session.source, author=author, note=note)
     except ledger.ConflictError as exc:
         session.conflict = Conflict(mask=mask.copy(), current_version=exc.current_version, message=str(exc))
         _say(session, "Not saved: someone else saved this image meanwhile. Choose below.", "warning")

@@ -61,7 +61,6 @@ RUNS_METRIC = "runs_metric"  # Runs page: metric compared
 ANNOTATE_EVENT = "annotate_event"  # Annotate: the editor event waiting to be handled (set by the component's callback)
 ANNOTATE_SESSION = "annotate_session"  # Annotate: the edit in progress (dashboard.annotate_session.EditSession)
 ANNOTATE_START = "annotate_start"  # Annotate: what the edit starts from (correction | gt | prediction | empty)
-ANNOTATE_AUTHOR = "annotate_author"  # Annotate: author recorded with saved versions
 ANNOTATE_NOTE = "annotate_note"  # Annotate: note recorded with the next saved version
 ANNOTATE_EDITOR = "annotate_editor"  # Annotate: the mask editor component's own state
 EDITOR_SENT = "editor_sent"  # Annotate: what the mounted mask editor already holds (image, reference masks)

@@ -23,7 +23,7 @@ from core.dataset import Dataset, load_image
 from core.errors import PetSegError
 from core.review import MAX_NOTE, TAG_LABELS, TAGS, get_review, set_note, set_tag
 from core.runs import PRED_DIR, read_prediction
-from dashboard import images, loaders, sidebar, state
+from dashboard import auth, images, loaders, sidebar, state
 from dashboard.markdown import escape
 
 LAYERS = {"gt": "ground truth", "pred": "prediction", "errors": "error map"}
@@ -196,14 +196,14 @@ def review_box(settings: Settings, ds: Dataset, image_id: str, on_tag: Callable[
                         placeholder="what is wrong (e.g. left ear marked as background)")
     if st.button("Save note", key=f"{state.REVIEW_NOTE_PREFIX}save"):
         try:
-            set_note(settings, ds, image_id, note)
+            set_note(settings, ds, image_id, note, author=auth.current_user())
         except PetSegError as exc:
             st.error(escape(exc, 1000))
         else:
             st.toast("Note saved")
     if clicked is not False:
         try:
-            set_tag(settings, ds, image_id, clicked)
+            set_tag(settings, ds, image_id, clicked, author=auth.current_user())
         except PetSegError as exc:
             st.error(escape(exc, 1000))
             return

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -46,20 +46,25 @@ def streamlit_server(data: Path, workspace: Path, log_path: Path) -> Iterator[st
 
 
 @contextlib.contextmanager
-def streamlit_process(data: Path, workspace: Path, log_path: Path) -> Iterator[tuple[subprocess.Popen, str]]:
-    """:func:`streamlit_server` that also yields the server process (benchmarks read its peak memory)."""
-    port = free_port()
-    env = dict(os.environ, PETSEG_DATA=str(data), PETSEG_HOME=str(workspace))
+def streamlit_process(data: Path, workspace: Path, log_path: Path, *, address: str = "127.0.0.1",
+                      port: int | None = None, args: Sequence[str] = (), env: Mapping[str, str] | None = None
+                      ) -> Iterator[tuple[subprocess.Popen, str]]:
+    """:func:`streamlit_server` that also yields the server process (benchmarks read its peak memory).
+
+    ``args`` are more ``streamlit run`` flags (e.g. ``--secrets.files``), ``env`` more environment variables.
+    """
+    port = port or free_port()
+    env = dict(os.environ, PETSEG_DATA=str(data), PETSEG_HOME=str(workspace), **(env or {}))
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [
                 sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "streamlit_app.py"),
-                "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
-                "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+                "--server.address", address, "--server.port", str(port), "--server.headless", "true",
+                "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", *args,
             ],
             cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
-        url = f"http://127.0.0.1:{port}"
+        url = f"http://{address}:{port}"
         try:
             deadline = time.monotonic() + 60
             while True:

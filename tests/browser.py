@@ -39,9 +39,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def streamlit_server(data: Path, workspace: Path, log_path: Path) -> Iterator[str]:
-    """Start the app on a free loopback port; yield its base URL; stop it afterwards."""
-    with streamlit_process(data, workspace, log_path) as (_proc, url):
+def streamlit_server(data: Path, workspace: Path, log_path: Path, **options) -> Iterator[str]:
+    """Start the app on a free loopback port; yield its base URL; stop it afterwards (options: streamlit_process)."""
+    with streamlit_process(data, workspace, log_path, **options) as (_proc, url):
         yield url
 
 

@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlencode, urlparse
+from urllib.parse import parse_qs, unquote_plus, urlencode, urlparse
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -258,8 +258,6 @@ class _Handler(BaseHTTPRequestHandler):
             header = self.headers.get("Authorization", "")
             if header.startswith("Basic "):
                 user, _, password = base64.b64decode(header[6:]).decode().partition(":")
-                from urllib.parse import unquote_plus
-
                 basic = (unquote_plus(user), unquote_plus(password))
             try:
                 self._send(200, self.op.token(form, basic))

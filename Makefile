@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
+# Anything but loopback needs sign-in (README: Working as a team: signing in); dashboard.serve checks first.
+ADDRESS ?= 127.0.0.1
 
 .PHONY: run test lint bench-help
 
@@ -30,7 +32,7 @@ chromium:
 	fi
 
 run: $(VENV)/.installed-run
-	$(PY) -m streamlit run streamlit_app.py --server.address 127.0.0.1 --server.port $(PORT)
+	$(PY) -m dashboard.serve --server.address $(ADDRESS) --server.port $(PORT)
 
 test: $(VENV)/.installed-test chromium
 	$(PY) -m pytest

@@ -2,10 +2,10 @@
 
     >>> from dashboard import auth
     >>> auth.gate()                 # in streamlit_app.py, before any page: refuse, ask to sign in, or let through
-    >>> auth.current_user()         # the author of every save, revert, import, tag and note
+    >>> auth.current_user()         # the author of every save, revert, tag and note made in the app
     'ana@example.org'
 
-Sign-in is on when ``.streamlit/secrets.toml`` has an ``[auth]`` section (README, "Signing in"); then the
+Sign-in is on when ``.streamlit/secrets.toml`` has an ``[auth]`` section (README, "Working as a team: signing in"); the
 identity is the ``email`` claim of the ID token, which Streamlit keeps in a signed cookie and exposes as
 ``st.user``. Nothing the browser sends (a widget, a query parameter) can change it. Without ``[auth]`` PetSeg is
 the single-user tool it always was: the author is the OS user and the server binds 127.0.0.1. A server bound to
@@ -81,8 +81,8 @@ def refusal(address: str | None, configured: bool, environ: Mapping[str, str] = 
         return None
     where = address if address else "every network address (server.address is unset)"
     return (f"PetSeg refuses to serve on {where} without sign-in: configure OpenID Connect in an [auth] section "
-            f"of .streamlit/secrets.toml (README: Signing in), or serve on --server.address 127.0.0.1 "
-            f"(behind access control of your own: {ALLOW_OPEN_ENV}=1)")
+            "of .streamlit/secrets.toml (README: 'Working as a team: signing in'), or serve on --server.address "
+            f"127.0.0.1 (behind access control of your own: {ALLOW_OPEN_ENV}=1)")
 
 
 def signed_in_email() -> str | None:

@@ -56,6 +56,24 @@ def providers(section: Mapping) -> list[str | None]:
     return ([None] if "client_id" in section else []) + named
 
 
+def config_problem(section: Mapping) -> str | None:
+    """What is missing from an ``[auth]`` section for Streamlit to sign anyone in (None when nothing is)."""
+    missing = [key for key in ("redirect_uri", "cookie_secret") if not section.get(key)]
+    if missing:
+        return f"[auth] in .streamlit/secrets.toml lacks {', '.join(missing)}"
+    if not str(section["redirect_uri"]).endswith("/oauth2callback"):
+        return "[auth] redirect_uri must be the app's address followed by /oauth2callback"
+    names = providers(section)
+    if not names:
+        return "[auth] names no provider: add client_id, client_secret and server_metadata_url"
+    for name in names:
+        keys = section if name is None else section[name]
+        lacking = [key for key in _PROVIDER_KEYS if not keys.get(key)]
+        if lacking:
+            return f"[auth{'' if name is None else '.' + name}] lacks {', '.join(lacking)}"
+    return None
+
+
 def is_loopback(address: str | None) -> bool:
     """True when a server bound to ``address`` is reachable from this machine only.
 
@@ -131,6 +149,10 @@ def gate() -> None:
         st.stop()
     if not configured:
         return
+    problem = config_problem(auth_section() or {})
+    if problem is not None:
+        st.error(escape(f"Sign-in is misconfigured: {problem} (README: 'Working as a team: signing in').", 1000))
+        st.stop()
     try:
         email = signed_in_email()
     except PetSegError as exc:

@@ -19,7 +19,8 @@ APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
 
 
 def check(args: list[str]) -> str | None:
-    """The refusal :func:`dashboard.auth.refusal` gives for a server started with ``streamlit run`` ``args``."""
+    """Why a server started with ``streamlit run`` ``args`` must not start: an open address without sign-in
+    (:func:`dashboard.auth.refusal`) or an ``[auth]`` section Streamlit could not sign anyone in with; else None."""
     from streamlit import config
     from streamlit.web import bootstrap, cli
 
@@ -29,7 +30,11 @@ def check(args: list[str]) -> str | None:
         flags = {name: value for name, value in ctx.params.items() if name not in ("target", "args")}
     config._main_script_path = str(APP)  # `streamlit run` sets it too: .streamlit/ beside the script counts
     bootstrap.load_config_options(flag_options=flags)
-    return auth.refusal(config.get_option("server.address"), auth.auth_configured())
+    section = auth.auth_section()
+    problem = None if section is None else auth.config_problem(section)
+    if problem is not None:
+        return f"sign-in is misconfigured: {problem} (README: 'Working as a team: signing in')"
+    return auth.refusal(config.get_option("server.address"), section is not None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -71,6 +71,25 @@ def test_named_providers_each_get_a_button_and_the_default_comes_first():
     assert auth.providers(shared_only) == ["google"]
 
 
+def test_an_incomplete_auth_section_is_named_before_anyone_clicks_sign_in():
+    assert auth.config_problem(AUTH) is None
+    assert "cookie_secret" in auth.config_problem({k: v for k, v in AUTH.items() if k != "cookie_secret"})
+    assert "/oauth2callback" in auth.config_problem({**AUTH, "redirect_uri": "http://127.0.0.1:8501/"})
+    shared = {"redirect_uri": AUTH["redirect_uri"], "cookie_secret": "c" * 32}
+    assert "names no provider" in auth.config_problem(shared)
+    assert auth.config_problem({**shared, "okta": {"client_id": "a", "server_metadata_url": "m"}}) == \
+        "[auth.okta] lacks client_secret"
+
+
+def test_a_misconfigured_auth_section_stops_at_a_clear_error(monkeypatch, sample_root, workspace):
+    at = _app(monkeypatch, sample_root, workspace, user={"is_logged_in": False},
+              secrets={k: v for k, v in AUTH.items() if k != "client_secret"})
+    assert not at.exception
+    assert [plain(e.value) for e in at.error] == [
+        "Sign-in is misconfigured: [auth] lacks client_secret (README: 'Working as a team: signing in')."]
+    assert not at.button and not at.sidebar.selectbox
+
+
 # --- without [auth]: today's single-user tool -----------------------------------------------------------------------
 
 def test_without_auth_the_app_opens_and_the_os_user_is_the_author(monkeypatch, sample_root, workspace):

@@ -89,6 +89,17 @@ def test_serve_refuses_an_open_address_without_sign_in_before_starting(open_addr
         assert sock.connect_ex((open_address, port)) != 0
 
 
+def test_serve_names_what_an_incomplete_auth_section_lacks(tmp_path):
+    secrets_file = tmp_path / "secrets.toml"
+    secrets_file.write_text(AUTH.format(address="127.0.0.1", port=8501, secret="s" * 40).replace(
+        'client_secret = "not-used-before-someone-signs-in"\n', ""))
+    proc = _serve("127.0.0.1", free_port(), secrets_file, tmp_path)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert err.strip().splitlines() == ["error: sign-in is misconfigured: [auth] lacks client_secret (README: "
+                                        "'Working as a team: signing in')"]
+
+
 @pytest.mark.parametrize("how", ["auth configured", "escape hatch"])
 def test_serve_starts_on_an_open_address_with_sign_in_or_the_escape_hatch(open_address, tmp_path, how):
     port = free_port()

@@ -54,6 +54,8 @@ def streamlit_process(data: Path, workspace: Path, log_path: Path, *, address: s
     ``args`` are more ``streamlit run`` flags (e.g. ``--secrets.files``), ``env`` more environment variables.
     """
     port = port or free_port()
+    if "--secrets.files" not in args:  # a developer's own secrets.toml (with [auth]) would gate every page
+        args = [*args, "--secrets.files", str(log_path.parent / "no-secrets.toml")]
     env = dict(os.environ, PETSEG_DATA=str(data), PETSEG_HOME=str(workspace), **(env or {}))
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(

@@ -164,3 +164,12 @@ def plain(markdown: str) -> str:
     import re
 
     return re.sub(r"\\(.)", r"\1", markdown)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_developer_secrets(tmp_path_factory) -> None:
+    """A developer's own .streamlit/secrets.toml (README: signing in) would put every page behind sign-in; tests
+    that want sign-in give their own [auth] (AppTest ``at.secrets``, or ``--secrets.files`` for a real server)."""
+    from streamlit import config
+
+    config.set_option("secrets.files", [str(tmp_path_factory.mktemp("secrets") / "none.toml")])

@@ -41,11 +41,13 @@ def open_address() -> str:
     return address
 
 
-def _serve(address: str, port: int, secrets_file: Path, tmp_path: Path, **env: str) -> subprocess.Popen:
-    environ = {k: v for k, v in os.environ.items() if k != ALLOW_OPEN_ENV}
+def _serve(address: str | None, port: int, secrets_file: Path, tmp_path: Path, **env: str) -> subprocess.Popen:
+    """``python -m dashboard.serve`` on ``address`` (None: the address comes from ``env``, not a flag)."""
+    environ = {k: v for k, v in os.environ.items() if k not in (ALLOW_OPEN_ENV, "STREAMLIT_SERVER_ADDRESS")}
     environ.update(PETSEG_DATA=str(tmp_path / "data"), PETSEG_HOME=str(tmp_path / "workspace"), **env)
+    where = [] if address is None else ["--server.address", address]
     return subprocess.Popen(
-        [sys.executable, "-m", "dashboard.serve", "--server.address", address, "--server.port", str(port),
+        [sys.executable, "-m", "dashboard.serve", *where, "--server.port", str(port),
          "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
          "--secrets.files", str(secrets_file)],
         cwd=PROJECT_ROOT, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -72,9 +74,13 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def test_serve_refuses_an_open_address_without_sign_in_before_starting(open_address, tmp_path):
+@pytest.mark.parametrize("given_as", ["flag", "environment"])
+def test_serve_refuses_an_open_address_without_sign_in_before_starting(open_address, tmp_path, given_as):
     port = free_port()
-    proc = _serve(open_address, port, tmp_path / "no-secrets.toml", tmp_path)
+    if given_as == "flag":
+        proc = _serve(open_address, port, tmp_path / "no-secrets.toml", tmp_path)
+    else:
+        proc = _serve(None, port, tmp_path / "no-secrets.toml", tmp_path, STREAMLIT_SERVER_ADDRESS=open_address)
     try:
         _out, err = proc.communicate(timeout=60)
     finally:

@@ -235,7 +235,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif url.path == "/userinfo":
             token = self.headers.get("Authorization", "").removeprefix("Bearer ")
             info = self.op.userinfo(token)
-            self._send(200, info) if info else self._send(401, {"error": "invalid_token"})
+            if info is None:
+                self._send(401, {"error": "invalid_token"})
+            else:
+                self._send(200, info)
         elif url.path == "/logout":
             target = query.get("post_logout_redirect_uri")
             if target == self.op.redirect_uri:

@@ -12,8 +12,9 @@ import pytest
 from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
 
-from core import db, ledger
+from core import corrections, db, ledger
 from core.config import Settings
+from core.dataset import open_dataset
 from core.review import get_review
 from dashboard import auth, state
 from dashboard.editor import rle_encode
@@ -177,9 +178,6 @@ def test_the_signed_in_email_authors_saves_reverts_and_tags_and_cannot_be_typed(
     assert any("by ana@example.org" in plain(c.value) for c in at.caption)
     mask[20:30, 20:30] = 1
     # A second save by someone else, then Ana reverts to v1: the revert is hers.
-    from core import corrections
-    from core.dataset import open_dataset
-
     corrections.save(settings, open_dataset(sample_root, workspace), IMAGE, mask, base_version=1, source="gt",
                      author="bo@example.org")
     at.run()

@@ -191,3 +191,35 @@ def test_the_signed_in_email_authors_saves_reverts_and_tags_and_cannot_be_typed(
     tag = next(b for b in at.button if b.key and b.key.startswith(state.REVIEW_TAG_PREFIX) and "clear" not in b.key)
     tag.click().run()
     assert get_review(settings, IMAGE).author == "ana@example.org"
+
+
+# --- every write from the UI names its author -----------------------------------------------------------------------
+
+# Core writes whose author defaults to the OS user.
+AUTHORED = {"save", "revert", "import_folder", "set_tag", "set_note"}
+
+
+def test_every_authored_write_in_the_ui_passes_the_author():
+    """Left out, ``author`` falls back to the server's OS user: wrong for everyone signed in."""
+    import ast
+
+    from tests.conftest import PROJECT_ROOT
+
+    calls = []
+    for folder in ("dashboard", "app_pages"):
+        for path in sorted((PROJECT_ROOT / folder).glob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if not isinstance(node, ast.Call):
+                    continue
+                func = node.func  # save(...) imported by name, or corrections.save(...) / review.set_tag(...)
+                if isinstance(func, ast.Name):
+                    name = func.id
+                elif isinstance(func, ast.Attribute) and getattr(func.value, "id", None) in ("corrections", "review"):
+                    name = func.attr
+                else:
+                    continue
+                if name in AUTHORED:
+                    calls.append((path.name, node.lineno, any(k.arg == "author" for k in node.keywords)))
+    assert {(name, has) for name, _line, has in calls} >= {("annotate_session.py", True), ("history.py", True),
+                                                          ("viewer.py", True)}
+    assert [c for c in calls if not c[2]] == []

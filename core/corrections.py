@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -132,6 +133,21 @@ def import_folder(
     return ImportReport(results, rescore_everywhere(settings, ds, imported) if imported else 0)
 
 
+def import_masks(
+    settings: Settings, masks: Iterable, author: str | None = None, note: str = "", *, ds: Dataset | None = None
+) -> ImportReport:
+    """Import masks read from another tool's format (:class:`core.interop.MaskFile` items: name, image id and a
+    loader), with the same checks and per-file report as :func:`import_folder`, then rescore them all."""
+    ds = ds if ds is not None else open_dataset(settings.data, settings.workspace)
+    author = db.clean_author(author)
+    note = _clean_note(note)
+    results = [_import_mask(settings, ds, m.name, m.stem, m.load, author, note) for m in masks]
+    if not results:
+        raise PetSegError("no mask was found in the import; check the format and the path")
+    imported = [r.image_id for r in results if r.new_version and r.image_id]
+    return ImportReport(results, rescore_everywhere(settings, ds, imported) if imported else 0)
+
+
 # --- internals -------------------------------------------------------------------------------------------
 
 
@@ -189,16 +205,25 @@ def _import_one(settings: Settings, ds: Dataset, entry: os.DirEntry, author: str
         return ImportResult(name, False, "is not a regular file")
     if not dot or suffix.lower() != "png":
         return ImportResult(name, False, "is not a .png file; masks are named <image_id>.png")
+    return _import_mask(settings, ds, name, stem, lambda size: _decode(entry.path, size), author, note)
+
+
+def _decode(path: str, size: tuple[int, int]) -> tuple[np.ndarray, str]:
+    trimap, kind = to_trimap(decode_label_png(_read_limited(path), what="mask", expected_size=size))
+    return trimap, "trimap" if kind == "trimap" else "binary 0/255, border band regenerated"
+
+
+def _import_mask(settings: Settings, ds: Dataset, name: str, stem: str,
+                 load: Callable[[tuple[int, int]], tuple[np.ndarray, str]], author: str, note: str) -> ImportResult:
     try:
         image_id = ds.require(stem)
     except PetSegError as exc:
         return ImportResult(name, False, str(exc))
     try:
-        data = _read_limited(entry.path)
         size = _known_size(ds, image_id)
         if size is None:
             raise PetSegError(f"the photo of {image_id} is unreadable, so the mask size cannot be checked")
-        trimap, kind = to_trimap(decode_label_png(data, what="mask", expected_size=size))
+        trimap, how = load(size)
         digest = sha256_hex(encode_png(trimap))
         current = ledger.latest(settings, image_id)
         if current is not None and current.sha256 == digest:
@@ -212,7 +237,6 @@ def _import_one(settings: Settings, ds: Dataset, entry: os.DirEntry, author: str
                        parent=current.version if current else None, source="import", author=author, note=note)
     except PetSegError as exc:
         return ImportResult(name, False, str(exc), image_id)
-    how = "trimap" if kind == "trimap" else "binary 0/255, border band regenerated"
     return ImportResult(name, True, f"imported as v{saved.version} ({how})", image_id, saved.version, new_version=True)
 
 

@@ -401,7 +401,7 @@ def _predict_all(
             mask, confidence, _ = at_original_size(item, height, width)
             values = prediction_metrics(mask, confidence)
             mask = mask.numpy()
-            values.update(score(truth, image_id, mask))
+            values.update(score(truth, image_id, mask, border=not cfg.binary))
             written = writer.submit(atomic_write_bytes, pred_dir / f"{image_id}.png", encode_png_fast(mask))
             out.append((image_id, values, written))
         return out

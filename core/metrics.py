@@ -67,6 +67,8 @@ GT_METRICS = (
     "pet_fn",
     "pet_tn",
 )
+# The metrics that treat border as a class of its own: not applicable to a binary (pet vs background) model.
+BORDER_METRICS = ("miou_3class", "pixel_accuracy")
 PREDICTION_METRICS = ("pred_pet_fraction", "mean_confidence", "uncertain_fraction")
 
 _PET = 1

@@ -4,17 +4,29 @@
     >>> model, cfg = build_model("resnet18", image_size=128, encoder_weights="imagenet")  # random init offline
     >>> save_checkpoint(Path("runs/demo/best.pt"), model, cfg, meta={"epoch": 1})
     >>> model, cfg, meta = load_checkpoint(Path("runs/demo/best.pt"))
+    >>> model, cfg, meta = load_external(Path("smp_model_folder"))      # smp save_pretrained, Lightning, state_dict
 
 A checkpoint is a plain dict of tensors, numbers and strings, written atomically and read only with
 ``torch.load(weights_only=True)``: one that carries pickled code is refused, never executed. It holds everything
 needed to rebuild and use the model (``ModelConfig``: architecture, encoder, input size, normalisation, class
 names) and, in ``last.pt``, the optimiser, scheduler and RNG states needed to resume training.
+
+Checkpoints from outside (:func:`load_external`) are read the same safe way (``weights_only`` or safetensors):
+a PetSeg checkpoint; an smp folder written by ``save_pretrained`` (config.json + model.safetensors, loaded with
+smp's own ``from_pretrained``); a Lightning checkpoint of smp's Oxford-pet example (``model.`` prefix, ``mean``
+and ``std`` buffers applied to raw 0..255 pixels, as that example does); or a plain ``state_dict`` of an smp
+model whose architecture is given (:class:`ExternalSpec`). A 1-class (binary) model is wrapped in
+:class:`BinaryAsTrimap`, whose three output channels make its pet logit a pet-vs-background prediction that never
+says border; its config has ``binary=True`` (border metrics are not applicable to it). The result can be saved
+as a PetSeg checkpoint and is rebuilt from it like any other (``ModelConfig.smp_config`` keeps smp's own
+constructor arguments).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import pickle
 import socket
@@ -61,6 +73,11 @@ class ModelConfig:
     input_space: str = "RGB"
     # What the encoder was initialised from ("imagenet" or None for random): a fact about the weights.
     encoder_weights: str | None = None
+    # A 1-class model (pet logit) wrapped to give the three class channels; it never predicts border.
+    binary: bool = False
+    # smp's constructor arguments as JSON (checkpoints from outside, e.g. an FPN or custom decoder): when set, the
+    # network is built from these instead of the fields above.
+    smp_config: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -157,6 +174,10 @@ def create_network(cfg: ModelConfig, encoder_weights: str | None = None) -> torc
     """The smp model for ``cfg``; ``encoder_weights`` downloads pretrained encoder weights (may raise)."""
     import segmentation_models_pytorch as smp
 
+    if cfg.smp_config:
+        net = _smp_from_config(json.loads(cfg.smp_config))
+        return BinaryAsTrimap(net) if cfg.binary else net
+
     weights: Any = encoder_weights
     if encoder_weights and cfg.encoder.startswith("tu-"):
         weights = True  # timm encoders name their pretrained tag in the encoder name
@@ -229,6 +250,32 @@ def build_model(
         model = create_network(cfg, None)
     cfg = ModelConfig.from_dict({**cfg.to_dict(), "encoder_weights": used})
     return model, cfg
+
+
+class BinaryAsTrimap(torch.nn.Module):
+    """A 1-class smp model seen as the three class channels (pet, background, border) PetSeg's evaluation reads.
+
+    Channel 0 is the pet logit z, channel 1 is 0 and channel 2 is a large negative constant: softmax gives pet
+    probability sigmoid(z) (the binary model's own), argmax gives pet where z > 0, and border never wins. The
+    wrapped model stays reachable under the same attribute names (``encoder``, ``decoder``, ...) for the Model
+    page's hooks.
+    """
+
+    NEVER = -1.0e4  # finite, so bilinear resizing keeps it finite; exp(NEVER - max) is 0
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.model(x)
+        return torch.cat([z, torch.zeros_like(z), torch.full_like(z, self.NEVER)], dim=1)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(super().__getattr__("model"), name)
 
 
 def network_from_config(cfg: ModelConfig) -> torch.nn.Module:
@@ -358,3 +405,218 @@ def restore_rng(state: dict[str, Any], numpy_rng: np.random.Generator, torch_gen
     numpy_rng.bit_generator.state = state["numpy"]
     torch_gen.set_state(state["torch"])
     torch.set_rng_state(state["torch_global"])
+
+
+# --- checkpoints from outside -----------------------------------------------
+
+PRETRAINED_CONFIG = "config.json"
+PRETRAINED_WEIGHTS = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class ExternalSpec:
+    """What a plain ``state_dict`` does not say about its model (smp names), and the input it was trained on.
+
+    ``classes`` is read from the weights when they hold smp's segmentation head; ``input_range`` is the pixel
+    range before mean/std (smp's Oxford-pet example feeds raw 0..255 pixels, most code 0..1).
+    """
+
+    arch: str = "unet"
+    encoder: str = "resnet34"
+    classes: int | None = None
+    image_size: int = 256
+    input_range: tuple[float, float] = (0.0, 1.0)
+
+
+def load_external(
+    path: Path, spec: ExternalSpec | None = None, device: str | torch.device = "cpu"
+) -> tuple[torch.nn.Module, ModelConfig, dict[str, Any]]:
+    """Load a checkpoint PetSeg did not write (or did): ``(model in eval mode, ModelConfig, meta)``.
+
+    ``meta["source"]`` names what was found: ``petseg``, ``smp-pretrained``, ``lightning`` or ``state-dict``.
+    """
+    path = Path(path).expanduser()
+    spec = spec or ExternalSpec()
+    check_image_size(spec.image_size)
+    if path.is_dir():
+        model, cfg, meta = _load_pretrained_folder(path, spec)
+    elif not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    elif path.suffix.lower() == ".safetensors":
+        model, cfg, meta = _from_state_dict(_read_safetensors(path), spec, path, "state-dict")
+    else:
+        payload = _torch_load(path)
+        if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT:
+            model, cfg, meta = load_checkpoint(path)
+            meta = {**meta, "source": "petseg"}
+        elif isinstance(payload, dict) and isinstance(payload.get("state_dict"), dict) and (
+            "pytorch-lightning_version" in payload or any(str(k).startswith("model.") for k in payload["state_dict"])
+        ):
+            model, cfg, meta = _from_lightning(payload, spec, path)
+        elif isinstance(payload, dict) and payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
+            model, cfg, meta = _from_state_dict(payload, spec, path, "state-dict")
+        else:
+            raise CheckpointError(
+                f"{path} is neither a PetSeg checkpoint, a Lightning checkpoint nor a state_dict of tensors: save "
+                "the model with torch.save(model.state_dict(), path) or smp's save_pretrained(folder)"
+            )
+    meta.setdefault("imported_from", str(path.absolute()))
+    meta.setdefault("sha256", file_sha256(path / PRETRAINED_WEIGHTS if path.is_dir() else path))
+    model.to(device).eval()
+    return model, cfg, meta
+
+
+def _torch_load(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{path} was refused: it holds pickled Python code or objects, not only weights ({first}). PetSeg loads "
+            "checkpoints with torch.load(weights_only=True) or safetensors and never runs code from a file; re-save "
+            "the weights with torch.save(model.state_dict(), path) or smp's model.save_pretrained(folder)"
+        ) from exc
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as exc:
+        raise CheckpointError(
+            f"{path} is not a readable torch checkpoint (corrupt, truncated or another format)"
+        ) from exc
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({exc})") from exc
+
+
+def _smp_from_config(config: dict[str, Any]) -> torch.nn.Module:
+    """An smp model from its constructor arguments (``arch`` or save_pretrained's ``_model_class``), untrained."""
+    import segmentation_models_pytorch as smp
+
+    kwargs = {k: v for k, v in config.items() if not k.startswith("_") and k != "arch"}
+    arch = config.get("arch") or config.get("_model_class")
+    kwargs["encoder_weights"] = None  # the weights come from the checkpoint; never download anything
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            return smp.create_model(str(arch), **kwargs)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"smp cannot build a {arch!r} model with {kwargs} ({exc})") from exc
+
+
+def _classes_of(state: dict[str, torch.Tensor], path: Path) -> int | None:
+    head = [v for k, v in state.items() if k.startswith("segmentation_head.") and k.endswith(".weight")]
+    return int(head[-1].shape[0]) if head else None
+
+
+def _external_config(smp_config: dict[str, Any], spec: ExternalSpec, path: Path, *, mean: tuple[float, ...] | None,
+                     std: tuple[float, ...] | None) -> ModelConfig:
+    classes = int(smp_config.get("classes", 1))
+    if classes not in (1, 3):
+        raise CheckpointError(
+            f"{path} is a {classes}-class model: PetSeg evaluates 3-class models (pet, background, border, in that "
+            "channel order: trimap value - 1) and 1-class models (pet vs background)"
+        )
+    encoder = str(smp_config.get("encoder_name", spec.encoder))
+    params = preprocessing_params(encoder) if mean is None or std is None else {"input_space": "RGB"}
+    depth = int(smp_config.get("encoder_depth", 5))
+    return ModelConfig(
+        encoder=encoder,
+        image_size=spec.image_size,
+        arch=str(smp_config.get("arch") or smp_config.get("_model_class") or spec.arch).lower(),
+        encoder_depth=depth,
+        decoder_channels=tuple(smp_config.get("decoder_channels") or DEFAULT_DECODER_CHANNELS[:depth]),
+        mean=tuple(mean) if mean is not None else params["mean"],
+        std=tuple(std) if std is not None else params["std"],
+        input_range=tuple(float(v) for v in spec.input_range),  # type: ignore[arg-type]
+        input_space=str(params.get("input_space") or "RGB"),
+        encoder_weights=None,
+        binary=classes == 1,
+        smp_config=json.dumps({k: v for k, v in smp_config.items() if k != "encoder_weights"}, sort_keys=True),
+    )
+
+
+def _assemble(smp_config: dict[str, Any], state: dict[str, torch.Tensor], spec: ExternalSpec, path: Path,
+              source: str, mean: tuple[float, ...] | None = None,
+              std: tuple[float, ...] | None = None) -> tuple[torch.nn.Module, ModelConfig, dict[str, Any]]:
+    cfg = _external_config(smp_config, spec, path, mean=mean, std=std)
+    net = _smp_from_config(json.loads(cfg.smp_config))
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        detail = str(exc).splitlines()[0][:200]
+        raise CheckpointError(
+            f"the weights in {path} do not fit a {cfg.arch} with encoder {cfg.encoder} and {smp_config.get('classes')} "
+            f"class(es) ({detail}): give the architecture it was trained with (--arch, --encoder)"
+        ) from exc
+    model = BinaryAsTrimap(net) if cfg.binary else net
+    return model, cfg, {"source": source}
+
+
+def _from_state_dict(state: dict[str, Any], spec: ExternalSpec, path: Path,
+                     source: str) -> tuple[torch.nn.Module, ModelConfig, dict[str, Any]]:
+    state = {str(k): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    found = _classes_of(state, path)
+    if spec.classes is not None and found is not None and spec.classes != found:
+        raise CheckpointError(f"{path} has a {found}-class head, not {spec.classes} as given")
+    classes = found or spec.classes or len(CLASS_NAMES)
+    config = {"arch": spec.arch, "encoder_name": spec.encoder, "classes": classes}
+    return _assemble(config, state, spec, path, source)
+
+
+def _from_lightning(payload: dict[str, Any], spec: ExternalSpec,
+                    path: Path) -> tuple[torch.nn.Module, ModelConfig, dict[str, Any]]:
+    """smp's Oxford-pet example: ``self.model = smp.create_model(arch, encoder_name, in_channels, classes)`` plus
+    ``mean``/``std`` buffers that its ``forward`` applies to the raw pixels."""
+    raw = payload["state_dict"]
+    state = {k[len("model."):]: v for k, v in raw.items() if str(k).startswith("model.")}
+    if not state:
+        raise CheckpointError(f"{path} is a Lightning checkpoint without 'model.' weights (not smp's example layout)")
+    hparams = payload.get("hyper_parameters") if isinstance(payload.get("hyper_parameters"), dict) else {}
+    classes = _classes_of(state, path) or hparams.get("out_classes") or spec.classes or 1
+    config = {
+        "arch": str(hparams.get("arch") or spec.arch),
+        "encoder_name": str(hparams.get("encoder_name") or spec.encoder),
+        "in_channels": int(hparams.get("in_channels") or 3),
+        "classes": int(classes),
+    }
+    mean = std = None
+    if isinstance(raw.get("mean"), torch.Tensor) and isinstance(raw.get("std"), torch.Tensor):
+        mean = tuple(float(v) for v in raw["mean"].flatten())
+        std = tuple(float(v) for v in raw["std"].flatten())
+        # The example normalises raw 0..255 pixels with these (ImageNet-scale) numbers: keep that input range.
+        if spec.input_range == ExternalSpec.input_range:
+            spec = ExternalSpec(**{**asdict(spec), "input_range": (0.0, 255.0)})
+    model, cfg, meta = _assemble(config, state, spec, path, "lightning", mean, std)
+    meta.update(epoch=payload.get("epoch"), global_step=payload.get("global_step"))
+    return model, cfg, meta
+
+
+def _load_pretrained_folder(folder: Path, spec: ExternalSpec) -> tuple[torch.nn.Module, ModelConfig, dict[str, Any]]:
+    """An smp ``save_pretrained`` folder, loaded with smp's own ``from_pretrained`` from the local files only."""
+    import segmentation_models_pytorch as smp
+
+    config_path, weights = folder / PRETRAINED_CONFIG, folder / PRETRAINED_WEIGHTS
+    if not config_path.is_file() or not weights.is_file():
+        raise CheckpointError(
+            f"folder {folder} is not an smp save_pretrained folder: it needs {PRETRAINED_CONFIG} and "
+            f"{PRETRAINED_WEIGHTS} (a pytorch_model.bin is a pickle and is not loaded)"
+        )
+    try:
+        config = json.loads(config_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{config_path} is not readable JSON ({exc})") from exc
+    if not isinstance(config, dict) or not (config.get("_model_class") or config.get("arch")):
+        raise CheckpointError(f"{config_path} does not name an smp model class (_model_class)")
+    cfg = _external_config(config, spec, folder, mean=None, std=None)
+    try:
+        with _hub_offline(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            net = smp.from_pretrained(str(folder), encoder_weights=None)
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"smp could not load {folder} ({str(exc).splitlines()[0][:200]})") from exc
+    model = BinaryAsTrimap(net) if cfg.binary else net
+    return model, cfg, {"source": "smp-pretrained"}

@@ -83,6 +83,7 @@ class RunInfo:
     encoder_weights: str | None = None
     has_best: bool = False
     evaluated_splits: tuple[str, ...] = ()
+    source: str = "trained"  # or "external checkpoint" / "imported predictions" (see run_source)
 
 
 def eval_dir(settings: Settings, run: str, split: str) -> Path:
@@ -173,6 +174,18 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def run_source(run_dir: Path) -> str:
+    """What a run holds: ``trained`` (by PetSeg), ``external checkpoint`` or ``imported predictions``
+    (:mod:`core.interop.runs`); views show it where a checkpoint would be."""
+    return str(read_config(run_dir).get("source") or "trained")
+
+
+def predicts_border(run_dir: Path) -> bool:
+    """False for a run whose predictions are binary (pet vs background): its border metrics are not applicable."""
+    model = read_config(run_dir).get("model") or {}
+    return not (isinstance(model, dict) and model.get("binary"))
+
+
 def evaluated_splits(settings: Settings, run: str) -> list[str]:
     """The splits of ``run`` that have a metrics table, in EVAL_SPLITS order."""
     return [s for s in EVAL_SPLITS if (eval_dir(settings, run, s) / METRICS_FILE).is_file()]
@@ -225,6 +238,7 @@ def run_info(settings: Settings, run_dir: Path) -> RunInfo:
         encoder_weights=model_cfg.get("encoder_weights"),
         has_best=(run_dir / "best.pt").is_file(),
         evaluated_splits=tuple(evaluated_splits(settings, run_dir.name)),
+        source=str(config.get("source") or "trained"),
     )
 
 

@@ -29,12 +29,13 @@ from core.config import RUN_NAME, Settings
 from core.dataset import Dataset, load_trimap
 from core.errors import ImageUnreadable
 from core.groundtruth import GroundTruth
-from core.metrics import empty_gt_metrics, image_metrics, pet_iou
+from core.metrics import BORDER_METRICS, empty_gt_metrics, image_metrics, pet_iou
 from core.runs import (
     EVAL_COLUMNS,
     EVAL_SPLITS,
     METRICS_FILE,
     eval_dir,
+    predicts_border,
     read_eval_table,
     read_prediction,
     table_lock,
@@ -42,14 +43,20 @@ from core.runs import (
 )
 
 
-def score(truth: GroundTruth, image_id: str, pred: np.ndarray) -> dict[str, Any]:
+def score(truth: GroundTruth, image_id: str, pred: np.ndarray, *, border: bool = True) -> dict[str, Any]:
     """The ground-truth columns of one prediction: metrics (NaN without a usable ground truth), the official
-    trimap's ``iou_pet_official``, the ``gt_version`` scored against and ``scored_at``."""
+    trimap's ``iou_pet_official``, the ``gt_version`` scored against and ``scored_at``.
+
+    ``border=False`` for a model that cannot predict the border class (a binary pet-vs-background model): the
+    metrics that count border as a class of its own (:data:`core.metrics.BORDER_METRICS`) are not applicable, NaN.
+    """
     version = truth.versions[image_id]
     gt = _usable(lambda: truth.mask(image_id), pred)
     if gt is None and version is not None:
         version = None  # the correction's file is unreadable: a later run retries it
     metrics = {**image_metrics(pred, gt), "has_gt": True} if gt is not None else {**empty_gt_metrics(), "has_gt": False}
+    if not border:
+        metrics.update(dict.fromkeys(BORDER_METRICS, math.nan))
     official = metrics["iou_pet"]
     if version is not None:
         official_gt = _usable(lambda: load_trimap(truth.ds, image_id), pred)
@@ -97,11 +104,12 @@ def rescore_rows(folder: Path, truth: GroundTruth, rows: dict[str, dict[str, Any
     """Rescore ``rows`` (of ``eval/<split>/`` in ``folder``) of these ids in place from their stored predictions;
     returns the ids rescored (those with a prediction and a place in the snapshot)."""
     changed = []
+    border = predicts_border(Path(folder).parent.parent)
     for image_id in image_ids:
         pred = read_prediction(folder, image_id)
         if pred is None or image_id not in truth.versions:
             continue
-        rows[image_id].update(score(truth, image_id, pred))
+        rows[image_id].update(score(truth, image_id, pred, border=border))
         rows[image_id]["dataset_fingerprint"] = fingerprint
         changed.append(image_id)
     return changed

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from core.config import Settings
 from core.errors import PetSegError
+from core.interop import EXPORT_FORMATS, IMPORT_FORMATS, PREDICTION_ENCODINGS
 from core.runs import EVAL_SPLITS
 
 
@@ -78,10 +79,22 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from core.evaluate import evaluate
+    from core.evaluate import CHECKPOINTS, evaluate
 
     settings = _settings(args)
-    summary = evaluate(settings, run=args.run, split=args.split, checkpoint=args.checkpoint)
+    checkpoint = args.checkpoint
+    if checkpoint not in CHECKPOINTS:  # a file or folder from outside: becomes the run's best.pt first
+        from core.interop.runs import import_checkpoint
+        from core.model import ExternalSpec
+
+        low, _, high = args.input_range.partition("-")
+        spec = ExternalSpec(arch=args.arch, encoder=args.encoder, classes=args.classes, image_size=args.image_size,
+                            input_range=(float(low), float(high)))
+        cfg = import_checkpoint(settings, args.run, Path(checkpoint), spec)
+        print(f"{checkpoint} imported as run {args.run}: {cfg.describe()}"
+              + (" (1-class: evaluated as pet vs background)" if cfg.binary else ""), file=sys.stderr)
+        checkpoint = "best"
+    summary = evaluate(settings, run=args.run, split=args.split, checkpoint=checkpoint)
     if args.json:
         print(json.dumps(summary))
     else:
@@ -97,10 +110,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_corrections_import(args: argparse.Namespace) -> int:
-    from core.corrections import import_folder
+    from core.corrections import import_folder, import_masks
+    from core.interop import read_masks
 
     settings = _settings(args)
-    report = import_folder(settings, Path(args.source), author=args.author, note=args.note)
+    if args.format:
+        report = import_masks(settings, read_masks(args.format, Path(args.source)), author=args.author,
+                              note=args.note)
+    else:
+        report = import_folder(settings, Path(args.source), author=args.author, note=args.note)
     for result in report.results:
         print(result.line())
     total, refused, imported = len(report.results), report.refused, len(report.imported)
@@ -114,9 +132,27 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     out = Path(args.out) if args.out else None
-    report = export_archive(settings, fmt=args.format, out=out, only_corrected=args.only_corrected)
+    report = export_archive(settings, fmt=args.format, out=out, only_corrected=args.only_corrected, run=args.run,
+                            split=args.split)
     print(report.path)
     print(report.summary(), file=sys.stderr)
+    return 0
+
+
+def cmd_predictions_import(args: argparse.Namespace) -> int:
+    from core.interop.runs import import_predictions
+
+    settings = _settings(args)
+    report = import_predictions(settings, args.run, Path(args.source), args.encoding, resize=args.resize,
+                                split=args.split)
+    if args.json:
+        print(json.dumps({"run": report.run, "split": report.split, "imported": report.imported,
+                          "per_image_iou": report.per_image_iou, "refused": report.refused,
+                          "unknown": report.unknown, "missing": report.missing, "resized": report.resized}))
+    else:
+        for line in report.refused:
+            print(f"refused: {line}")
+        print(report.summary())
     return 0
 
 
@@ -251,24 +287,58 @@ def build_parser() -> argparse.ArgumentParser:
     _add_paths(p)
     p.add_argument("--run", required=True)
     p.add_argument("--split", choices=EVAL_SPLITS, default="test")
-    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.add_argument(
+        "--checkpoint", default="best", metavar="best|last|PATH",
+        help="the run's best or last checkpoint, or a checkpoint from outside to import as --run: a PetSeg .pt, an "
+             "smp save_pretrained folder, a Lightning .ckpt of smp's Oxford-pet example, or a state_dict "
+             "(.pt/.safetensors; give --arch and --encoder)",
+    )
+    p.add_argument("--arch", default="unet", help="with a plain state_dict: the smp architecture (default unet)")
+    p.add_argument("--encoder", default="resnet34", help="with a plain state_dict: the smp encoder (default resnet34)")
+    p.add_argument("--classes", type=int, choices=[1, 3],
+                   help="with a plain state_dict: 3 (pet, background, border) or 1 (pet); read from the weights")
+    p.add_argument("--image-size", type=_positive_int, default=256,
+                   help="input size of an outside model (default 256, smp's Oxford-pet example)")
+    p.add_argument("--input-range", choices=["0-1", "0-255"], default="0-1",
+                   help="pixel range an outside model was trained on before mean/std (Lightning example: 0-255)")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     p.set_defaults(func=cmd_evaluate)
+
+
+    p = sub.add_parser("predictions", help="predictions made elsewhere")
+    psub = p.add_subparsers(dest="predictions_command", required=True, metavar="<subcommand>")
+    pp = psub.add_parser("import", help="register a folder of predicted masks (<image_id>.png) as a run")
+    _add_paths(pp)
+    pp.add_argument("--from", dest="source", required=True, help="folder of <image_id>.png (or .npy) predictions")
+    pp.add_argument("--run", required=True, help="name of the new run")
+    pp.add_argument("--encoding", choices=PREDICTION_ENCODINGS, default="trimap",
+                    help="trimap 1/2/3; index 0/1/2; binary 0/255 or 0/1; probability 8/16-bit PNG or .npy")
+    pp.add_argument("--resize", action="store_true",
+                    help="resize predictions of another size to the photo's (nearest neighbour; recorded)")
+    pp.add_argument("--split", choices=EVAL_SPLITS, help="default: the split the files cover")
+    pp.add_argument("--json", action="store_true", help="print one JSON object")
+    pp.set_defaults(func=cmd_predictions_import)
 
     p = sub.add_parser("corrections", help="manage mask corrections")
     csub = p.add_subparsers(dest="corrections_command", required=True, metavar="<subcommand>")
     pi = csub.add_parser("import", help="import masks fixed elsewhere (<image_id>.png, trimap 1/2/3 or binary 0/255)")
     _add_paths(pi)
-    pi.add_argument("--from", dest="source", required=True, help="folder of <image_id>.png masks")
+    pi.add_argument("--from", dest="source", required=True,
+                    help="folder of <image_id>.png masks; with --format, that tool's zip or unpacked folder")
+    pi.add_argument("--format", choices=IMPORT_FORMATS,
+                    help="read another tool's export: CVAT Segmentation mask 1.1, Label Studio JSON, FiftyOne "
+                         "ImageSegmentationDirectory, or PetSeg's trimap/binary zips")
     pi.add_argument("--author", help="recorded author (default: the OS user)")
     pi.add_argument("--note", default="", help="note recorded with every imported version")
     pi.set_defaults(func=cmd_corrections_import)
 
     p = sub.add_parser("export", help="export the latest masks as a zip")
     _add_paths(p)
-    p.add_argument("--format", choices=["trimap", "binary", "coco"], default="trimap")
+    p.add_argument("--format", choices=EXPORT_FORMATS, default="trimap")
     p.add_argument("--out", help="zip file to write (default: <workspace>/exports/<format>-<time>.zip)")
     p.add_argument("--only-corrected", action="store_true", help="only images with a correction")
+    p.add_argument("--run", help="export this run's stored predictions (of --split) instead of the corrections")
+    p.add_argument("--split", choices=EVAL_SPLITS, default="test", help="with --run: the evaluated split")
     p.set_defaults(func=cmd_export)
 
     # views (core.views): the review queue and run against run

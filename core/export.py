@@ -59,11 +59,11 @@ from core.cleanup import sweep_stale
 from core.config import Settings
 from core.dataset import Dataset, open_dataset
 from core.errors import ImageUnreadable, PetSegError
-from core.interop import cvat, fiftyone, labelstudio
+from core.interop import EXPORT_FORMATS, cvat, fiftyone, labelstudio
 from core.masks import BORDER, PET, encode_png, sha256_hex, trimap_to_binary
 from core.runs import eval_dir, read_eval_table, read_prediction
 
-FORMATS = ("trimap", "binary", "coco", "cvat-mask", "labelstudio", "fiftyone")
+FORMATS = EXPORT_FORMATS
 MANIFEST_COLUMNS = [
     "image_id", "split", "breed", "status", "version", "source", "author", "created_at", "note", "iou_gt", "sha256",
     "reason",

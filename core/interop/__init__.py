@@ -28,8 +28,11 @@ import numpy as np
 
 from core.errors import PetSegError
 
-# Formats the corrections import reads (``core corrections import --format``); export writes these and coco.
+# Formats the corrections import reads (``core corrections import --format``) and :mod:`core.export` writes.
 IMPORT_FORMATS = ("cvat-mask", "labelstudio", "fiftyone", "trimap", "binary")
+# How a folder of predicted masks is coded (``core predictions import --encoding``, :mod:`core.interop.runs`).
+PREDICTION_ENCODINGS = ("trimap", "index", "binary", "probability")
+EXPORT_FORMATS = ("trimap", "binary", "coco", "cvat-mask", "labelstudio", "fiftyone")
 
 
 @dataclass(frozen=True)

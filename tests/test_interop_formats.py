@@ -110,7 +110,8 @@ def test_cvat_zip_follows_the_segmentation_mask_layout(sample, tmp_path):
         labelmap = archive.read("labelmap.txt").decode()
         image_set = archive.read("ImageSets/Segmentation/default.txt").decode().split()
         image_id = ds.ids()[0]
-        rgb, mode = decode_colour_png(archive.read(f"SegmentationClass/{image_id}.png"), expected_size=_size(ds, image_id))
+        rgb, mode = decode_colour_png(archive.read(f"SegmentationClass/{image_id}.png"),
+                                      expected_size=_size(ds, image_id))
         objects, _ = decode_colour_png(archive.read(f"SegmentationObject/{image_id}.png"),
                                        expected_size=_size(ds, image_id))
     assert image_set == ds.ids()

@@ -142,8 +142,9 @@ def test_values_of_another_encoding_and_missing_ids_are_named(settings, ds, tmp_
         import_predictions(settings, "wrong", folder, encoding="index", ds=ds)
     report = import_predictions(settings, "partial", folder, encoding="trimap", ds=ds)
     assert report.split == "trainval" and report.missing == ds.ids("trainval")[1:]
-    with pytest.raises(PetSegError, match="names an image"):
-        import_predictions(settings, "none", tmp_path, ds=ds)
+    _write(tmp_path / "strangers", "cat_photo", np.ones((4, 4), np.uint8))
+    with pytest.raises(PetSegError, match=r"names an image of the dataset \(found cat_photo.png\)"):
+        import_predictions(settings, "none", tmp_path / "strangers", ds=ds)
 
 
 def test_an_imported_run_exports_its_predictions_for_labelling_tools(settings, ds, tmp_path):
@@ -169,12 +170,14 @@ def test_a_trained_run_is_never_replaced_by_an_import(settings, ds, tmp_path):
         import_predictions(settings, "mine", folder, ds=ds)
 
 
-def test_cli_predictions_import(settings, ds, tmp_path, capsys):
-    folder = tmp_path / "cli"
-    for image_id in ds.ids("test"):
-        _write(folder, image_id, load_trimap(ds, image_id))
+def test_cli_predictions_import_from_a_zip(settings, ds, tmp_path, capsys):
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "preds.zip", "w") as archive:
+        for image_id in ds.ids("test"):
+            archive.writestr(f"predictions/{image_id}.png", encode_png(load_trimap(ds, image_id)))
     code = cli.main(["predictions", "import", "--data", str(settings.data), "--workspace", str(settings.workspace),
-                     "--from", str(folder), "--run", "cli-run", "--json"])
+                     "--from", str(tmp_path / "preds.zip"), "--run", "cli-run", "--json"])
     assert code == 0
     out = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert out["imported"] == 2 and out["per_image_iou"] == pytest.approx(1.0)

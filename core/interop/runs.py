@@ -6,7 +6,8 @@
     ('test', 3667, ['Abyssinian_201', 'Bengal_4'], ['holiday_photo'])
     >>> import_checkpoint(settings, "smp-fpn", Path("pet_model.ckpt"))    # then core.evaluate.evaluate(...)
 
-**Predictions** are ``<image_id>.png`` (or ``.npy`` for probabilities) files in one folder. Encodings:
+**Predictions** are ``<image_id>.png`` (or ``.npy`` for probabilities) files in a folder or a zip (at any depth,
+read as :mod:`core.interop.source` reads imports). Encodings:
 
 - ``trimap``: Oxford trimap values 1 pet, 2 background, 3 border.
 - ``index``: class indices 0 pet, 1 background, 2 border (the "trimap - 1" of the tutorials' 3-class models).
@@ -36,11 +37,13 @@ config.json says ``"source": "imported predictions"``; views show that where a c
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import struct
 import time
+import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import cv2
@@ -52,6 +55,7 @@ from core.config import Settings, check_run_name
 from core.dataset import Dataset, open_dataset
 from core.errors import ImageUnreadable, PetSegError
 from core.interop import PREDICTION_ENCODINGS
+from core.interop.source import open_source
 from core.masks import BACKGROUND, MAX_MASK_PIXELS, PET, decode_label_png, encode_png_fast
 from core.metrics import prediction_metrics
 from core.model import ExternalSpec, ModelConfig, load_external, save_checkpoint
@@ -62,7 +66,6 @@ from core.scoring import score
 ENCODINGS = PREDICTION_ENCODINGS
 IMPORTED_PREDICTIONS = "imported predictions"
 EXTERNAL_CHECKPOINT = "external checkpoint"
-MAX_FILE_BYTES = 64 * 1024 * 1024
 _CHECKPOINT_NAME = "best"  # the name core.evaluate loads by default
 
 
@@ -103,22 +106,24 @@ def import_predictions(
         raise PetSegError(f"encoding {encoding!r} is not one of {', '.join(ENCODINGS)}")
     check_run_name(run)
     folder = Path(folder).expanduser()
-    if not folder.is_dir():
-        raise PetSegError(f"prediction folder {folder} does not exist or is not a folder")
+    if not folder.is_dir() and not zipfile.is_zipfile(folder):
+        raise PetSegError(f"prediction folder {folder} does not exist or is neither a folder nor a zip")
+    source = open_source(folder)
     run_dir = settings.run_dir(run)
     _check_replaceable(run_dir, run, IMPORTED_PREDICTIONS)
     ds = ds if ds is not None else open_dataset(settings.data, settings.workspace)
-    files: dict[str, Path] = {}
+    files: dict[str, str] = {}  # image id -> name in the source
     unknown: list[str] = []
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or path.suffix.lower() not in (".png", ".npy") or not path.is_file():
+    for name in source.names():
+        path = PurePosixPath(name)
+        if path.suffix.lower() not in (".png", ".npy"):
             continue
         if path.suffix.lower() == ".npy" and encoding != "probability":
-            unknown.append(f"{path.name} (.npy files are read as --encoding probability only)")
-        elif path.stem in ds:
-            files[path.stem] = path
+            unknown.append(f"{name} (.npy files are read as --encoding probability only)")
+        elif path.stem in ds and path.stem not in files:
+            files[path.stem] = name
         else:
-            unknown.append(path.name)
+            unknown.append(name)
     if not files:
         raise PetSegError(f"no <image_id>.png in {folder} names an image of the dataset"
                           + (f" (found {', '.join(unknown[:5])})" if unknown else ""))
@@ -127,7 +132,7 @@ def import_predictions(
         raise PetSegError(f"unknown split {split!r}: use one of {', '.join(EVAL_SPLITS)}")
     in_split = set(ds.ids(None if split == "all" else split))
     report = PredictionImport(run=run, split=split, unknown=unknown)
-    report.unknown += [f"{i}.png (not in {split})" for i in files if i not in in_split]
+    report.unknown += [f"{files[i]} (not in {split})" for i in files if i not in in_split]
     report.missing = [i for i in ds.ids(None if split == "all" else split) if i not in files]
     binary = encoding in ("binary", "probability")
     target = eval_dir(settings, run, split)
@@ -142,9 +147,11 @@ def import_predictions(
         (target / PRED_DIR).mkdir(exist_ok=True)
         for image_id in ids:
             try:
-                mask, confidence, resized = _read_prediction(files[image_id], encoding, _size(ds, image_id), resize)
+                data = source.read(files[image_id])
+                mask, confidence, resized = _read_prediction(files[image_id], data, encoding, _size(ds, image_id),
+                                                             resize)
             except PetSegError as exc:
-                report.refused.append(f"{files[image_id].name}: {exc}")
+                report.refused.append(f"{files[image_id]}: {exc}")
                 continue
             atomic_write_bytes(target / PRED_DIR / f"{image_id}.png", encode_png_fast(mask))
             if resized:
@@ -215,18 +222,16 @@ def _covered_split(ds: Dataset, files: dict[str, Path]) -> str:
     return splits.pop() if len(splits) == 1 and splits <= {"test", "trainval"} else "all"
 
 
-def _read_prediction(path: Path, encoding: str, size: tuple[int, int],
+def _read_prediction(name: str, data: bytes, encoding: str, size: tuple[int, int],
                      resize: bool) -> tuple[np.ndarray, np.ndarray | None, bool]:
     """``(trimap-coded mask, max probability or None, resized?)`` of one prediction file."""
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise PetSegError(f"is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB; no mask is that big")
     if encoding == "probability":
-        prob = _read_probability(path)
+        prob = _read_probability(name, data)
         prob, resized = _fit(prob, size, resize)
         mask = np.where(prob > 0.5, PET, BACKGROUND).astype(np.uint8)
         return mask, np.maximum(prob, 1.0 - prob), resized
     try:
-        values = decode_label_png(path.read_bytes(), what="prediction")
+        values = decode_label_png(data, what="prediction")
     except ImageUnreadable as exc:
         raise PetSegError(str(exc)) from None
     values, resized = _fit(values, size, resize)
@@ -244,10 +249,10 @@ def _read_prediction(path: Path, encoding: str, size: tuple[int, int],
     return np.where(values > 0, PET, BACKGROUND).astype(np.uint8), None, resized
 
 
-def _read_probability(path: Path) -> np.ndarray:
-    if path.suffix.lower() == ".npy":
+def _read_probability(name: str, data: bytes) -> np.ndarray:
+    if name.lower().endswith(".npy"):
         try:
-            array = np.load(path, allow_pickle=False)
+            array = np.load(io.BytesIO(data), allow_pickle=False)
         except (ValueError, OSError) as exc:
             raise PetSegError(f"is not a plain numpy array file ({exc}); pickled arrays are refused") from None
         if array.ndim == 3 and array.shape[0] == 1:
@@ -261,7 +266,6 @@ def _read_probability(path: Path) -> np.ndarray:
         if array.size and (array.min() < 0 or array.max() > 1):
             raise PetSegError("holds values outside 0..1; save the pet probability (after the sigmoid)")
         return array
-    data = path.read_bytes()
     if len(data) >= 24 and data[:8] == b"\x89PNG\r\n\x1a\n":
         width, height = struct.unpack(">II", data[16:24])
         if width * height > MAX_MASK_PIXELS:

@@ -8,7 +8,7 @@ import streamlit as st
 from core import views
 from core.config import Settings
 from core.runs import METRICS_FILE, eval_dir, list_runs, load_eval
-from dashboard import jobs_view, loaders, runs_compare, state
+from dashboard import jobs_view, loaders, run_import, runs_compare, state
 from dashboard.markdown import escape
 
 TOP = 10
@@ -17,6 +17,7 @@ current = state.settings()
 st.title("Runs")
 st.caption("Compare two runs image by image on a split both evaluated: B against A, so positive deltas mean B "
            "is better (e.g. A trained on the official trimaps, B retrained with your corrections).")
+run_import.import_form(current)
 
 runs = {r.name: r for r in list_runs(current) if r.evaluated_splits}
 names = list(runs)

@@ -12,14 +12,14 @@ needed to rebuild and use the model (``ModelConfig``: architecture, encoder, inp
 names) and, in ``last.pt``, the optimiser, scheduler and RNG states needed to resume training.
 
 Checkpoints from outside (:func:`load_external`) are read the same safe way (``weights_only`` or safetensors):
-a PetSeg checkpoint; an smp folder written by ``save_pretrained`` (config.json + model.safetensors, loaded with
-smp's own ``from_pretrained``); a Lightning checkpoint of smp's Oxford-pet example (``model.`` prefix, ``mean``
-and ``std`` buffers applied to raw 0..255 pixels, as that example does); or a plain ``state_dict`` of an smp
-model whose architecture is given (:class:`ExternalSpec`). A 1-class (binary) model is wrapped in
-:class:`BinaryAsTrimap`, whose three output channels make its pet logit a pet-vs-background prediction that never
-says border; its config has ``binary=True`` (border metrics are not applicable to it). The result can be saved
-as a PetSeg checkpoint and is rebuilt from it like any other (``ModelConfig.smp_config`` keeps smp's own
-constructor arguments).
+a PetSeg checkpoint; an smp folder written by ``save_pretrained`` (config.json + model.safetensors, loaded
+with smp's own ``from_pretrained``), or a zip of it; a Lightning checkpoint of smp's Oxford-pet example
+(``model.`` prefix, ``mean`` and ``std`` buffers applied to raw 0..255 pixels, as that example does); or a
+plain ``state_dict`` of an smp model whose architecture is given (:class:`ExternalSpec`). A 1-class (binary)
+model is wrapped in :class:`BinaryAsTrimap`, whose three output channels make its pet logit a
+pet-vs-background prediction that never says border; its config has ``binary=True`` (border metrics are not
+applicable to it). The result can be saved as a PetSeg checkpoint and is rebuilt from it like any other
+(``ModelConfig.smp_config`` keeps smp's own constructor arguments).
 """
 
 from __future__ import annotations
@@ -440,6 +440,8 @@ def load_external(
     check_image_size(spec.image_size)
     if path.is_dir():
         model, cfg, meta = _load_pretrained_folder(path, spec)
+    elif path.suffix.lower() == ".zip" and path.is_file():
+        model, cfg, meta = _load_pretrained_zip(path, spec)
     elif not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     elif path.suffix.lower() == ".safetensors":
@@ -592,6 +594,32 @@ def _from_lightning(payload: dict[str, Any], spec: ExternalSpec,
             spec = ExternalSpec(**{**asdict(spec), "input_range": (0.0, 255.0)})
     model, cfg, meta = _assemble(config, state, spec, path, "lightning", mean, std)
     meta.update(epoch=payload.get("epoch"), global_step=payload.get("global_step"))
+    return model, cfg, meta
+
+
+MAX_WEIGHTS_BYTES = 4 * 1024**3  # far above any smp model (a resnet152 U-Net is ~270 MB)
+
+
+def _load_pretrained_zip(path: Path, spec: ExternalSpec) -> tuple[torch.nn.Module, ModelConfig, dict[str, Any]]:
+    """A zip of a save_pretrained folder (what a browser can upload): its two files unpacked, then loaded."""
+    import tempfile
+
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise CheckpointError(f"{path} is not a readable zip ({exc})") from exc
+    with archive, tempfile.TemporaryDirectory() as tmp:
+        for wanted in (PRETRAINED_CONFIG, PRETRAINED_WEIGHTS):
+            found = [i for i in archive.infolist()
+                     if (i.filename == wanted or i.filename.endswith("/" + wanted)) and ".." not in i.filename]
+            if not found:
+                raise CheckpointError(f"{path.name} has no {wanted}: zip the folder smp's save_pretrained wrote")
+            if found[0].file_size > MAX_WEIGHTS_BYTES:
+                raise CheckpointError(f"{path.name}: {wanted} would unpack to {found[0].file_size:,} bytes; refused")
+            with archive.open(found[0]) as source, open(Path(tmp) / wanted, "wb") as target:
+                target.write(source.read(MAX_WEIGHTS_BYTES + 1))
+        model, cfg, meta = _load_pretrained_folder(Path(tmp), spec)
+        meta["sha256"] = file_sha256(Path(tmp) / PRETRAINED_WEIGHTS)
     return model, cfg, meta
 
 

@@ -1,4 +1,4 @@
-"""Export: the effective masks (latest correction, else the official trimap) as a zip in the workspace."""
+"""Export: the effective masks (latest correction, else the official trimap), or a run's predictions, as a zip."""
 
 import datetime as dt
 from pathlib import Path
@@ -8,6 +8,7 @@ import streamlit as st
 from core import ledger
 from core.errors import PetSegError
 from core.export import FORMATS, export_archive
+from core.runs import list_runs
 from dashboard import loaders, state
 from dashboard.markdown import escape
 
@@ -15,7 +16,14 @@ FORMAT_HELP = {
     "trimap": "`annotations/trimaps/<id>.png`, 1 pet / 2 background / 3 border: a drop-in replacement for the "
               "official folder",
     "binary": "`binary/<id>.png`, 0 background / 255 pet with the border counted as pet (the smp convention)",
-    "coco": "`annotations.json`, COCO instances with RLE segmentations (categories pet and border)",
+    "coco": "`annotations.json`, COCO instances with RLE segmentations (categories pet and border; species and "
+            "breed attributes)",
+    "cvat-mask": "CVAT *Segmentation mask 1.1*: `labelmap.txt`, `ImageSets/Segmentation`, `SegmentationClass` and "
+                 "`SegmentationObject` PNGs; upload it to a CVAT task with the same photos",
+    "labelstudio": "Label Studio `tasks.json` with brush-label (RLE) pre-annotations and `labeling_config.xml`; photos "
+                   "are referenced as local files under the dataset's `images/`",
+    "fiftyone": "FiftyOne *ImageSegmentationDirectory*: `data/` photos + `labels/` masks (0 background, 1 pet, "
+                "2 border)",
 }
 MAX_LISTED = 20
 
@@ -29,7 +37,17 @@ st.caption(f"{len(ds):,} images · {corrected:,} with a correction. Every zip al
 
 fmt = st.radio("Format", FORMATS, horizontal=True, key=state.EXPORT_FORMAT)
 st.caption(FORMAT_HELP[fmt])
-only_corrected = st.toggle("Only corrected images", key=state.EXPORT_ONLY_CORRECTED, disabled=corrected == 0,
+evaluated = {r.name: r.evaluated_splits for r in list_runs(current) if r.evaluated_splits}
+what = st.radio("Masks", ["corrections", "predictions"], horizontal=True, key="export_what",
+                format_func=lambda w: "Latest corrections" if w == "corrections" else "A run's predictions",
+                disabled=not evaluated, help="A run's predictions go to a labelling tool as pre-annotations")
+run = split = None
+if what == "predictions" and evaluated:
+    left, right = st.columns(2)
+    run = left.selectbox("Run", list(evaluated), key="export_run_name")
+    split = right.selectbox("Split", evaluated[run], key="export_run_split")
+only_corrected = st.toggle("Only corrected images", key=state.EXPORT_ONLY_CORRECTED,
+                           disabled=corrected == 0 or run is not None,
                            help="Leave out images that still have only the official trimap")
 
 
@@ -41,7 +59,8 @@ def _download(path: Path, key: str, primary: bool = False) -> None:
 if st.button("Export", type="primary", key="export_run"):
     try:
         with st.spinner("Writing the zip…"):
-            report = export_archive(current, fmt=fmt, only_corrected=only_corrected and corrected > 0, ds=ds)
+            report = export_archive(current, fmt=fmt, only_corrected=only_corrected and corrected > 0 and run is None,
+                                    ds=ds, run=run, split=split or "test")
     except PetSegError as exc:
         st.error(escape(exc, 1000))
     else:

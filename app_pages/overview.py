@@ -45,13 +45,16 @@ if not run:
 info = run_info(current, current.run_dir(run))
 cols = st.columns(5)
 cols[0].metric("Run", info.name)
-cols[1].metric("Encoder", info.encoder or "?")
+imported = info.source == "imported predictions"
+cols[1].metric("Encoder", info.encoder or ("imported predictions" if imported else "?"))
 cols[2].metric("Input size", f"{info.image_size or '?'} px")
 cols[3].metric("Epochs", f"{info.epochs_done} / {info.epochs_planned or '?'}")
 cols[4].metric("Best val IoU", "n/a" if info.best_val_iou_pet is None else f"{info.best_val_iou_pet:.3f}")
 curves = read_metrics_csv(info.path)
 if len(curves):
     st.plotly_chart(plots.training_curves(curves, info.name), width="stretch", key="overview_curves")
+elif info.source != "trained":
+    st.caption(f"{info.source.capitalize()}: not trained in PetSeg, so no training curves.")
 else:
     st.caption(f"Run status: {info.status}; no finished epoch yet.")
 
@@ -64,7 +67,8 @@ if evaluating is not None and evaluating.active:
 evaluation = loaders.eval_table(current, run, split)
 if evaluation is None:
     if not info.has_best:
-        st.info("This run has no checkpoint yet: wait for its first epoch, then evaluate it.")
+        st.info(f"This run holds imported predictions of {', '.join(info.evaluated_splits)} only: pick that split."
+                if imported else "This run has no checkpoint yet: wait for its first epoch, then evaluate it.")
         st.stop()
     st.info(f"Run {escape(run, code=True)} has not been evaluated yet. **Next step: evaluate it** to see where it "
             "fails.")

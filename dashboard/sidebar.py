@@ -67,6 +67,8 @@ def _run_box(settings: Settings) -> None:
 
 def _run_label(run: RunInfo) -> str:
     when = time.strftime("%Y-%m-%d", time.localtime(run.created)) if run.created else "?"
+    if run.source == "imported predictions":  # no model behind it: say so where the architecture would be
+        return f"{run.name} · imported predictions · {when}"
     return f"{run.name} · {run.encoder or '?'} {run.image_size or '?'}px · {when}"
 
 

@@ -19,6 +19,8 @@ $(VENV)/.installed-run: requirements.txt | $(PY)
 
 $(VENV)/.installed-test: requirements.txt requirements-test.txt | $(PY)
 	$(PY) -m pip install -r requirements.txt -r requirements-test.txt
+	# The Label Studio SDK's brush code is the reference for our RLE; its ~45 dependencies are not needed for it.
+	$(PY) -m pip install --no-deps label-studio-sdk==2.1.2
 	touch $@
 
 # Browser tests use Debian's Chromium; no test tool downloads its own browser.

@@ -7,8 +7,8 @@
     >>> report = import_predictions(settings, "keras-unet", Path("preds/"), encoding="index")
 
 Each format is one module with a writer (used by :mod:`core.export`) and a reader that yields
-:class:`MaskFile` items for :func:`core.corrections.import_masks`, which validates and stores them exactly like
-a folder import:
+:class:`core.interop.source.MaskFile` items for :func:`core.corrections.import_masks`, which validates and
+stores them exactly like a folder import:
 
 - :mod:`core.interop.cvat`: CVAT "Segmentation mask 1.1" (labelmap.txt, ImageSets/Segmentation/default.txt,
   SegmentationClass/ and SegmentationObject/ colour PNGs).
@@ -20,13 +20,11 @@ a folder import:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-
 from core.errors import PetSegError
+from core.interop.source import MaskFile, open_source
 
 # Formats the corrections import reads (``core corrections import --format``) and :mod:`core.export` writes.
 IMPORT_FORMATS = ("cvat-mask", "labelstudio", "fiftyone", "trimap", "binary")
@@ -35,20 +33,9 @@ PREDICTION_ENCODINGS = ("trimap", "index", "binary", "probability")
 EXPORT_FORMATS = ("trimap", "binary", "coco", "cvat-mask", "labelstudio", "fiftyone")
 
 
-@dataclass(frozen=True)
-class MaskFile:
-    """One mask found in an import: where it came from, the image id it names, and how to decode it."""
-
-    name: str  # the file (and entry) it came from, for the per-file report
-    stem: str  # the image id it claims (checked against the dataset by the importer)
-    # (height, width) of the photo -> (trimap-coded mask, how it was coded); raises PetSegError with the reason
-    load: Callable[[tuple[int, int]], tuple[np.ndarray, str]]
-
-
 def read_masks(fmt: str, path: Path) -> Iterator[MaskFile]:
     """The masks of ``path`` (a zip, an unpacked folder, or for labelstudio also a .json file) in format ``fmt``."""
     from core.interop import cvat, fiftyone, labelstudio, plain
-    from core.interop.source import open_source
 
     readers = {"cvat-mask": cvat.read, "labelstudio": labelstudio.read, "fiftyone": fiftyone.read,
                "trimap": plain.read_trimaps, "binary": plain.read_binary}

@@ -27,9 +27,8 @@ from pathlib import PurePosixPath
 import numpy as np
 
 from core.errors import PetSegError
-from core.interop import MaskFile
 from core.interop.colour import decode_colour_png, encode_colour_png, pack_rgb
-from core.interop.source import Source
+from core.interop.source import MaskFile, Source
 from core.masks import BACKGROUND, BORDER, PET
 
 LABELS = (("background", (0, 0, 0), BACKGROUND), ("pet", (128, 0, 0), PET), ("border", (224, 224, 192), BORDER))

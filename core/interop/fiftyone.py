@@ -26,8 +26,7 @@ import numpy as np
 
 from core.dataset import Dataset
 from core.errors import ImageUnreadable, PetSegError
-from core.interop import MaskFile
-from core.interop.source import Source
+from core.interop.source import MaskFile, Source
 from core.masks import BACKGROUND, BORDER, PET, decode_label_png, encode_png
 
 DATA_DIR = "data/"

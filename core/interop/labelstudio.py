@@ -40,8 +40,7 @@ import numpy as np
 
 from core.dataset import Dataset
 from core.errors import PetSegError
-from core.interop import MaskFile
-from core.interop.source import Source
+from core.interop.source import MaskFile, Source
 from core.masks import BACKGROUND, BORDER, PET, binary_to_trimap
 
 TASKS = "tasks.json"

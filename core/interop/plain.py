@@ -18,8 +18,7 @@ from pathlib import PurePosixPath
 import numpy as np
 
 from core.errors import ImageUnreadable, PetSegError
-from core.interop import MaskFile
-from core.interop.source import Source
+from core.interop.source import MaskFile, Source
 from core.masks import decode_label_png, to_trimap
 
 

@@ -17,13 +17,27 @@ from __future__ import annotations
 import os
 import stat
 import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+
+import numpy as np
 
 from core.errors import PetSegError
 
 MAX_FILE_BYTES = 64 * 1024 * 1024  # a mask PNG or a tasks JSON entry; no single label file is near this
 MAX_TOTAL_BYTES = 8 * 1024 * 1024 * 1024  # the whole zip, uncompressed (a full export with photos is ~1 GB)
 MAX_ENTRIES = 200_000
+
+
+@dataclass(frozen=True)
+class MaskFile:
+    """One mask found in an import: where it came from, the image id it names, and how to decode it."""
+
+    name: str  # the file (and entry) it came from, for the per-file report
+    stem: str  # the image id it claims (checked against the dataset by the importer)
+    # (height, width) of the photo -> (trimap-coded mask, how it was coded); raises PetSegError with the reason
+    load: Callable[[tuple[int, int]], tuple[np.ndarray, str]]
 
 
 class Source:

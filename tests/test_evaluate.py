@@ -390,10 +390,10 @@ def test_a_failure_mid_loop_keeps_every_finished_image_with_its_png(settings, sa
     ordered = [i for i in ds.ids(None) if ds.table.loc[i, "readable"]]
     real_score = evaluation.score
 
-    def failing_score(truth, image_id, pred):
+    def failing_score(truth, image_id, pred, **kwargs):
         if image_id == ordered[9]:
             raise RuntimeError("disk on fire")
-        return real_score(truth, image_id, pred)
+        return real_score(truth, image_id, pred, **kwargs)
 
     monkeypatch.setattr(evaluation, "score", failing_score)
     with pytest.raises(RuntimeError, match="disk on fire"):

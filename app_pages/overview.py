@@ -82,7 +82,10 @@ cols[0].metric("Images scored", f"{numbers['images']:,}")
 cols[1].metric("Mean per-image IoU", f"{numbers['per_image_iou']:.3f}")
 cols[2].metric("Dataset IoU (all pixels)", f"{numbers['dataset_iou']:.3f}")
 cols[3].metric("Per-image IoU, border = pet", f"{numbers.get('per_image_iou_border_as_pet', float('nan')):.3f}")
-cols[4].metric("Pixel accuracy (all pixels)", f"{numbers['pixel_accuracy']:.3f}")
+accuracy = numbers["pixel_accuracy"]
+cols[4].metric("Pixel accuracy (all pixels)", "n/a" if accuracy != accuracy else f"{accuracy:.3f}",
+               help="Not applicable: this run predicts pet vs background, no border class" if accuracy != accuracy
+               else None)
 st.caption("Dataset IoU sums the pet pixels of every image before dividing; pixel accuracy counts all pixels of "
            "the split (3 classes). Mean per-image IoU weighs every image the same.")
 worst = views.breed_summary(loaders.view(current, ds, run, split).loc[lambda v: v["evaluated"]], "iou_pet").head(5)

@@ -16,7 +16,7 @@ a PetSeg checkpoint; an smp folder written by ``save_pretrained`` (config.json +
 with smp's own ``from_pretrained``), or a zip of it; a Lightning checkpoint of smp's Oxford-pet example
 (``model.`` prefix, ``mean`` and ``std`` buffers applied to raw 0..255 pixels, as that example does); or a
 plain ``state_dict`` of an smp model whose architecture is given (:class:`ExternalSpec`). A 1-class (binary)
-model is wrapped in :class:`BinaryAsTrimap`, whose three output channels make its pet logit a
+model gets :class:`BinaryAsTrimap` as its head, whose three output channels make its pet logit a
 pet-vs-background prediction that never says border; its config has ``binary=True`` (border metrics are not
 applicable to it). The result can be saved as a PetSeg checkpoint and is rebuilt from it like any other
 (``ModelConfig.smp_config`` keeps smp's own constructor arguments).
@@ -176,7 +176,7 @@ def create_network(cfg: ModelConfig, encoder_weights: str | None = None) -> torc
 
     if cfg.smp_config:
         net = _smp_from_config(json.loads(cfg.smp_config))
-        return BinaryAsTrimap(net) if cfg.binary else net
+        return binary_as_trimap(net) if cfg.binary else net
 
     weights: Any = encoder_weights
     if encoder_weights and cfg.encoder.startswith("tu-"):
@@ -253,29 +253,29 @@ def build_model(
 
 
 class BinaryAsTrimap(torch.nn.Module):
-    """A 1-class smp model seen as the three class channels (pet, background, border) PetSeg's evaluation reads.
+    """The segmentation head of a 1-class smp model, seen as the three class channels PetSeg's evaluation reads.
 
-    Channel 0 is the pet logit z, channel 1 is 0 and channel 2 is a large negative constant: softmax gives pet
-    probability sigmoid(z) (the binary model's own), argmax gives pet where z > 0, and border never wins. The
-    wrapped model stays reachable under the same attribute names (``encoder``, ``decoder``, ...) for the Model
-    page's hooks.
+    Channel 0 is the pet logit z, channel 1 is 0 and channel 2 a large negative constant: softmax gives pet
+    probability sigmoid(z) (the binary model's own), argmax gives pet where z > 0, and border never wins. It
+    replaces the model's ``segmentation_head`` (see :func:`binary_as_trimap`), so the model stays an smp model
+    whose every path to the output (its forward, the Model page's head-after-decoder ablation) gives 3 channels.
     """
 
     NEVER = -1.0e4  # finite, so bilinear resizing keeps it finite; exp(NEVER - max) is 0
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, head: torch.nn.Module) -> None:
         super().__init__()
-        self.model = model
+        self.head = head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.model(x)
+        z = self.head(x)
         return torch.cat([z, torch.zeros_like(z), torch.full_like(z, self.NEVER)], dim=1)
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(super().__getattr__("model"), name)
+
+def binary_as_trimap(net: torch.nn.Module) -> torch.nn.Module:
+    """Give a 1-class smp model (weights already loaded) the three-channel output; returns the same model."""
+    net.segmentation_head = BinaryAsTrimap(net.segmentation_head)
+    return net
 
 
 def network_from_config(cfg: ModelConfig) -> torch.nn.Module:
@@ -554,7 +554,7 @@ def _assemble(smp_config: dict[str, Any], state: dict[str, torch.Tensor], spec: 
             f"the weights in {path} do not fit a {cfg.arch} with encoder {cfg.encoder} and {smp_config.get('classes')} "
             f"class(es) ({detail}): give the architecture it was trained with (--arch, --encoder)"
         ) from exc
-    model = BinaryAsTrimap(net) if cfg.binary else net
+    model = binary_as_trimap(net) if cfg.binary else net
     return model, cfg, {"source": source}
 
 
@@ -646,5 +646,5 @@ def _load_pretrained_folder(folder: Path, spec: ExternalSpec) -> tuple[torch.nn.
             net = smp.from_pretrained(str(folder), encoder_weights=None)
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
         raise CheckpointError(f"smp could not load {folder} ({str(exc).splitlines()[0][:200]})") from exc
-    model = BinaryAsTrimap(net) if cfg.binary else net
+    model = binary_as_trimap(net) if cfg.binary else net
     return model, cfg, {"source": "smp-pretrained"}

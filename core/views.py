@@ -439,8 +439,9 @@ def evaluation_headline(table: pd.DataFrame) -> dict[str, float]:
         "per_image_iou": float(scored["iou_pet"].mean()),
         "per_image_iou_border_as_pet": float(scored["iou_pet_border_as_pet"].mean()),
         "dataset_iou": float(dataset_iou(scored)),
-        # Over all pixels of the split, as the original seed notebook reported it (not a mean of per-image values).
-        "pixel_accuracy": float((scored["pixel_accuracy"] * pixels).sum() / pixels.sum()),
+        # Over all pixels of the split, as the original seed notebook reported it (not a mean of per-image values);
+        # NaN for a binary run, whose 3-class accuracy is not applicable.
+        "pixel_accuracy": float((scored["pixel_accuracy"] * pixels).sum(min_count=1) / pixels.sum()),
         "images": int(len(scored)),
     }
 

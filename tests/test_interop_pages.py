@@ -100,6 +100,25 @@ def test_every_view_shows_an_imported_binary_run(monkeypatch, settings, ds, tmp_
     if page == "overview":
         values = {m.label: m.value for m in at.metric}
         assert values["Encoder"] == "imported predictions"
+        assert values["Mean per-image IoU"] == "1.000"  # pet vs not: the border band of the truth is left out
+        assert values["Pixel accuracy (all pixels)"] == "n/a"  # no border class: not applicable
+
+
+def test_model_page_explains_an_imported_binary_smp_model(monkeypatch, settings, ds, tmp_path):
+    import segmentation_models_pytorch as smp
+
+    from core.evaluate import evaluate
+    from core.interop.runs import import_checkpoint
+    from core.model import ExternalSpec
+
+    torch.manual_seed(0)
+    smp.create_model("unet", encoder_name="resnet18", encoder_weights=None, classes=1,
+                     decoder_channels=(32, 16, 8, 8, 8)).save_pretrained(str(tmp_path / "m"))
+    import_checkpoint(settings, "ext", tmp_path / "m", ExternalSpec(image_size=64))
+    evaluate(settings, run="ext", split="test", progress=False)
+    at = open_app(monkeypatch, settings.data, settings.workspace, "model", run="ext", split="test")
+    assert not at.exception, at.exception[0].value if at.exception else ""
+    assert any("checkpoint best.pt" in c.value for c in at.caption)
 
 
 def test_export_page_writes_cvat_and_a_runs_predictions_for_label_studio(monkeypatch, settings, ds, tmp_path):

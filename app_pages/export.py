@@ -9,7 +9,7 @@ from core import ledger
 from core.errors import PetSegError
 from core.export import FORMATS, export_archive
 from core.runs import list_runs
-from dashboard import loaders, state
+from dashboard import corrections_import, loaders, state
 from dashboard.markdown import escape
 
 FORMAT_HELP = {
@@ -70,6 +70,8 @@ last = st.session_state.get(state.EXPORT_LAST)
 if last and Path(last[0]).is_file():
     st.success(escape(last[1], 1000))
     _download(Path(last[0]), "export_download_last", primary=True)
+
+corrections_import.import_form(current, ds)
 
 exports = sorted(current.exports_dir.glob("*.zip"), key=lambda p: p.stat().st_mtime, reverse=True) \
     if current.exports_dir.is_dir() else []

@@ -60,6 +60,7 @@ from core.runs import (
     eval_dir,
     read_eval_table,
     read_prediction,
+    run_source,
     table_lock,
     write_eval_table,
 )
@@ -171,6 +172,9 @@ def checkpoint_path(settings: Settings, run: str, checkpoint: str = "best") -> P
     run_dir = settings.run_dir(run)
     if not run_dir.is_dir():
         raise PetSegError(f"no run named {run} in {settings.runs_dir}: train it first (python -m core train --run ...)")
+    if run_source(run_dir) == "imported predictions":
+        raise PetSegError(f"run {run} holds imported predictions, not a model: there is no checkpoint to evaluate "
+                          "(python -m core predictions import again to replace them)")
     return run_dir / f"{checkpoint}.pt"
 
 

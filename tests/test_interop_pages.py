@@ -143,3 +143,36 @@ def test_export_page_writes_cvat_and_a_runs_predictions_for_label_studio(monkeyp
         tasks = json.loads(archive.read("tasks.json"))
     assert sorted(t["data"]["image_id"] for t in tasks) == sorted(ds.ids("test"))
     assert tasks[0]["predictions"][0]["model_version"] == "petseg:imported"
+
+
+def test_export_page_imports_corrections_from_a_cvat_zip(monkeypatch, settings, ds, tmp_path):
+    from core.config import Settings
+    from core.corrections import save
+    from core.export import export_archive
+    from core.ledger import latest
+
+    image_id = ds.ids()[0]
+    edited = load_trimap(ds, image_id).copy()
+    edited[:3] = PET
+    elsewhere = Settings.resolve(data=settings.data, workspace=tmp_path / "colleague")
+    save(elsewhere, ds, image_id, edited, base_version=None, source="gt")
+    cvat_zip = export_archive(elsewhere, fmt="cvat-mask", out=tmp_path / "task.zip", ds=ds).path
+
+    at = open_app(monkeypatch, settings.data, settings.workspace, "export")
+    at.selectbox(key="corrections_import_format").set_value("cvat-mask").run()
+    at.file_uploader(key="corrections_import_file").upload("task.zip", cvat_zip.read_bytes(), "application/zip")
+    at.text_input(key="corrections_import_note").set_value("from CVAT")
+    at.run()
+    _button(at, "corrections_import_go").click()
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.success[0].value.startswith(f"1 imported, {len(ds) - 1} unchanged, 0 refused")
+    row = latest(settings, image_id)
+    assert row is not None and row.note == "from CVAT" and row.source == "import"
+    np.testing.assert_array_equal(groundtruth_mask(settings, ds, image_id), edited)
+
+
+def groundtruth_mask(settings, ds, image_id):
+    from core import groundtruth
+
+    return groundtruth.current(settings, ds, image_id)[0]

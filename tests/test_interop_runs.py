@@ -301,3 +301,11 @@ def test_cli_evaluate_with_an_outside_checkpoint(settings, ds, tmp_path, capsys)
                      "--checkpoint", str(tmp_path / "nothing.pt"), "--run", "ext2"])
     assert code == 2 and "does not exist" in capsys.readouterr().err
     assert isinstance(load_eval(settings, "ext", "test"), pd.DataFrame)
+
+
+def test_evaluating_an_imported_predictions_run_says_there_is_no_model(settings, ds, tmp_path):
+    folder = tmp_path / "p"
+    _write(folder, ds.ids("test")[0], load_trimap(ds, ds.ids("test")[0]))
+    import_predictions(settings, "imported", folder, ds=ds)
+    with pytest.raises(PetSegError, match="holds imported predictions, not a model"):
+        evaluate(settings, run="imported", split="test", progress=False)

@@ -119,10 +119,6 @@ def model(settings: Settings, run: str) -> LoadedModel:
         if path.is_file():
             break
     else:
-        from core.runs import run_source
-
-        if run_source(settings.run_dir(run)) == "imported predictions":
-            raise PetSegError(f"run {run} holds imported predictions: there is no model (checkpoint) to load")
         raise PetSegError(f"run {run} has no checkpoint yet: wait for its first epoch or train it on the Train page")
     info = os.stat(path)
     sha = _sha(str(path), info.st_mtime_ns, info.st_size)

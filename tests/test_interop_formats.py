@@ -349,3 +349,14 @@ def test_shutil_unpacked_export_of_the_dataset_trimaps_reads_as_trimap(sample, t
     shutil.copytree(settings.data / "annotations" / "trimaps", folder / "annotations" / "trimaps")
     report = import_masks(settings, read_masks("trimap", folder), ds=ds)
     assert report.refused == 0 and report.imported == []
+
+
+def test_labelstudio_splits_many_tasks_into_numbered_files_and_reads_them_all(sample, tmp_path, monkeypatch):
+    settings, ds = sample
+    monkeypatch.setattr(labelstudio, "TASKS_PER_FILE", 8)
+    path = export_archive(settings, fmt="labelstudio", out=tmp_path / "ls.zip", ds=ds).path
+    with zipfile.ZipFile(path) as archive:
+        files = sorted(n for n in archive.namelist() if n.endswith(".json"))
+        counts = [len(json.loads(archive.read(n))) for n in files]
+    assert files == ["tasks-001.json", "tasks-002.json", "tasks-003.json"] and counts == [8, 8, 4]
+    assert sorted(m.stem for m in read_masks("labelstudio", path)) == sorted(ds.ids())

@@ -6,8 +6,9 @@
     True
 
 The zip holds ``tasks.json`` (import it into a project with ``labeling_config.xml`` as the labeling interface)
-and that config. Each task names its photo as ``/data/local-files/?d=images/<file>``: serve the dataset
-folder with Label Studio's local files (``LOCAL_FILES_SERVING_ENABLED=true``,
+and that config; past :data:`TASKS_PER_FILE` tasks they are split into ``tasks-001.json``, ``tasks-002.json``,
+... (the whole dataset's RLE is ~200 MB of JSON; Label Studio imports several files at once). Each task names
+its photo as ``/data/local-files/?d=images/<file>``: serve the dataset folder with Label Studio's local files (``LOCAL_FILES_SERVING_ENABLED=true``,
 ``LOCAL_FILES_DOCUMENT_ROOT=<dataset folder>``), or change the prefix. The masks are ``predictions``
 (pre-annotations the team edits and submits), one ``brushlabels`` result per label (``pet``, ``border``; the
 background is what is left), each an RLE of the RGBA image whose alpha is 255 on the label.
@@ -57,7 +58,8 @@ LABELING_CONFIG = (
 )
 _UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")
 _RLE_SIZES = (3, 4, 8, 16)
-_MAX_TASKS_BYTES = 64 * 1024 * 1024
+TASKS_PER_FILE = 1000
+MAX_JSON_BYTES = 1024 * 1024 * 1024  # a whole project's export from Label Studio (one file, ~200 MB for 7,390 images)
 
 
 # --- the RLE ------------------------------------------------------------------------------------------------
@@ -167,13 +169,21 @@ class Writer:
     def __init__(self, archive: zipfile.ZipFile, ds: Dataset, model_version: str):
         self.archive, self.ds, self.model_version = archive, ds, model_version
         self.tasks: list[dict[str, Any]] = []
+        self.files = 0
 
     def add(self, image_id: str, trimap: np.ndarray) -> None:
+        if len(self.tasks) == TASKS_PER_FILE:  # a full file and more to come: numbered files
+            self._write(f"tasks-{self.files + 1:03d}.json")
         self.tasks.append(task(image_id, self.ds.image_path(image_id).name, trimap, self.model_version))
 
     def finish(self) -> None:
-        self.archive.writestr(TASKS, json.dumps(self.tasks), compress_type=zipfile.ZIP_DEFLATED)
+        self._write(f"tasks-{self.files + 1:03d}.json" if self.files else TASKS)
         self.archive.writestr(CONFIG, LABELING_CONFIG, compress_type=zipfile.ZIP_DEFLATED)
+
+    def _write(self, name: str) -> None:
+        self.archive.writestr(name, json.dumps(self.tasks), compress_type=zipfile.ZIP_DEFLATED)
+        self.files += 1
+        self.tasks = []
 
 
 def read(source: Source) -> Iterator[MaskFile]:
@@ -182,7 +192,7 @@ def read(source: Source) -> Iterator[MaskFile]:
         raise PetSegError("no .json file found: export the Label Studio project as JSON (or give PetSeg's zip)")
     for name in names:
         try:
-            tasks = json.loads(source.read(name))
+            tasks = json.loads(source.read(name, MAX_JSON_BYTES))
         except ValueError as exc:
             raise PetSegError(f"{source.describe(name)} is not valid JSON ({exc})") from exc
         if isinstance(tasks, dict):

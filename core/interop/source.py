@@ -49,7 +49,7 @@ class Source:
     def names(self) -> list[str]:
         raise NotImplementedError
 
-    def read(self, name: str) -> bytes:
+    def read(self, name: str, limit: int = MAX_FILE_BYTES) -> bytes:
         raise NotImplementedError
 
     def describe(self, name: str) -> str:
@@ -70,13 +70,13 @@ class FolderSource(Source):
     def names(self) -> list[str]:
         return list(self._names)
 
-    def read(self, name: str) -> bytes:
+    def read(self, name: str, limit: int = MAX_FILE_BYTES) -> bytes:
         if name not in self._names:
             raise PetSegError(f"{name} is not in {self.path}")
-        return _read_file(self.path / name)
+        return _read_file(self.path / name, limit)
 
 
-def _read_file(full: Path) -> bytes:
+def _read_file(full: Path, limit: int = MAX_FILE_BYTES) -> bytes:
     # O_NOFOLLOW: a file swapped for a symlink after the listing is refused, not followed.
     try:
         fd = os.open(full, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
@@ -85,9 +85,9 @@ def _read_file(full: Path) -> bytes:
     with os.fdopen(fd, "rb") as handle:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
             raise PetSegError("is not a regular file")
-        data = handle.read(MAX_FILE_BYTES + 1)
-    if len(data) > MAX_FILE_BYTES:
-        raise PetSegError(f"is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB; no label file is that big")
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise PetSegError(f"is larger than {limit // (1024 * 1024)} MB; no label file is that big")
     return data
 
 
@@ -118,18 +118,18 @@ class ZipSource(Source):
     def names(self) -> list[str]:
         return sorted(self._infos)
 
-    def read(self, name: str) -> bytes:
+    def read(self, name: str, limit: int = MAX_FILE_BYTES) -> bytes:
         info = self._infos.get(name)
         if info is None:
             raise PetSegError(f"{name} is not in {self.path.name}")
-        if info.file_size > MAX_FILE_BYTES:
-            raise PetSegError(f"is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB; no label file is that big")
+        if info.file_size > limit:
+            raise PetSegError(f"is larger than {limit // (1024 * 1024)} MB; no label file is that big")
         try:
             with self._zip.open(info) as handle:
-                data = handle.read(MAX_FILE_BYTES + 1)
+                data = handle.read(limit + 1)
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:  # CRC error, truncated entry
             raise PetSegError(f"cannot be read from the zip ({exc})") from exc
-        if len(data) > MAX_FILE_BYTES:
+        if len(data) > limit:
             raise PetSegError("unpacks to more than its declared size: refused")
         return data
 
@@ -143,10 +143,10 @@ class FileSource(Source):
     def names(self) -> list[str]:
         return [self.path.name]
 
-    def read(self, name: str) -> bytes:
+    def read(self, name: str, limit: int = MAX_FILE_BYTES) -> bytes:
         if name != self.path.name:
             raise PetSegError(f"{name} is not {self.path.name}")
-        return _read_file(self.path)
+        return _read_file(self.path, limit)
 
 
 def open_source(path: Path) -> Source:

@@ -6,12 +6,13 @@
     True
 
 The zip holds ``tasks.json`` (import it into a project with ``labeling_config.xml`` as the labeling interface)
-and that config; past :data:`TASKS_PER_FILE` tasks they are split into ``tasks-001.json``, ``tasks-002.json``,
-... (the whole dataset's RLE is ~200 MB of JSON; Label Studio imports several files at once). Each task names
-its photo as ``/data/local-files/?d=images/<file>``: serve the dataset folder with Label Studio's local files (``LOCAL_FILES_SERVING_ENABLED=true``,
-``LOCAL_FILES_DOCUMENT_ROOT=<dataset folder>``), or change the prefix. The masks are ``predictions``
-(pre-annotations the team edits and submits), one ``brushlabels`` result per label (``pet``, ``border``; the
-background is what is left), each an RLE of the RGBA image whose alpha is 255 on the label.
+and that config; past :data:`TASKS_PER_FILE` tasks they are split into ``tasks-001.json``,
+``tasks-002.json``, ... (the whole dataset's RLE is ~200 MB of JSON; Label Studio imports several files at
+once). Each task names its photo as ``/data/local-files/?d=images/<file>``: serve the dataset folder with
+Label Studio's local files (``LOCAL_FILES_SERVING_ENABLED=true``, ``LOCAL_FILES_DOCUMENT_ROOT=<dataset
+folder>``), or change the prefix. The masks are ``predictions`` (pre-annotations the team edits and submits),
+one ``brushlabels`` result per label (``pet``, ``border``; the background is what is left), each an RLE of
+the RGBA image whose alpha is 255 on the label.
 
 **The RLE.** Label Studio's brush format is thi.ng's ``rle-pack`` over the RGBA bytes: a 32-bit value count,
 5 bits word size - 1 (8 bits), four 4-bit run-length field sizes - 1 (3, 4, 8, 16), then per run a flag bit

@@ -129,6 +129,13 @@ def test_wrong_size_is_refused_with_the_reason_unless_resizing_is_asked_for(sett
     assert line.startswith(f"{first}.png: is 16x12") and f"image is {width}x{height}" in line and "--resize" in line
     report = import_predictions(settings, "small", folder, resize=True, ds=ds)  # same run, imported again
     assert report.imported == 2 and report.resized == [first]
+    (folder / f"{second}.png").unlink()
+    report = import_predictions(settings, "small", folder, resize=True, ds=ds)  # and again, with one file less
+    assert report.missing == [second]
+    assert sorted(p.stem for p in (eval_dir(settings, "small", "test") / "pred").iterdir()) == [first]
+    assert list(load_eval(settings, "small", "test").index) == [first]
+    _write(folder, second, load_trimap(ds, second))
+    report = import_predictions(settings, "small", folder, resize=True, ds=ds)
     config = json.loads((settings.run_dir("small") / "config.json").read_text())
     assert config["imported"]["resized_ids"] == [first] and config["imported"]["resize"] is True
     assert read_prediction(eval_dir(settings, "small", "test"), first).shape == (height, width)

@@ -171,6 +171,9 @@ def import_predictions(
         if not rows:
             raise PetSegError(f"no prediction of {folder} could be imported: " + "; ".join(report.refused[:5]))
         table = write_eval_table(target, rows)
+        for old in (target / PRED_DIR).glob("*.png"):  # left by an earlier import of this run: not in the table
+            if old.stem not in rows:
+                old.unlink(missing_ok=True)
     _write_run_config(run_dir, IMPORTED_PREDICTIONS, {"binary": binary}, {
         "from": str(folder.absolute()), "encoding": encoding, "resize": resize, "split": split,
         "resized_ids": report.resized, "files": len(files), "imported": report.imported,

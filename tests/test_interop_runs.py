@@ -316,3 +316,11 @@ def test_evaluating_an_imported_predictions_run_says_there_is_no_model(settings,
     import_predictions(settings, "imported", folder, ds=ds)
     with pytest.raises(PetSegError, match="holds imported predictions, not a model"):
         evaluate(settings, run="imported", split="test", progress=False)
+
+
+def test_a_failed_first_import_leaves_no_empty_run(settings, ds, tmp_path):
+    folder = tmp_path / "tiny"
+    _write(folder, ds.ids("test")[0], np.ones((3, 3), np.uint8))  # wrong size, no --resize
+    with pytest.raises(PetSegError, match="could be imported"):
+        import_predictions(settings, "failed", folder, ds=ds)
+    assert not settings.run_dir("failed").exists() and list_runs(settings) == []

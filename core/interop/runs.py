@@ -39,6 +39,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import shutil
 import struct
 import time
 import zipfile
@@ -55,13 +56,13 @@ from core.config import Settings, check_run_name
 from core.dataset import Dataset, open_dataset
 from core.errors import ImageUnreadable, PetSegError
 from core.interop import PREDICTION_ENCODINGS
-from core.interop.source import open_source
+from core.interop.source import Source, open_source
 from core.masks import BACKGROUND, MAX_MASK_PIXELS, PET, decode_label_png, encode_png_fast
 from core.metrics import prediction_metrics
 from core.model import ExternalSpec, ModelConfig, load_external, save_checkpoint
 from core.run_folder import lock_evaluation
-from core.runs import CONFIG_FILE, EVAL_SPLITS, PRED_DIR, eval_dir, read_config, write_eval_table
-from core.scoring import score
+from core.runs import CONFIG_FILE, EVAL_SPLITS, PRED_DIR, eval_dir, read_config, table_lock, write_eval_table
+from core.scoring import rescore_rows, score
 
 ENCODINGS = PREDICTION_ENCODINGS
 IMPORTED_PREDICTIONS = "imported predictions"
@@ -135,8 +136,22 @@ def import_predictions(
     report.unknown += [f"{files[i]} (not in {split})" for i in files if i not in in_split]
     report.missing = [i for i in ds.ids(None if split == "all" else split) if i not in files]
     binary = encoding in ("binary", "probability")
+    new_run = not run_dir.exists()
+    try:
+        return _import(settings, ds, run_dir, source, files, report, in_split, folder, encoding, resize, binary)
+    except BaseException:
+        if new_run:  # nothing of a failed first import stays behind as an empty run
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _import(settings: Settings, ds: Dataset, run_dir: Path, source: Source, files: dict[str, str],
+            report: PredictionImport, in_split: set[str], folder: Path, encoding: str, resize: bool,
+            binary: bool) -> PredictionImport:
+    run, split = report.run, report.split
     target = eval_dir(settings, run, split)
     target.mkdir(parents=True, exist_ok=True)
+    # Written first too: a correction saved while this import runs rescores the table as the binary run it is.
     _write_run_config(run_dir, IMPORTED_PREDICTIONS, {"binary": binary}, {
         "from": str(folder.absolute()), "encoding": encoding, "resize": resize, "split": split,
     })
@@ -170,7 +185,12 @@ def import_predictions(
             report.imported += 1
         if not rows:
             raise PetSegError(f"no prediction of {folder} could be imported: " + "; ".join(report.refused[:5]))
-        table = write_eval_table(target, rows)
+        with table_lock(target):
+            # As an evaluation does: rows whose ground truth changed while this import ran are rescored first.
+            now = groundtruth.snapshot(settings, ds, list(rows))
+            rescore_rows(target, now, rows, [i for i in rows if rows[i]["gt_version"] != now.versions[i]],
+                         ds.fingerprint)
+            table = write_eval_table(target, rows)
         for old in (target / PRED_DIR).glob("*.png"):  # left by an earlier import of this run: not in the table
             if old.stem not in rows:
                 old.unlink(missing_ok=True)

@@ -54,7 +54,7 @@ curves = read_metrics_csv(info.path)
 if len(curves):
     st.plotly_chart(plots.training_curves(curves, info.name), width="stretch", key="overview_curves")
 elif info.source != "trained":
-    st.caption(f"{info.source.capitalize()}: not trained in PetSeg, so no training curves.")
+    st.caption(f"{escape(info.source.capitalize())}: not trained in PetSeg, so no training curves.")
 else:
     st.caption(f"Run status: {info.status}; no finished epoch yet.")
 
@@ -67,7 +67,8 @@ if evaluating is not None and evaluating.active:
 evaluation = loaders.eval_table(current, run, split)
 if evaluation is None:
     if not info.has_best:
-        st.info(f"This run holds imported predictions of {', '.join(info.evaluated_splits)} only: pick that split."
+        st.info(f"This run holds imported predictions of {escape(', '.join(info.evaluated_splits))} only: pick that "
+                "split."
                 if imported else "This run has no checkpoint yet: wait for its first epoch, then evaluate it.")
         st.stop()
     st.info(f"Run {escape(run, code=True)} has not been evaluated yet. **Next step: evaluate it** to see where it "

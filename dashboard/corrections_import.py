@@ -1,7 +1,7 @@
 """The Export page's way back in: corrected masks from CVAT, Label Studio, FiftyOne or PetSeg's own zips.
 
     >>> from dashboard import corrections_import
-    >>> corrections_import.import_form(current, ds)   # upload, format, author, note -> per-file report
+    >>> corrections_import.import_form(current, ds)   # upload, format, note -> per-file report (author: auth)
 
 Writes only through :func:`core.corrections.import_masks` (the same checks and report as the CLI's
 ``corrections import --format``); the upload lives in a temporary folder under the workspace during the import.
@@ -14,11 +14,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import db
 from core.config import Settings
 from core.dataset import Dataset
 from core.errors import PetSegError
 from core.interop import IMPORT_FORMATS
+from dashboard import auth
 from dashboard.markdown import escape
 
 FORMAT_HELP = {
@@ -37,9 +37,9 @@ def import_form(settings: Settings, ds: Dataset) -> None:
         fmt = st.selectbox("Format", IMPORT_FORMATS, key="corrections_import_format")
         st.caption(FORMAT_HELP[fmt])
         upload = st.file_uploader("Export of the tool", type=["zip", "json"], key="corrections_import_file")
-        left, right = st.columns(2)
-        author = left.text_input("Author", value=db.clean_author(None), key="corrections_import_author")
-        note = right.text_input("Note", key="corrections_import_note", placeholder="e.g. CVAT review, batch 3")
+        note = st.text_input("Note", key="corrections_import_note", placeholder="e.g. CVAT review, batch 3")
+        author = auth.current_user()  # the signed-in user (or the OS user without sign-in), never typed
+        st.caption(f"Recorded as imported by {escape(author, code=True)}.")
         if not st.button("Import corrections", key="corrections_import_go", disabled=upload is None):
             return
         from core.corrections import import_masks

@@ -19,8 +19,11 @@ $(VENV)/.installed-run: requirements.txt | $(PY)
 
 $(VENV)/.installed-test: requirements.txt requirements-test.txt | $(PY)
 	$(PY) -m pip install -r requirements.txt -r requirements-test.txt
-	# The Label Studio SDK's brush code is the reference for our RLE; its ~45 dependencies are not needed for it.
-	$(PY) -m pip install --no-deps label-studio-sdk==2.1.2
+	# Reference readers for the interop round trips, without their pins on older numpy/OpenCV/pandas: the Label
+	# Studio SDK's brush code (its ~45 dependencies are not needed for it) and datumaro, CVAT's format library.
+	$(PY) -m pip install --no-deps label-studio-sdk==2.1.2 datumaro==1.13.12 cachetools==7.3.3 defusedxml==0.7.1 \
+		imagesize==2.0.1 json-stream==2.5.1 json-stream-rs-tokenizer==0.5.4 lxml==6.1.3 orjson==3.13.0 \
+		ruamel.yaml==0.19.1 shapely==2.2.0
 	touch $@
 
 # Browser tests use Debian's Chromium; no test tool downloads its own browser.

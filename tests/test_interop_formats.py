@@ -1,8 +1,9 @@
 """CVAT mask 1.1, Label Studio and FiftyOne: export -> read back -> identical masks, on the real sample.
 
-Label Studio's RLE is checked against the Label Studio SDK's own brush code (installed without its
-dependencies, see requirements-test.txt); CVAT's and FiftyOne's readers (datumaro, fiftyone) do not install
-offline here, so their layouts are checked against the formats' written specs.
+The owning libraries read and write the formats where they install here (``make test`` installs both without
+their dependency pins): Label Studio's RLE is checked against the Label Studio SDK's own brush code, the CVAT
+zip against datumaro (the library CVAT's own import and export run on). FiftyOne (a large install that runs its
+own database) is not installed: its layout is checked against the format's written spec.
 """
 
 from __future__ import annotations
@@ -127,6 +128,36 @@ def test_cvat_zip_follows_the_segmentation_mask_layout(sample, tmp_path):
     # one object colour for the pet, another for its border band, black elsewhere
     assert len({tuple(c) for c in objects[trimap == PET]}) == 1
     assert (objects[trimap == BACKGROUND] == 0).all()
+
+
+def test_datumaro_reads_the_cvat_export_and_petseg_reads_datumaros(sample, tmp_path):
+    """CVAT imports and exports Segmentation mask 1.1 through datumaro's voc_segmentation format."""
+    dm = pytest.importorskip("datumaro", reason="datumaro is installed by make test (pip install --no-deps)")
+    settings, ds = sample
+    corrected = _correct(settings, ds)
+    expected = _effective(settings, ds)
+    path = export_archive(settings, fmt="cvat-mask", out=tmp_path / "cvat.zip", ds=ds).path
+    with zipfile.ZipFile(path) as archive:
+        archive.extractall(tmp_path / "cvat")
+    dataset = dm.Dataset.import_from(str(tmp_path / "cvat"), "voc_segmentation")
+    labels = dataset.categories()[dm.AnnotationType.label]
+    assert [label.name for label in labels] == ["background", "pet", "border"]
+    assert sorted(item.id for item in dataset) == sorted(ds.ids())
+    value = {"pet": PET, "border": BORDER, "background": BACKGROUND}
+    for item in dataset:
+        rebuilt = np.full(expected[item.id].shape, BACKGROUND, np.uint8)
+        for annotation in item.annotations:
+            if annotation.type == dm.AnnotationType.mask:
+                rebuilt[annotation.image.astype(bool)] = value[labels[annotation.label].name]
+        np.testing.assert_array_equal(rebuilt, expected[item.id], err_msg=item.id)
+
+    # ... and what datumaro writes (as CVAT's export does) reads back into the same masks
+    dataset.export(str(tmp_path / "from-datumaro"), "voc_segmentation", save_media=False)
+    fresh = Settings.resolve(data=settings.data, workspace=tmp_path / "ws-dm")
+    report = import_masks(fresh, read_masks("cvat-mask", tmp_path / "from-datumaro"), ds=ds)
+    assert report.refused == 0 and sorted(report.imported) == sorted(corrected)
+    for image_id, mask in _effective(fresh, ds).items():
+        np.testing.assert_array_equal(mask, expected[image_id])
 
 
 def test_cvat_reads_the_zips_own_labelmap_colours_and_refuses_unknown_ones(sample, tmp_path):

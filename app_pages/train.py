@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from core import store
 from core.config import Settings
 from core.dataset import Dataset
 from core.ledger import latest_versions
@@ -27,7 +28,7 @@ st.caption(
 
 def corrected_counts(current: Settings, ds: Dataset) -> tuple[int, int]:
     """Corrected images in trainval (used with "use corrections") and in test (evaluation only)."""
-    if not current.db_path.exists():
+    if not store.exists(current):
         return 0, 0
     splits = ds.table["split"][ds.table.index.isin(list(latest_versions(current)))]
     return int((splits == "trainval").sum()), int((splits == "test").sum())

@@ -29,10 +29,18 @@ def _add_paths(parser: argparse.ArgumentParser, data: bool = True) -> None:
     parser.add_argument(
         "--workspace", help="where runs, caches, corrections and exports go (default: $PETSEG_HOME or ./workspace)"
     )
+    _add_db(parser, default=argparse.SUPPRESS)  # also accepted after the command; the one before it is the default
+
+
+def _add_db(parser: argparse.ArgumentParser, default: object = None) -> None:
+    parser.add_argument("--db", metavar="URL", default=default,
+                        help="the store: sqlite:///file or postgresql://user@host:port/dbname "
+                             "(default: $PETSEG_DB or the SQLite file in the workspace)")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return Settings.resolve(data=getattr(args, "data", None), workspace=getattr(args, "workspace", None))
+    return Settings.resolve(data=getattr(args, "data", None), workspace=getattr(args, "workspace", None),
+                            db=getattr(args, "db", None))
 
 
 def _positive_int(text: str) -> int:
@@ -223,6 +231,37 @@ def _json_number(value: object) -> float | None:
     return None if math.isnan(number) else number  # NaN is not JSON
 
 
+def cmd_db_migrate(args: argparse.Namespace) -> int:
+    from core import store
+    from core.store.migrate import current_revision
+
+    settings = _settings(args)
+    revision = current_revision(store.engine(settings))  # opening the store upgrades it
+    print(f"{store.shown(settings.db_url)} is at schema revision {revision}")
+    return 0
+
+
+def cmd_db_copy(args: argparse.Namespace) -> int:
+    from core.store.copy import copy_store
+
+    settings = _settings(args)
+    print(copy_store(settings.workspace, args.source or settings.db_url, args.target).text())
+    return 0
+
+
+def cmd_db_check(args: argparse.Namespace) -> int:
+    from core.ledger import check_store
+
+    check = check_store(_settings(args))
+    print(f"{check.rows} corrections; {len(check.missing)} with their mask missing, {len(check.corrupt)} damaged, "
+          f"{len(check.orphans)} masks no correction references")
+    for label in check.missing:
+        print(f"missing: {label}")
+    for label in check.corrupt:
+        print(f"damaged: {label}")
+    return 0 if check.ok else 1
+
+
 def cmd_gc(args: argparse.Namespace) -> int:
     from core.cleanup import collect
 
@@ -237,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m core", description="PetSeg: U-Net segmentation on Oxford-IIIT Pet."
     )
+    _add_db(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
 
     p = sub.add_parser("info", help="index the dataset and report what was found")
@@ -366,11 +406,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser(
-        "gc", help="remove leftovers of crashes and save conflicts: stale temporaries, unreferenced mask files"
+        "gc", help="remove leftovers of crashes: stale temporaries, mask files the database holds since the upgrade"
     )
     _add_paths(p, data=False)
     p.add_argument("--dry-run", action="store_true", help="only list what would be removed")
     p.set_defaults(func=cmd_gc)
+
+    p = sub.add_parser("db", help="the store: upgrade its schema, copy it into another database, check it")
+    db_sub = p.add_subparsers(dest="db_command", required=True, metavar="<db command>")
+    q = db_sub.add_parser("migrate", help="upgrade the store's schema in place (opening it does the same)")
+    _add_paths(q, data=False)
+    q.set_defaults(func=cmd_db_migrate)
+    q = db_sub.add_parser("copy", help="copy every correction, mask and review into another database "
+                                       "(idempotent, resumable, verified by counts and SHA-256 at the end)")
+    _add_paths(q, data=False)
+    q.add_argument("--from", dest="source", metavar="URL", help="the store to copy (default: --db)")
+    q.add_argument("--to", dest="target", metavar="URL", required=True, help="the database to copy into")
+    q.set_defaults(func=cmd_db_copy)
+    q = db_sub.add_parser("check", help="verify every correction's mask against its SHA-256 (exit 1 if any is bad)")
+    _add_paths(q, data=False)
+    q.set_defaults(func=cmd_db_check)
 
     return parser
 

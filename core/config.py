@@ -4,6 +4,8 @@
     >>> s = Settings.resolve(data=None, workspace="/tmp/ws")   # data from $PETSEG_DATA or the default
     >>> s.runs_dir
     PosixPath('/tmp/ws/runs')
+    >>> s.db                                                    # --db > $PETSEG_DB > the workspace's SQLite file
+    'sqlite:////tmp/ws/petseg.sqlite'
     >>> s.inside_roots("/etc")                                  # PetSegError: outside the dataset parent/workspace
 """
 
@@ -19,8 +21,10 @@ from core.errors import PetSegError
 
 DEFAULT_DATA = Path("data/oxford-iiit-pet")
 DEFAULT_WORKSPACE = Path("workspace")
+DB_FILE = "petseg.sqlite"
 DATA_ENV = "PETSEG_DATA"
 WORKSPACE_ENV = "PETSEG_HOME"
+DB_ENV = "PETSEG_DB"  # database URL: sqlite:///file or postgresql://user@host:port/dbname
 ROOTS_ENV = "PETSEG_ROOTS"  # os.pathsep-separated folders the dashboard may read datasets from and write into
 
 # Run names become folder names: keep them boring so they can never escape runs/.
@@ -35,17 +39,20 @@ class Settings:
     # reaches it must not be able to point it anywhere on the machine. Empty: the data folder's parent and the
     # workspace.
     roots: tuple[Path, ...] = ()
+    # The store's URL (core.store); empty: the SQLite file in the workspace.
+    db: str = ""
 
     @classmethod
     def resolve(cls, data: str | Path | None = None, workspace: str | Path | None = None,
-                roots: Sequence[str | Path] | None = None) -> Settings:
+                roots: Sequence[str | Path] | None = None, db: str | None = None) -> Settings:
         data_path = Path(data) if data else Path(os.environ.get(DATA_ENV) or DEFAULT_DATA)
         workspace_path = Path(workspace) if workspace else Path(os.environ.get(WORKSPACE_ENV) or DEFAULT_WORKSPACE)
         data_path, workspace_path = data_path.expanduser().absolute(), workspace_path.expanduser().absolute()
         if roots is None:
             roots = [r for r in os.environ.get(ROOTS_ENV, "").split(os.pathsep) if r.strip()]
         root_paths = tuple(Path(r).expanduser().absolute() for r in roots) or (data_path.parent, workspace_path)
-        return cls(data=data_path, workspace=workspace_path, roots=root_paths)
+        db_url = (db or os.environ.get(DB_ENV) or "").strip() or f"sqlite:///{workspace_path / DB_FILE}"
+        return cls(data=data_path, workspace=workspace_path, roots=root_paths, db=db_url)
 
     def inside_roots(self, path: str | Path) -> Path:
         """``path`` made absolute, symlinks resolved, if it lies inside one of :attr:`roots`; else ``PetSegError``."""
@@ -79,7 +86,12 @@ class Settings:
 
     @property
     def db_path(self) -> Path:
-        return self.workspace / "petseg.sqlite"
+        """The workspace's own SQLite file (the default store; see :attr:`db_url` for the store in use)."""
+        return self.workspace / DB_FILE
+
+    @property
+    def db_url(self) -> str:
+        return self.db or f"sqlite:///{self.db_path}"
 
     def run_dir(self, name: str) -> Path:
         return self.runs_dir / check_run_name(name)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core import db, ledger
+from core import ledger, store
 from core.config import Settings
 from core.dataset import Dataset, load_trimap, open_dataset
 from core.errors import ImageUnreadable, PetSegError
@@ -126,7 +126,7 @@ def import_folder(
     if not entries:
         raise PetSegError(f"import folder {folder} is empty; put <image_id>.png masks in it")
     ds = ds if ds is not None else open_dataset(settings.data, settings.workspace)
-    author = db.clean_author(author)
+    author = store.clean_author(author)
     note = _clean_note(note)
     results = [_import_one(settings, ds, entry, author, note) for entry in entries]
     imported = [r.image_id for r in results if r.new_version and r.image_id]
@@ -174,7 +174,7 @@ def _store(
     validate_trimap(mask, size, what=f"mask for {image_id}")
     return ledger.add_version(
         settings, image_id, mask, base_version=base_version, parent=parent, source=source,
-        author=db.clean_author(author), note=_clean_note(note), iou_gt=_iou_against_official(ds, image_id, mask),
+        author=store.clean_author(author), note=_clean_note(note), iou_gt=_iou_against_official(ds, image_id, mask),
     )
 
 

@@ -3,7 +3,7 @@
     >>> from core import groundtruth
     >>> mask, version = groundtruth.current(settings, ds, "Abyssinian_1")    # version None = the official trimap
     >>> truth = groundtruth.snapshot(settings, ds, ids)                    # many images: one query for all of them
-    >>> truth.versions["Abyssinian_1"], truth.mask("Abyssinian_1").shape   # masks read from files, no database
+    >>> truth.versions["Abyssinian_1"], truth.mask("Abyssinian_1").shape   # masks came with that query
     (2, (400, 600))
 
 Training, evaluation, rescoring, the views and export all ask this module, so they can never disagree about
@@ -11,18 +11,19 @@ which mask is the ground truth. ``corrections=False`` gives the official trimaps
 ``--use-corrections``, and the evaluation's ``iou_pet_official`` column). Which correction counts is decided
 here once: the latest version that is not deleted.
 
-A :class:`GroundTruth` snapshot reads the ledger once, when it is made; loading the masks afterwards only reads
-files (each verified against its sha256), so a snapshot can be shared by threads.
+A :class:`GroundTruth` snapshot reads the ledger once, when it is made: the rows and their mask PNGs in one query
+(export, training, rescoring never open a connection per image). ``mask`` then only decodes (each PNG verified
+against its sha256), so a snapshot can be shared by threads.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from core import ledger
+from core import ledger, store
 from core.config import Settings
 from core.dataset import Dataset, load_trimap
 from core.errors import PetSegError
@@ -36,6 +37,7 @@ class GroundTruth:
     ds: Dataset
     rows: dict[str, ledger.Correction]  # the correction in force, for corrected images only
     versions: dict[str, int | None]  # every requested id: its correction version, None = the official trimap
+    pngs: dict[str, bytes] = field(default_factory=dict, repr=False)  # image id -> stored PNG of its correction
 
     def mask(self, image_id: str) -> np.ndarray | None:
         """The trimap-coded mask at the image's size; None when the image has neither a trimap nor a correction.
@@ -53,15 +55,16 @@ class GroundTruth:
                 f"{size[1]}x{size[0]}: this workspace's corrections belong to another dataset; "
                 "use a separate --workspace per dataset"
             )
-        return ledger.load_mask(self.settings, row)
+        return ledger.decode_mask(row, self.pngs.get(image_id))
 
 
 def snapshot(settings: Settings, ds: Dataset, image_ids: Iterable[str], *, corrections: bool = True) -> GroundTruth:
     """The ground truth of ``image_ids`` (ids the dataset knows), reading the ledger in one query."""
     ids = [ds.require(image_id) for image_id in image_ids]
-    rows = ledger.latest_rows(settings, ids) if corrections and settings.db_path.exists() else {}
+    found = ledger.latest_with_masks(settings, ids) if corrections and store.exists(settings) else {}
+    rows = {image_id: row for image_id, (row, _png) in found.items()}
     versions = {image_id: (rows[image_id].version if image_id in rows else None) for image_id in ids}
-    return GroundTruth(settings, ds, rows, versions)
+    return GroundTruth(settings, ds, rows, versions, {image_id: png for image_id, (_row, png) in found.items()})
 
 
 def current(

@@ -1,4 +1,4 @@
-"""The corrections ledger: versioned rows in the workspace database plus content-addressed mask PNGs.
+"""The corrections ledger: versioned rows and their mask PNGs, both in the store (SQLite or PostgreSQL).
 
     >>> from core import ledger
     >>> [(c.version, c.source, c.author) for c in ledger.history(settings, "Abyssinian_1")]
@@ -10,47 +10,38 @@ This module stores and reads; it never decides what a mask means. The public ope
 corrections (save, revert, delete, import — each rescoring the stored evaluations) are :mod:`core.corrections`;
 "the mask an image has now" is :mod:`core.groundtruth`.
 
-Storage. Each version is a row of ``corrections`` in ``<workspace>/petseg.sqlite`` and a PNG at
-``masks/<sha[:2]>/<sha>.png`` named by the sha256 of its bytes (identical masks share one file). A write
-puts the PNG in ``masks/.incoming/``, fsyncs it, renames it into place and fsyncs the folder, and only then
-inserts the row in one ``BEGIN IMMEDIATE`` transaction. So a crash at any moment leaves the old state or the
-new one: at worst an unreferenced PNG (harmless; :func:`collect_garbage` removes it) or a temporary in
-``masks/.incoming/`` (removed by the next open of the store), never a row without its file.
-``masks/.lock`` (flock) keeps the clean-ups away from writes in flight: writes hold it shared, clean-ups
-exclusively, and the kernel drops it when a process dies.
+Storage. Each version is a row of ``corrections``; its PNG is a row of ``masks`` named by the SHA-256 of its bytes
+(identical masks share one row). A save inserts both in one transaction, so a crash or a lost connection at any
+moment leaves the old state or the new one, on every engine and for every app server alike.
 
-Concurrency is optimistic: a write names the version it started from (``base_version``; ``None`` = no
-correction yet). If the latest non-deleted version is another one, nothing is written and
-:class:`ConflictError` says which version landed meanwhile. Versions are numbered 1, 2, 3... per image and
-never reused; deleting is soft.
+Concurrency is optimistic and enforced by the database: a write names the version it started from
+(``base_version``; ``None`` = no correction yet) and inserts the next number under ``UNIQUE (image_id, version)``.
+If the latest non-deleted version is another one, or another writer took the number first, nothing is written and
+:class:`ConflictError` says which version landed meanwhile. Versions are never reused; deleting is soft.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import re
-import sqlite3
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy import exc
+from sqlalchemy.engine import Connection
 
-from core import db, locks
-from core.atomic import fsync_dir
+from core import store
 from core.config import Settings
 from core.errors import ImageUnreadable, PetSegError
 from core.masks import decode_label_png, encode_png, sha256_hex
+from core.store.schema import SOURCES, corrections, masks
 
-SOURCES = ("gt", "prediction", "correction", "import", "revert")
-INCOMING = ".incoming"
-LOCK_NAME = ".lock"
-
-_MASK_PATH = re.compile(r"masks/([0-9a-f]{2})/([0-9a-f]{64})\.png")
 ANY = object()  # base_version of a write that lands on top of whatever is latest (a revert)
+_RETRIES = 5  # a write on top of ANY retries when a concurrent writer took its version number
+_MAX_IN = 20_000  # above this many ids, read every row and filter here (bound-parameter limits of the engines)
+
+_COLUMNS = [c for c in corrections.c if c.name != "id"]
 
 
 class ConflictError(PetSegError):
@@ -75,7 +66,7 @@ class ConflictError(PetSegError):
 
 @dataclass(frozen=True)
 class Correction:
-    """One ledger row. ``path`` is relative to the workspace; ``iou_gt`` is against the official trimap."""
+    """One ledger row; ``sha256`` names its mask PNG, ``iou_gt`` is against the official trimap."""
 
     image_id: str
     version: int
@@ -85,7 +76,6 @@ class Correction:
     note: str
     created_at: str
     sha256: str
-    path: str
     height: int
     width: int
     iou_gt: float | None
@@ -94,33 +84,32 @@ class Correction:
     rescored: int = field(default=0, compare=False)
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Correction:
+    def from_row(cls, row: sa.Row) -> Correction:
+        m = row._mapping
         return cls(
-            image_id=row["image_id"],
-            version=int(row["version"]),
-            parent_version=row["parent_version"],
-            source=row["source"],
-            author=row["author"],
-            note=row["note"],
-            created_at=row["created_at"],
-            sha256=row["sha256"],
-            path=row["path"],
-            height=int(row["height"]),
-            width=int(row["width"]),
-            iou_gt=row["iou_gt"],
-            deleted=bool(row["deleted"]),
+            image_id=str(m["image_id"]),
+            version=int(m["version"]),
+            parent_version=None if m["parent_version"] is None else int(m["parent_version"]),
+            source=str(m["source"]),
+            author=str(m["author"]),
+            note=str(m["note"]),
+            created_at=str(m["created_at"]),
+            sha256=str(m["sha256"]),
+            height=int(m["height"]),
+            width=int(m["width"]),
+            iou_gt=None if m["iou_gt"] is None else float(m["iou_gt"]),
+            deleted=bool(m["deleted"]),
         )
 
 
 @dataclass(frozen=True)
 class StoreCheck:
-    """Result of :func:`check_store`: counts plus the offending rows/files."""
+    """Result of :func:`check_store`: counts plus the offending rows."""
 
     rows: int
-    missing: list[str]  # "image_id vN" rows whose file is gone
-    corrupt: list[str]  # "image_id vN" rows whose file does not match its sha256
-    orphans: list[str]  # mask files no row references (harmless)
-    temporaries: list[str]  # leftovers of interrupted writes in masks/.incoming
+    missing: list[str]  # "image_id vN" rows whose mask is not in the store
+    corrupt: list[str]  # "image_id vN" rows whose mask bytes do not match their sha256
+    orphans: list[str]  # sha256 of masks no row references (harmless: a deleted row's history may come back)
 
     @property
     def ok(self) -> bool:
@@ -132,147 +121,106 @@ class StoreCheck:
 
 def history(settings: Settings, image_id: str, include_deleted: bool = False) -> list[Correction]:
     """All versions of an image, oldest first (soft-deleted ones only if ``include_deleted``)."""
-    query = "SELECT * FROM corrections WHERE image_id = ?" + ("" if include_deleted else " AND deleted = 0")
-    with _open(settings) as conn:
-        rows = conn.execute(query + " ORDER BY version", (image_id,)).fetchall()
-    return [Correction.from_row(row) for row in rows]
+    query = sa.select(*_COLUMNS).where(corrections.c.image_id == image_id).order_by(corrections.c.version)
+    if not include_deleted:
+        query = query.where(corrections.c.deleted == 0)
+    with store.reading(settings) as conn:
+        return [Correction.from_row(row) for row in conn.execute(query)]
 
 
 def latest(settings: Settings, image_id: str) -> Correction | None:
     """The latest non-deleted version of an image, or ``None`` when it has no correction."""
-    with _open(settings) as conn:
+    with store.reading(settings) as conn:
         return _latest(conn, image_id)
 
 
 def get_version(settings: Settings, image_id: str, version: int) -> Correction:
     """One version (deleted or not); ``PetSegError`` if the image has no such version."""
-    with _open(settings) as conn:
+    with store.reading(settings) as conn:
         return _version(conn, image_id, version)
 
 
 def latest_versions(settings: Settings) -> dict[str, int]:
     """``{image_id: latest non-deleted version}`` for every corrected image (one query, for tables)."""
-    with _open(settings) as conn:
-        rows = conn.execute(
-            "SELECT image_id, MAX(version) FROM corrections WHERE deleted = 0 GROUP BY image_id"
-        ).fetchall()
-    return {row[0]: int(row[1]) for row in rows}
+    query = (sa.select(corrections.c.image_id, sa.func.max(corrections.c.version))
+             .where(corrections.c.deleted == 0).group_by(corrections.c.image_id))
+    with store.reading(settings) as conn:
+        return {str(image_id): int(version) for image_id, version in conn.execute(query)}
 
 
 def latest_table(settings: Settings) -> pd.DataFrame:
     """The latest non-deleted version of every corrected image, index ``image_id`` (one query, for tables).
 
-    Columns: image_id, version, parent_version, source, author, note, created_at, sha256, path, height,
-    width, iou_gt, versions (how many non-deleted versions the image has).
+    Columns: image_id, version, parent_version, source, author, note, created_at, sha256, height, width, iou_gt,
+    versions (how many non-deleted versions the image has).
     """
-    with _open(settings) as conn:
-        frame = pd.read_sql_query(
-            """
-            SELECT c.image_id, c.version, c.parent_version, c.source, c.author, c.note, c.created_at, c.sha256,
-                   c.path, c.height, c.width, c.iou_gt, m.versions
-            FROM corrections c
-            JOIN (SELECT image_id, MAX(version) AS version, COUNT(*) AS versions
-                  FROM corrections WHERE deleted = 0 GROUP BY image_id) m
-              ON c.image_id = m.image_id AND c.version = m.version
-            ORDER BY c.image_id
-            """,
-            conn,
-        )
+    newest = _newest(with_count=True)
+    query = (sa.select(*_PUBLIC, newest.c.versions)
+             .join(newest, sa.and_(corrections.c.image_id == newest.c.image_id,
+                                   corrections.c.version == newest.c.version))
+             .order_by(corrections.c.image_id))
+    with store.reading(settings) as conn:
+        rows = conn.execute(query).all()
+    frame = pd.DataFrame([tuple(r) for r in rows], columns=[c.name for c in _PUBLIC] + ["versions"])
     return frame.set_index("image_id", drop=False)
 
 
 def latest_rows(settings: Settings, image_ids: Iterable[str] | None = None) -> dict[str, Correction]:
     """The latest non-deleted row of each corrected image (of ``image_ids``, or all): one connection, one query."""
-    wanted = None if image_ids is None else set(image_ids)
-    if wanted is not None and not wanted:
-        return {}
-    with _open(settings) as conn:
-        rows = conn.execute(
-            """
-            SELECT c.* FROM corrections c
-            JOIN (SELECT image_id, MAX(version) AS version FROM corrections WHERE deleted = 0 GROUP BY image_id) m
-              ON c.image_id = m.image_id AND c.version = m.version
-            """
-        ).fetchall()
-    found = (Correction.from_row(row) for row in rows)
-    return {c.image_id: c for c in found if wanted is None or c.image_id in wanted}
+    return {image_id: row for image_id, (row, _png) in _latest_query(settings, image_ids, with_png=False).items()}
+
+
+def latest_with_masks(settings: Settings, image_ids: Iterable[str] | None = None
+                      ) -> dict[str, tuple[Correction, bytes]]:
+    """Like :func:`latest_rows` plus each row's mask PNG bytes, in the same single query (bulk readers)."""
+    return _latest_query(settings, image_ids, with_png=True)
 
 
 def load_mask(settings: Settings, correction: Correction) -> np.ndarray:
-    """The mask of one version, verified against its sha256; ``ImageUnreadable`` if the file is gone or damaged."""
+    """The mask of one version, verified against its sha256; ``ImageUnreadable`` if it is gone or damaged."""
+    with store.reading(settings) as conn:
+        data = conn.execute(sa.select(masks.c.png).where(masks.c.sha256 == correction.sha256)).scalar()
+    return decode_mask(correction, data)
+
+
+def decode_mask(correction: Correction, data: bytes | None) -> np.ndarray:
+    """The stored PNG ``data`` of ``correction`` as a trimap, checked against the row's sha256 and size."""
     label = f"{correction.image_id} v{correction.version}"
-    path = _mask_file(settings, correction.path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ImageUnreadable(
-            f"the mask file of {label} is missing from {settings.masks_dir}; revert to another version"
-        ) from None
+    if data is None:
+        raise ImageUnreadable(f"the mask of {label} is missing from the store; revert to another version")
+    data = bytes(data)
     if sha256_hex(data) != correction.sha256:
-        raise ImageUnreadable(f"the mask file of {label} is damaged (sha256 mismatch); revert to another version")
-    return decode_label_png(data, what=f"the mask file of {label}", expected_size=(correction.height, correction.width))
-
-
-# --- writing ---------------------------------------------------------------------------------------------
-
-
-def collect_garbage(settings: Settings) -> int:
-    """Delete mask files no ledger row references (deleted rows keep theirs) and stale temporaries; how many."""
-    return len(garbage(settings, remove=True))
-
-
-def garbage(settings: Settings, *, remove: bool = False) -> list[str]:
-    """Workspace-relative paths of the mask files no ledger row references and of the temporaries in
-    ``masks/.incoming``, deleted when ``remove`` (under the store's exclusive lock: saves in flight finish first)."""
-    with _store_lock(settings, exclusive=True):
-        found = _sweep_incoming(settings, remove=remove)
-        with db.session(settings) as conn:
-            referenced = {row[0] for row in conn.execute("SELECT DISTINCT path FROM corrections")}
-        for path in _mask_files(settings):
-            rel = path.relative_to(settings.workspace).as_posix()
-            if rel not in referenced:
-                if remove:
-                    path.unlink(missing_ok=True)
-                found.append(rel)
-    return found
-
-
-def cleanup_temporaries(settings: Settings) -> int:
-    """Remove leftovers of interrupted writes from ``masks/.incoming`` unless a save is in flight right now.
-
-    Runs on every open of the store; returns how many files were removed.
-    """
-    if not (settings.masks_dir / INCOMING).is_dir():
-        return 0
-    lock = locks.acquire(settings.masks_dir / LOCK_NAME, wait=False)
-    if lock is None:
-        return 0  # a save is in flight
-    with lock:
-        return len(_sweep_incoming(settings, remove=True))
+        raise ImageUnreadable(f"the mask of {label} is damaged (sha256 mismatch); revert to another version")
+    return decode_label_png(data, what=f"the mask of {label}", expected_size=(correction.height, correction.width))
 
 
 def check_store(settings: Settings) -> StoreCheck:
-    """Verify every row's file against its sha256 and list orphans and temporaries (read-only)."""
-    with db.session(settings) as conn:
-        rows = [Correction.from_row(r) for r in conn.execute("SELECT * FROM corrections ORDER BY image_id, version")]
-    missing, corrupt = [], []
-    for row in rows:
-        try:
-            data = _mask_file(settings, row.path).read_bytes()
-        except (FileNotFoundError, PetSegError):
-            missing.append(f"{row.image_id} v{row.version}")
-            continue
-        if sha256_hex(data) != row.sha256:
-            corrupt.append(f"{row.image_id} v{row.version}")
-    referenced = {row.path for row in rows}
-    orphans = [p.relative_to(settings.workspace).as_posix() for p in _mask_files(settings)]
-    orphans = [p for p in orphans if p not in referenced]
-    incoming = settings.masks_dir / INCOMING
-    temporaries = sorted(p.name for p in incoming.iterdir()) if incoming.is_dir() else []
-    return StoreCheck(len(rows), missing, corrupt, orphans, temporaries)
+    """Verify every row's mask against its sha256 and list unreferenced masks (read-only)."""
+    with store.reading(settings) as conn:
+        rows = [Correction.from_row(r) for r in conn.execute(
+            sa.select(*_COLUMNS).order_by(corrections.c.image_id, corrections.c.version))]
+        stored = {str(sha): bytes(png) for sha, png in conn.execute(sa.select(masks.c.sha256, masks.c.png))}
+    missing = [f"{r.image_id} v{r.version}" for r in rows if r.sha256 not in stored]
+    corrupt = [f"{r.image_id} v{r.version}" for r in rows
+               if r.sha256 in stored and sha256_hex(stored[r.sha256]) != r.sha256]
+    referenced = {r.sha256 for r in rows}
+    return StoreCheck(len(rows), missing, corrupt, sorted(set(stored) - referenced))
 
 
-# --- internals -------------------------------------------------------------------------------------------
+def stamp(settings: Settings) -> tuple:
+    """A cheap value that changes whenever a correction or review is written (the dashboard's cache key)."""
+    if not store.exists(settings):
+        return ()
+    from core.store.schema import reviews
+
+    with store.reading(settings) as conn:
+        ledger_part = conn.execute(sa.select(sa.func.count(), sa.func.max(corrections.c.id),
+                                             sa.func.sum(corrections.c.deleted))).one()
+        review_part = conn.execute(sa.select(sa.func.count(), sa.func.sum(reviews.c.revision))).one()
+    return (settings.db_url, *ledger_part, *review_part)
+
+
+# --- writing ---------------------------------------------------------------------------------------------
 
 
 def add_version(
@@ -290,137 +238,90 @@ def add_version(
     """Store ``mask`` (a validated trimap) as the next version of ``image_id`` and return its row.
 
     ``base_version`` is the version the edit started from (``ANY``: on top of whatever is latest);
-    :class:`ConflictError` when the latest is another one, before anything is written.
+    :class:`ConflictError` when the latest is another one. The row and its PNG commit in one transaction.
     """
     if source not in SOURCES:
         raise PetSegError(f"source {source!r} is not one of {', '.join(SOURCES)}")
     data = encode_png(mask)
     digest = sha256_hex(data)
     height, width = mask.shape
-
-    with _open(settings) as conn:
-        if base_version is not ANY:
-            _check_base(conn, image_id, base_version)  # fail fast, before any file is written
-    rel_path = f"masks/{digest[:2]}/{digest}.png"
-    with _store_lock(settings, exclusive=False):
-        _write_mask_file(settings, rel_path, digest, data)
-        with db.session(settings) as conn, db.transaction(conn):
+    for _attempt in range(_RETRIES):
+        try:
+            with store.writing(settings) as conn:
+                current = _latest(conn, image_id)
+                if base_version is not ANY and (current.version if current else None) != base_version:
+                    raise ConflictError(image_id, base_version, current)
+                version = conn.execute(sa.select(sa.func.coalesce(sa.func.max(corrections.c.version), 0) + 1)
+                                       .where(corrections.c.image_id == image_id)).scalar_one()
+                now = store.utc_now()
+                store.insert_ignore(conn, masks, {"sha256": digest, "png": data, "created_at": now},
+                                    overwrite=("png",))
+                # UNIQUE (image_id, version): of two writers that read the same latest, one insert fails here.
+                conn.execute(corrections.insert().values(
+                    image_id=image_id, version=version, parent_version=parent, source=source, author=author,
+                    note=note, created_at=now, sha256=digest, height=height, width=width, iou_gt=iou_gt))
+                return _version(conn, image_id, version)
+        except exc.IntegrityError:
             if base_version is not ANY:
-                _check_base(conn, image_id, base_version)
-            version = conn.execute(
-                "SELECT COALESCE(MAX(version), 0) + 1 FROM corrections WHERE image_id = ?", (image_id,)
-            ).fetchone()[0]
-            conn.execute(
-                """
-                INSERT INTO corrections (image_id, version, parent_version, source, author, note, created_at,
-                                         sha256, path, height, width, iou_gt)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """,
-                (image_id, version, parent, source, author, note, db.utc_now(), digest, rel_path, height, width,
-                 iou_gt),
-            )
-            return _version(conn, image_id, version)
+                raise ConflictError(image_id, base_version, latest(settings, image_id)) from None
+    raise PetSegError(f"{image_id} is being saved by others right now; try again")
 
 
 def mark_deleted(settings: Settings, image_id: str, version: int) -> Correction:
-    """Hide one version from history and from the ground truth; its row and file stay."""
-    with _open(settings) as conn, db.transaction(conn):
-        # "AND deleted = 0" keeps the first deletion time; deleting twice is not an error.
-        conn.execute(
-            "UPDATE corrections SET deleted = 1, deleted_at = ? WHERE image_id = ? AND version = ? AND deleted = 0",
-            (db.utc_now(), image_id, int(version)),
-        )
+    """Hide one version from history and from the ground truth; its row and mask stay."""
+    with store.writing(settings) as conn:
+        # "deleted = 0" keeps the first deletion time; deleting twice is not an error.
+        conn.execute(corrections.update()
+                     .where(corrections.c.image_id == image_id, corrections.c.version == int(version),
+                            corrections.c.deleted == 0)
+                     .values(deleted=1, deleted_at=store.utc_now()))
         return _version(conn, image_id, version)
 
 
-def _version(conn: sqlite3.Connection, image_id: str, version: int) -> Correction:
-    row = conn.execute(
-        "SELECT * FROM corrections WHERE image_id = ? AND version = ?", (image_id, int(version))
-    ).fetchone()
+# --- internals -------------------------------------------------------------------------------------------
+
+_PUBLIC = [c for c in _COLUMNS if c.name not in ("deleted", "deleted_at")]
+
+
+def _newest(*, with_count: bool = False) -> sa.Subquery:
+    """Per image: its latest non-deleted version (and how many non-deleted versions it has)."""
+    columns = [corrections.c.image_id, sa.func.max(corrections.c.version).label("version")]
+    if with_count:
+        columns.append(sa.func.count().label("versions"))
+    return sa.select(*columns).where(corrections.c.deleted == 0).group_by(corrections.c.image_id).subquery()
+
+
+def _latest_query(settings: Settings, image_ids: Iterable[str] | None, *, with_png: bool
+                  ) -> dict[str, tuple[Correction, bytes | None]]:
+    wanted = None if image_ids is None else set(image_ids)
+    if wanted is not None and not wanted:
+        return {}
+    newest = _newest()
+    query = sa.select(*_COLUMNS, *([masks.c.png] if with_png else [])).join(
+        newest, sa.and_(corrections.c.image_id == newest.c.image_id, corrections.c.version == newest.c.version))
+    if with_png:
+        query = query.outerjoin(masks, masks.c.sha256 == corrections.c.sha256)
+    if wanted is not None and len(wanted) <= _MAX_IN:
+        query = query.where(corrections.c.image_id.in_(sorted(wanted)))
+    with store.reading(settings) as conn:
+        rows = conn.execute(query).all()
+    found = {}
+    for row in rows:
+        correction = Correction.from_row(row)
+        if wanted is None or correction.image_id in wanted:
+            found[correction.image_id] = (correction, row._mapping["png"] if with_png else None)
+    return found
+
+
+def _version(conn: Connection, image_id: str, version: int) -> Correction:
+    row = conn.execute(sa.select(*_COLUMNS).where(corrections.c.image_id == image_id,
+                                                  corrections.c.version == int(version))).first()
     if row is None:
         raise PetSegError(f"{image_id} has no version {version}; see its history for the versions that exist")
     return Correction.from_row(row)
 
 
-def _check_base(conn: sqlite3.Connection, image_id: str, base_version: int | None) -> None:
-    current = _latest(conn, image_id)
-    if (current.version if current else None) != base_version:
-        raise ConflictError(image_id, base_version, current)
-
-
-def _latest(conn: sqlite3.Connection, image_id: str) -> Correction | None:
-    row = conn.execute(
-        "SELECT * FROM corrections WHERE image_id = ? AND deleted = 0 ORDER BY version DESC LIMIT 1", (image_id,)
-    ).fetchone()
+def _latest(conn: Connection, image_id: str) -> Correction | None:
+    row = conn.execute(sa.select(*_COLUMNS).where(corrections.c.image_id == image_id, corrections.c.deleted == 0)
+                       .order_by(corrections.c.version.desc()).limit(1)).first()
     return Correction.from_row(row) if row else None
-
-
-def _write_mask_file(settings: Settings, rel_path: str, digest: str, data: bytes) -> None:
-    """Put ``data`` at ``rel_path`` durably (caller holds the shared store lock)."""
-    final = settings.workspace / rel_path
-    if final.is_file():
-        with contextlib.suppress(OSError):
-            if sha256_hex(final.read_bytes()) == digest:
-                return  # same content already stored
-    incoming = settings.masks_dir / INCOMING
-    incoming.mkdir(parents=True, exist_ok=True)
-    # Temporaries live in one folder (not beside their target) so the clean-up after a crash is one listing.
-    fd, tmp_name = tempfile.mkstemp(dir=incoming, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        shard_is_new = not final.parent.is_dir()
-        final.parent.mkdir(parents=True, exist_ok=True)
-        if shard_is_new:
-            fsync_dir(final.parent.parent)
-        os.replace(tmp_name, final)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    fsync_dir(final.parent)
-
-
-def _sweep_incoming(settings: Settings, *, remove: bool) -> list[str]:
-    """Workspace-relative paths of the temporaries in ``masks/.incoming`` (deleted when ``remove``)."""
-    found = []
-    incoming = settings.masks_dir / INCOMING
-    with contextlib.suppress(FileNotFoundError):
-        for entry in os.scandir(incoming):
-            with contextlib.suppress(FileNotFoundError, PermissionError, IsADirectoryError):
-                if remove:
-                    os.unlink(entry.path)
-                found.append(f"masks/{INCOMING}/{entry.name}")
-    return found
-
-
-def _mask_files(settings: Settings) -> Iterator[Path]:
-    if not settings.masks_dir.is_dir():
-        return
-    for shard in sorted(settings.masks_dir.iterdir()):
-        if shard.is_dir() and re.fullmatch(r"[0-9a-f]{2}", shard.name):
-            yield from sorted(p for p in shard.iterdir() if p.is_file())
-
-
-def _store_lock(settings: Settings, *, exclusive: bool) -> locks.Lock:
-    """``masks/.lock``: saves hold it shared, clean-ups exclusively (waiting for each other)."""
-    lock = locks.acquire(settings.masks_dir / LOCK_NAME, shared=not exclusive)
-    assert lock is not None  # a waiting acquire always returns a lock
-    return lock
-
-
-@contextlib.contextmanager
-def _open(settings: Settings) -> Iterator[sqlite3.Connection]:
-    """Open the store: clear leftovers of interrupted writes, then connect."""
-    cleanup_temporaries(settings)
-    with db.session(settings) as conn:
-        yield conn
-
-
-def _mask_file(settings: Settings, rel_path: str) -> Path:
-    # Paths come from the database; accept only the shape the store writes, so a tampered row reads nothing else.
-    if not isinstance(rel_path, str) or not _MASK_PATH.fullmatch(rel_path):
-        raise PetSegError(f"ledger path {rel_path!r} is not a store path; the database was edited by hand")
-    return settings.workspace / rel_path

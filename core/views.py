@@ -188,7 +188,9 @@ def load_view(settings: Settings, run: str, split: str) -> pd.DataFrame:
 
 def workspace_status(settings: Settings) -> tuple[dict[str, int], pd.DataFrame]:
     """``(latest correction version per corrected image, review table)`` from the workspace database."""
-    if not settings.db_path.exists():  # nothing corrected or reviewed yet: do not create the database to say so
+    from core import store
+
+    if not store.exists(settings):  # nothing corrected or reviewed yet: do not create the database to say so
         return {}, pd.DataFrame(columns=["image_id", "tag", "note", "author", "updated_at"])
     from core.ledger import latest_versions
     from core.review import all_reviews

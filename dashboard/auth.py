@@ -22,7 +22,7 @@ from collections.abc import Mapping
 
 import streamlit as st
 
-from core import db
+from core import store
 from core.errors import PetSegError
 from dashboard.markdown import escape
 
@@ -119,7 +119,7 @@ def signed_in_email() -> str | None:
         # Some providers let anyone claim any address; an unverified one could impersonate a colleague.
         raise PetSegError(f"the provider says {email} is not verified: verify it with the provider, then sign in "
                           "again")
-    return db.clean_author(email.strip().lower())
+    return store.clean_author(email.strip().lower())
 
 
 def current_user() -> str:
@@ -128,7 +128,7 @@ def current_user() -> str:
     Raises NotSignedIn when sign-in is configured and nobody is signed in.
     """
     if not auth_configured():
-        return db.clean_author(None)
+        return store.clean_author(None)
     email = signed_in_email()
     if email is None:
         raise NotSignedIn("sign in to make changes")

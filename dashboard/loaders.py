@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import streamlit as st
 
+from core import ledger
 from core.config import Settings
 from core.dataset import Dataset, load_image, open_dataset
 from core.errors import PetSegError
@@ -166,8 +167,8 @@ def eval_stamp(settings: Settings, run: str | None, split: str) -> tuple:
 
 
 def db_stamp(settings: Settings) -> tuple:
-    db = settings.db_path
-    return _stamp(db, db.with_name(db.name + "-wal"))
+    """Changes with every correction or review write, from any process or app server sharing the store."""
+    return ledger.stamp(settings)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -186,26 +187,26 @@ def eval_table(settings: Settings, run: str | None, split: str) -> pd.DataFrame 
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def _status(workspace: str, data: str, stamp: tuple) -> tuple[dict[str, int], pd.DataFrame]:
-    return workspace_status(Settings(Path(data), Path(workspace)))
+def _status(workspace: str, data: str, db: str, stamp: tuple) -> tuple[dict[str, int], pd.DataFrame]:
+    return workspace_status(Settings(Path(data), Path(workspace), db=db))
 
 
 def status(settings: Settings) -> tuple[dict[str, int], pd.DataFrame]:
     """:func:`core.views.workspace_status`, cached until the database changes."""
-    return _status(str(settings.workspace), str(settings.data), db_stamp(settings))
+    return _status(str(settings.workspace), str(settings.data), settings.db_url, db_stamp(settings))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _view(_ds: Dataset, fingerprint: str, workspace: str, data: str, run: str | None, split: str,
+def _view(_ds: Dataset, fingerprint: str, workspace: str, data: str, db: str, run: str | None, split: str,
           eval_key: tuple, db_key: tuple) -> pd.DataFrame:
-    settings = Settings(Path(data), Path(workspace))
+    settings = Settings(Path(data), Path(workspace), db=db)
     corrections, reviews = status(settings)
     return view_table(_ds.table, eval_table(settings, run, split), corrections, reviews)
 
 
 def view(settings: Settings, ds: Dataset, run: str | None, split: str) -> pd.DataFrame:
     """:func:`core.views.view_table` of the dataset and the selected evaluation, cached."""
-    return _view(ds, ds.fingerprint, str(settings.workspace), str(settings.data), run, split,
+    return _view(ds, ds.fingerprint, str(settings.workspace), str(settings.data), settings.db_url, run, split,
                  eval_stamp(settings, run, split), db_stamp(settings))
 
 

@@ -70,10 +70,10 @@ def controls() -> ViewOptions:
 
 
 @st.cache_data(show_spinner=False, max_entries=24)
-def _arrays(data: str, workspace: str, _ds: Dataset, image_id: str, pred_folder: str | None, stamp: tuple
+def _arrays(data: str, workspace: str, db: str, _ds: Dataset, image_id: str, pred_folder: str | None, stamp: tuple
             ) -> tuple[np.ndarray, np.ndarray | None, int | None, np.ndarray | None, str | None]:
     from core import groundtruth
-    settings = Settings(Path(data), Path(workspace))
+    settings = Settings(Path(data), Path(workspace), db=db)
     image = load_image(_ds, image_id)
     problem = None
     try:
@@ -91,7 +91,8 @@ def load(settings: Settings, ds: Dataset, image_id: str, run: str | None, split:
     folder = sidebar.evaluation_folder(settings, run, split)
     stamp = (images.file_key(ds.image_path(image_id)), images.file_key(ds.trimap_path(image_id)),
              loaders.db_stamp(settings), images.file_key(folder / PRED_DIR / f"{image_id}.png") if folder else "")
-    return _arrays(str(settings.data), str(settings.workspace), ds, image_id, str(folder) if folder else None, stamp)
+    return _arrays(str(settings.data), str(settings.workspace), settings.db_url, ds, image_id,
+                   str(folder) if folder else None, stamp)
 
 
 def pictures(settings: Settings, ds: Dataset, image_id: str, run: str | None, split: str, options: ViewOptions
@@ -180,6 +181,12 @@ def review_box(settings: Settings, ds: Dataset, image_id: str, on_tag: Callable[
     """
     review = get_review(settings, image_id)
     current = review.tag if review else None
+    # The revision the reader saw when clicking (the last render) and the one the note text came from: a write
+    # on top of another revision is refused by the store instead of silently replacing someone else's.
+    seen_key, note_rev_key = f"{state.REVIEW_TAG_PREFIX}seen:{image_id}", f"{state.REVIEW_NOTE_PREFIX}rev:{image_id}"
+    revision = review.revision if review else 0
+    seen = st.session_state.get(seen_key, revision)
+    st.session_state[seen_key] = revision
     st.caption(f"Review: **{escape(TAG_LABELS.get(current, 'not reviewed yet'))}**"
                + (f" · by {escape(review.author)} at {escape(review.updated_at)}" if review else ""))
     cols = st.columns(len(TAGS) + 1)
@@ -192,18 +199,24 @@ def review_box(settings: Settings, ds: Dataset, image_id: str, on_tag: Callable[
         clicked = None
     note_key = f"{state.REVIEW_NOTE_PREFIX}{image_id}"
     st.session_state.setdefault(note_key, review.note if review else "")
+    st.session_state.setdefault(note_rev_key, revision)
     note = st.text_area("Note", key=note_key, max_chars=MAX_NOTE, height=80,
                         placeholder="what is wrong (e.g. left ear marked as background)")
     if st.button("Save note", key=f"{state.REVIEW_NOTE_PREFIX}save"):
         try:
-            set_note(settings, ds, image_id, note, author=auth.current_user())
+            saved = set_note(settings, ds, image_id, note, author=auth.current_user(),
+                             base_revision=st.session_state[note_rev_key])
         except PetSegError as exc:
             st.error(escape(exc, 1000))
         else:
+            st.session_state[note_rev_key] = st.session_state[seen_key] = saved.revision
             st.toast("Note saved")
     if clicked is not False:
         try:
-            set_tag(settings, ds, image_id, clicked, author=auth.current_user())
+            saved = set_tag(settings, ds, image_id, clicked, author=auth.current_user(), base_revision=seen)
+            st.session_state[seen_key] = saved.revision
+            if st.session_state[note_rev_key] == revision:
+                st.session_state[note_rev_key] = saved.revision  # the note text is still the stored one
         except PetSegError as exc:
             st.error(escape(exc, 1000))
             return

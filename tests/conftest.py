@@ -50,6 +50,115 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never read the developer's own dataset or workspace through the environment."""
     monkeypatch.delenv("PETSEG_DATA", raising=False)
     monkeypatch.delenv("PETSEG_HOME", raising=False)
+    monkeypatch.delenv("PETSEG_DB", raising=False)
+
+
+# --- the store on both engines ---------------------------------------------------------------------------------
+
+PG_TEMPLATE = "petseg_template"
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster in a temporary folder, on 127.0.0.1 and a free port (trust auth)."""
+
+    def __init__(self, bindir: Path) -> None:
+        import getpass
+        import shutil
+        import subprocess
+        import tempfile
+
+        self.bindir = bindir
+        self.folder = Path(tempfile.mkdtemp(prefix="petseg-pg-"))
+        self.port = _free_port()
+        # initdb refuses root: run the server as the postgres system user, who then owns the folder.
+        self.prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        self.user = "postgres" if os.geteuid() == 0 else getpass.getuser()
+        if self.prefix:
+            shutil.chown(self.folder, "postgres", "postgres")
+        data = str(self.folder)
+        self._run = lambda *args: subprocess.run([*self.prefix, *args], check=True, capture_output=True, text=True)
+        self._run(str(bindir / "initdb"), "-D", data, "-A", "trust", "-U", self.user, "--no-sync")
+        self.options = f"-p {self.port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+        self.start()
+
+    def url(self, database: str) -> str:
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> None:
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.folder), "-o", self.options, "-w", "-l",
+                  str(self.folder / "server.log"), "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.folder), "-m", mode, "-w", "stop")
+
+    def admin(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            conn.execute(sql)
+
+    def remove(self) -> None:
+        import shutil
+        import subprocess
+
+        subprocess.run([*self.prefix, str(self.bindir / "pg_ctl"), "-D", str(self.folder), "-m", "immediate",
+                        "stop"], capture_output=True)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """The session's PostgreSQL cluster with a migrated template database, or a skip saying why there is none."""
+    bindir = _postgres_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): the PostgreSQL half of the "
+                    "store tests is skipped; `make test` installs it when run as root")
+    from core import store
+    from core.config import Settings
+
+    cluster = PostgresCluster(bindir)
+    try:
+        cluster.admin(f"CREATE DATABASE {PG_TEMPLATE}")
+        store.engine(Settings(Path("."), Path("."), db=cluster.url(PG_TEMPLATE)))  # migrates it
+        store.dispose_all()  # CREATE DATABASE ... TEMPLATE needs the template without connections
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+_databases = iter(range(1, 1_000_000))
+
+
+def new_pg_database(cluster: PostgresCluster) -> str:
+    """A fresh, migrated database (a copy of the template: milliseconds, not an initdb); its URL."""
+    name = f"petseg_test_{os.getpid()}_{next(_databases)}"
+    cluster.admin(f"CREATE DATABASE {name} TEMPLATE {PG_TEMPLATE}")
+    return cluster.url(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test once per store engine: SQLite in the workspace (the default) and a fresh PostgreSQL database
+    (through ``PETSEG_DB``, as a team would configure it). Returns the engine name."""
+    from core import store
+
+    if request.param == "postgresql":
+        monkeypatch.setenv("PETSEG_DB", new_pg_database(request.getfixturevalue("postgres")))
+    yield request.param
+    store.dispose_all()
 
 
 TRAINED_RUN = "tiny"

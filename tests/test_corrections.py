@@ -1,28 +1,38 @@
-"""core.corrections + core.db: versions, conflicts, history, revert, soft delete, import, hostile input."""
+"""core.corrections + core.ledger + core.store: versions, conflicts, history, revert, soft delete, import, hostile
+input, schema upgrades. Every test runs on both engines (the ``engine`` fixture: SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import sqlalchemy as sa
 from _tiny_dataset import copy_sample, ellipse_pet, make_tiny_dataset
 
-from core import cli, corrections, db, groundtruth, ledger
+from core import cli, corrections, groundtruth, ledger, store
 from core.config import Settings
 from core.corrections import import_folder, revert, save, soft_delete
 from core.dataset import load_trimap, open_dataset
 from core.errors import ImageUnreadable, PetSegError, UnknownImage
-from core.ledger import ConflictError, collect_garbage, history, latest, latest_table, latest_versions, load_mask
+from core.ledger import ConflictError, history, latest, latest_table, latest_versions, load_mask
 from core.masks import BACKGROUND, BORDER, PET, binary_to_trimap
 from core.metrics import pet_iou
+from core.store.migrate import current_revision, head, upgrade
+from core.store.schema import corrections as corrections_table
+from core.store.schema import masks as masks_table
 
 ID = "Abyssinian_1"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.usefixtures("engine")
 
 
 
@@ -32,49 +42,136 @@ def _mask(ds, image_id: str = ID, shift: int = 2) -> np.ndarray:
     return binary_to_trimap(ellipse_pet((height, width), shift=shift), half_width=1)
 
 
-def _rows(settings: Settings) -> list[sqlite3.Row]:
-    with db.session(settings) as conn:
-        return conn.execute("SELECT * FROM corrections ORDER BY image_id, version").fetchall()
+def _rows(settings: Settings) -> list[sa.Row]:
+    with store.reading(settings) as conn:
+        return conn.execute(sa.select(corrections_table).order_by("image_id", "version")).all()
 
 
-def _mask_files(settings: Settings) -> list[Path]:
-    return sorted(p for p in settings.masks_dir.glob("??/*") if p.is_file())
+def _mask_files(settings: Settings) -> list[str]:
+    """The sha256 of every mask the store holds (the name is from when they were files)."""
+    with store.reading(settings) as conn:
+        return [sha for (sha,) in conn.execute(sa.select(masks_table.c.sha256).order_by("sha256"))]
+
+
+def _stored_png(settings: Settings, digest: str) -> bytes | None:
+    with store.reading(settings) as conn:
+        return conn.execute(sa.select(masks_table.c.png).where(masks_table.c.sha256 == digest)).scalar()
+
+
+def _execute(settings: Settings, statement) -> None:
+    with store.writing(settings) as conn:
+        conn.execute(statement)
 
 
 # --- database ------------------------------------------------------------------------------------------
 
 
-def test_database_is_wal_with_foreign_keys_and_a_schema_version(settings: Settings):
-    with db.session(settings) as conn:
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
-        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
-        assert db.schema_version(conn) == db.SCHEMA_VERSION >= 1
-        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert {"corrections", "reviews"} <= tables
-    assert settings.db_path.is_file()
+def test_the_store_is_at_the_newest_schema_with_the_engine_settings_it_needs(settings: Settings, engine: str):
+    eng = store.engine(settings)
+    assert current_revision(eng) == head()
+    assert {"corrections", "reviews", "masks", "alembic_version"} <= set(sa.inspect(eng).get_table_names())
+    if engine == "sqlite":
+        with eng.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        assert settings.db_path.is_file()
+    else:
+        assert not settings.db_path.exists()  # a team store leaves no SQLite file behind
+    assert upgrade(eng) == head()  # idempotent
 
 
-def test_database_from_a_newer_petseg_or_damaged_is_refused_with_a_message(settings: Settings):
-    with db.session(settings) as conn:
-        conn.execute(f"PRAGMA user_version = {db.SCHEMA_VERSION + 1}")
-    with pytest.raises(PetSegError, match="newer than this PetSeg"):
-        db.connect(settings)
-    settings.db_path.unlink()
-    for extra in ("-wal", "-shm"):
-        Path(str(settings.db_path) + extra).unlink(missing_ok=True)
-    settings.db_path.write_bytes(b"this is not a database at all" * 100)
-    with pytest.raises(PetSegError, match="unreadable .* move it aside"):
-        db.connect(settings)
+def test_database_from_a_newer_petseg_or_damaged_is_refused_with_a_message(settings: Settings, engine: str):
+    store.engine(settings)
+    _execute(settings, sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    store.dispose_all()
+    with pytest.raises(PetSegError, match="does not know"):
+        store.engine(settings)
+    if engine == "sqlite":
+        settings.db_path.unlink()
+        for extra in ("-wal", "-shm"):
+            Path(str(settings.db_path) + extra).unlink(missing_ok=True)
+        settings.db_path.write_bytes(b"this is not a database at all" * 100)
+        with pytest.raises(PetSegError, match="unreadable .* move it aside"):
+            store.engine(settings)
 
 
-def test_two_connections_migrate_once(settings: Settings):
-    first, second = db.connect(settings), db.connect(settings)
-    try:
-        assert db.schema_version(first) == db.schema_version(second) == db.SCHEMA_VERSION
-    finally:
-        first.close()
-        second.close()
+def test_processes_starting_together_upgrade_once(settings: Settings):
+    """Four processes open a fresh store at the same moment: one upgrades, the others wait and find it done."""
+    script = ("import sys; from core.config import Settings; from core import store, ledger; "
+              "s = Settings.resolve(data=sys.argv[1], workspace=sys.argv[2]); print(ledger.latest_versions(s))")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(settings.data), str(settings.workspace)],
+                              cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert out.strip() == "{}"
+    assert current_revision(store.engine(settings)) == head()
+
+
+def test_a_workspace_from_before_the_upgrade_keeps_every_version_and_mask(settings: Settings, ds, engine: str):
+    """A ``PRAGMA user_version`` 1 ledger with its masks/ folder is stamped, upgraded in place, nothing lost."""
+    if engine != "sqlite":
+        pytest.skip("old workspaces are SQLite files; PostgreSQL receives them through `db copy`")
+    masks_v1 = [_mask(ds, shift=1), _mask(ds, shift=2)]
+    _legacy_workspace(settings, [(ID, 1, masks_v1[0]), (ID, 2, masks_v1[1]), ("beagle_1", 1, masks_v1[0])])
+    assert [c.version for c in history(settings, ID)] == [1, 2]
+    assert np.array_equal(groundtruth.current(settings, ds, ID)[0], masks_v1[1])
+    assert np.array_equal(load_mask(settings, history(settings, ID)[0]), masks_v1[0])
+    assert ledger.check_store(settings).ok and len(_mask_files(settings)) == 2
+    assert current_revision(store.engine(settings)) == head()
+    with sqlite3.connect(settings.db_path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2  # an old PetSeg now refuses it
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK"):  # the copied table kept its constraints
+            conn.execute("UPDATE corrections SET version = 0")
+    assert save(settings, ds, ID, _mask(ds, shift=3), base_version=2, source="correction").version == 3
+    # the folder is now redundant: gc removes exactly the files the database holds
+    from core.cleanup import collect
+
+    report = collect(settings, dry_run=True)
+    assert len(report.masks) == 2 and all(p.startswith("masks/") for p in report.masks)
+    collect(settings)
+    assert not settings.masks_dir.exists()
+    assert np.array_equal(groundtruth.current(settings, ds, ID)[0], _mask(ds, shift=3))
+
+
+OLD_SCHEMA = """
+CREATE TABLE corrections (
+    id INTEGER PRIMARY KEY, image_id TEXT NOT NULL, version INTEGER NOT NULL CHECK (version >= 1),
+    parent_version INTEGER,
+    source TEXT NOT NULL CHECK (source IN ('gt', 'prediction', 'correction', 'import', 'revert')),
+    author TEXT NOT NULL, note TEXT NOT NULL DEFAULT '', created_at TEXT NOT NULL, sha256 TEXT NOT NULL,
+    path TEXT NOT NULL, height INTEGER NOT NULL, width INTEGER NOT NULL, iou_gt REAL,
+    deleted INTEGER NOT NULL DEFAULT 0 CHECK (deleted IN (0, 1)), deleted_at TEXT, UNIQUE (image_id, version));
+CREATE INDEX corrections_sha256 ON corrections (sha256);
+CREATE TABLE reviews (
+    image_id TEXT PRIMARY KEY,
+    tag TEXT CHECK (tag IS NULL OR tag IN ('model_error', 'label_error', 'ambiguous', 'fine')),
+    note TEXT NOT NULL DEFAULT '', author TEXT NOT NULL, updated_at TEXT NOT NULL);
+INSERT INTO reviews VALUES ('beagle_1', 'label_error', 'ear', 'ana', '2026-01-01T00:00:00.000+00:00');
+PRAGMA user_version = 1;
+"""
+
+
+def _legacy_workspace(settings: Settings, versions: list[tuple[str, int, np.ndarray]]) -> None:
+    """The workspace PetSeg wrote before the store moved to SQLAlchemy (schema version 1, PNGs in masks/)."""
+    from core.masks import encode_png
+
+    conn = sqlite3.connect(settings.db_path)
+    conn.executescript(OLD_SCHEMA)
+    for image_id, version, mask in versions:
+        data = encode_png(mask)
+        digest = hashlib.sha256(data).hexdigest()
+        rel = f"masks/{digest[:2]}/{digest}.png"
+        (settings.workspace / rel).parent.mkdir(parents=True, exist_ok=True)
+        (settings.workspace / rel).write_bytes(data)
+        conn.execute("INSERT INTO corrections (image_id, version, parent_version, source, author, created_at, sha256,"
+                     " path, height, width) VALUES (?, ?, ?, 'gt', 'ana', '2026-01-01', ?, ?, ?, ?)",
+                     (image_id, version, version - 1 or None, digest, rel, *mask.shape))
+    conn.commit()
+    conn.close()
 
 
 # --- saving and reading --------------------------------------------------------------------------------
@@ -87,9 +184,8 @@ def test_save_creates_numbered_versions_with_their_files(settings: Settings, ds)
     assert (second.version, second.parent_version, second.source, second.author) == (2, 1, "correction", "Ana")
     assert first.author  # the OS user by default
     for correction in (first, second):
-        path = settings.workspace / correction.path
-        assert path.is_file() and path.parent.parent == settings.masks_dir
-        assert hashlib.sha256(path.read_bytes()).hexdigest() == correction.sha256 == path.stem
+        assert hashlib.sha256(_stored_png(settings, correction.sha256)).hexdigest() == correction.sha256
+    assert not settings.masks_dir.exists()  # the bytes are in the database, for every app server alike
     assert np.array_equal(load_mask(settings, second), _mask(ds, shift=2))
     assert [c.version for c in history(settings, ID)] == [1, 2]
     assert latest(settings, ID) == second
@@ -140,7 +236,7 @@ def test_soft_delete_hides_a_version_and_keeps_its_row_and_file(settings: Settin
     save(settings, ds, ID, _mask(ds, shift=1), base_version=None, source="gt")
     v2 = save(settings, ds, ID, _mask(ds, shift=2), base_version=1, source="correction")
     deleted = soft_delete(settings, ds, ID, 2)
-    assert deleted.deleted and (settings.workspace / v2.path).is_file()
+    assert deleted.deleted and _stored_png(settings, v2.sha256) is not None
     assert [c.version for c in history(settings, ID)] == [1]
     assert [(c.version, c.deleted) for c in history(settings, ID, include_deleted=True)] == [(1, False), (2, True)]
     mask, version = groundtruth.current(settings, ds, ID)
@@ -174,13 +270,14 @@ def test_revert_creates_a_new_version_with_the_old_content(settings: Settings, d
 
 def test_a_damaged_or_missing_mask_file_is_reported_not_returned(settings: Settings, ds):
     v1 = save(settings, ds, ID, _mask(ds), base_version=None, source="gt")
-    path = settings.workspace / v1.path
-    data = bytearray(path.read_bytes())
+    data = bytearray(_stored_png(settings, v1.sha256))
     data[-20] ^= 0xFF
-    path.write_bytes(bytes(data))
+    _execute(settings, masks_table.update().values(png=bytes(data)))
     with pytest.raises(ImageUnreadable, match="damaged .* revert"):
         groundtruth.current(settings, ds, ID)
-    path.unlink()
+    assert ledger.check_store(settings).corrupt == [f"{ID} v1"]
+    _execute(settings, masks_table.delete())
+    assert ledger.check_store(settings).missing == [f"{ID} v1"]
     with pytest.raises(ImageUnreadable, match="missing"):
         load_mask(settings, v1)
     # saving the same content again repairs the content-addressed file
@@ -188,13 +285,13 @@ def test_a_damaged_or_missing_mask_file_is_reported_not_returned(settings: Setti
     assert np.array_equal(load_mask(settings, v1), _mask(ds))
 
 
-def test_a_tampered_ledger_path_reads_nothing_outside_the_store(settings: Settings, ds):
-    v1 = save(settings, ds, ID, _mask(ds), base_version=None, source="gt")
-    with db.session(settings) as conn:
-        conn.execute("UPDATE corrections SET path = '../../etc/passwd' WHERE version = 1")
-    with pytest.raises(PetSegError, match="not a store path"):
+def test_a_tampered_ledger_row_reads_nothing_but_its_own_mask(settings: Settings, ds):
+    save(settings, ds, ID, _mask(ds), base_version=None, source="gt")
+    _execute(settings, corrections_table.update().values(sha256="../../etc/passwd"))
+    with pytest.raises(ImageUnreadable, match="missing"):
         load_mask(settings, latest(settings, ID))
-    assert v1.path.startswith("masks/")
+    with pytest.raises(ImageUnreadable, match="missing"):
+        groundtruth.current(settings, ds, ID)
 
 
 def test_corrections_from_another_dataset_are_not_applied_silently(tmp_path: Path, settings: Settings, ds):
@@ -358,16 +455,20 @@ def test_cli_corrections_import_prints_one_line_per_file(tmp_path: Path, setting
 # --- garbage collection --------------------------------------------------------------------------------
 
 
-def test_collect_garbage_removes_orphans_and_keeps_every_referenced_file(settings: Settings, ds):
+def test_gc_removes_only_old_mask_files_the_database_holds(settings: Settings, ds):
+    from core.cleanup import collect
+
     save(settings, ds, ID, _mask(ds, shift=1), base_version=None, source="gt")
     v2 = save(settings, ds, ID, _mask(ds, shift=2), base_version=1, source="correction")
     soft_delete(settings, ds, ID, 2)
-    orphan = settings.masks_dir / "ab" / ("ab" + "0" * 62 + ".png")
-    orphan.parent.mkdir(parents=True, exist_ok=True)
-    orphan.write_bytes(b"left by a crash between file and row")
-    assert collect_garbage(settings) == 1
-    assert not orphan.exists() and (settings.workspace / v2.path).is_file()
-    assert ledger.check_store(settings).ok
+    held = settings.masks_dir / v2.sha256[:2] / f"{v2.sha256}.png"  # as the old file store had it
+    unknown = settings.masks_dir / "ab" / ("ab" + "0" * 62 + ".png")  # not in the database: never removed
+    for path in (held, unknown):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"old file store")
+    assert collect(settings).masks == [held.relative_to(settings.workspace).as_posix()]
+    assert not held.exists() and unknown.exists()
+    assert ledger.check_store(settings).ok and _stored_png(settings, v2.sha256) is not None
 
 
 # --- the real sample -----------------------------------------------------------------------------------

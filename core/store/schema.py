@@ -1,0 +1,65 @@
+"""The tables of the store as SQLAlchemy Core objects, the one description both engines share.
+
+    >>> from core.store.schema import corrections, masks, reviews
+    >>> sa.select(corrections.c.image_id, corrections.c.version).where(corrections.c.deleted == 0)
+
+This module describes the newest schema; each change to it is also an Alembic revision in
+``core/store/migrations/versions`` (add the Table here, ``op.create_table`` there), so that existing databases
+upgrade in place. Timestamps are ISO 8601 text in UTC (they sort as text on both engines).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+SOURCES = ("gt", "prediction", "correction", "import", "revert")
+TAGS = ("model_error", "label_error", "ambiguous", "fine")
+
+metadata = sa.MetaData()
+
+# One row per distinct mask PNG, named by the SHA-256 of its bytes: identical masks share a row, and a
+# correction row and its mask commit in the same transaction.
+masks = sa.Table(
+    "masks",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("png", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.Text, nullable=False),
+)
+
+# The corrections ledger: versions 1, 2, 3... per image, never reused. UNIQUE (image_id, version) is what makes
+# the optimistic check hold across processes and machines: of two saves on top of the same version, the
+# database accepts one.
+corrections = sa.Table(
+    "corrections",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("image_id", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, sa.CheckConstraint("version >= 1"), nullable=False),
+    sa.Column("parent_version", sa.Integer),
+    sa.Column("source", sa.Text, sa.CheckConstraint(f"source IN {SOURCES}"), nullable=False),
+    sa.Column("author", sa.Text, nullable=False),
+    sa.Column("note", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", sa.Text, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("height", sa.Integer, nullable=False),
+    sa.Column("width", sa.Integer, nullable=False),
+    sa.Column("iou_gt", sa.Float),
+    sa.Column("deleted", sa.Integer, sa.CheckConstraint("deleted IN (0, 1)"), nullable=False, server_default="0"),
+    sa.Column("deleted_at", sa.Text),
+    sa.UniqueConstraint("image_id", "version"),
+    sa.Index("corrections_sha256", "sha256"),
+)
+
+# Review tag and note per image. ``revision`` counts the writes: a write names the revision it started from and
+# the database updates only if it is still that one, so the last writer cannot silently win.
+reviews = sa.Table(
+    "reviews",
+    metadata,
+    sa.Column("image_id", sa.Text, primary_key=True),
+    sa.Column("tag", sa.Text, sa.CheckConstraint(f"tag IS NULL OR tag IN {TAGS}")),
+    sa.Column("note", sa.Text, nullable=False, server_default=""),
+    sa.Column("author", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.Text, nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False, server_default="1"),
+)

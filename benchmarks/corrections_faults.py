@@ -1,32 +1,31 @@
 """Fault benchmark for the corrections store: SIGKILL a process in the middle of a save, then audit the store.
 
     $ .venv/bin/python benchmarks/corrections_faults.py               # 1,000 trials on a copy of the real sample
-    $ .venv/bin/python benchmarks/corrections_faults.py --trials 200 --seed 3
+    $ .venv/bin/python benchmarks/corrections_faults.py --trials 200 --seed 3 --db postgresql
+
+``--db``: ``sqlite`` (the workspace file, default), ``postgresql`` (a throwaway local cluster) or a database URL.
 
 Each trial forks a child that saves one new version of a random image, and kills it with SIGKILL after a
 random delay drawn from [0, 1.1 x the time a whole save takes] (re-measured every 100 trials, as the
-machine is shared), so kills land everywhere: before the temporary file, while it is written or fsynced,
-between rename and row, inside the SQLite commit, after it.
-After each kill the harness checks, before touching the store, what the crash left behind, then opens the
-store and checks that:
+machine is shared), so kills land everywhere: while connecting, inside the transaction (mask row and ledger
+row inserted, not committed), inside the commit, after it. After each kill the harness opens the store and
+checks that:
 
 - the latest version is the old one or exactly the new one (version + 1 with the new content);
-- every new row's file exists and matches its sha256 (a row never exists without its file);
-- the open removed every temporary of ``masks/.incoming``, and no row ever points at one.
+- at most one new row exists, and its mask is in the store and matches its sha256 (never a row without it).
 
-It ends with a full audit (every row's file re-hashed, SQLite ``integrity_check``, ``collect_garbage``) and
-prints the counts and the median in-process save latency. ``run_trials`` is also what
-``tests/test_corrections_faults.py`` runs (with fewer, smaller trials).
+It ends with a full audit (every row's mask re-hashed, SQLite ``integrity_check``) and prints the counts and the
+median in-process save latency. ``run_trials`` is also what ``tests/test_corrections_faults.py`` runs (with
+fewer, smaller trials).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
+import contextlib
 import os
 import shutil
 import signal
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -39,9 +38,13 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make `core` importable from the project root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core import corrections, db, ledger  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+
+from benchmarks.pg_cluster import PostgresCluster, postgres_bin  # noqa: E402
+from core import corrections, ledger, store  # noqa: E402
 from core.config import Settings  # noqa: E402
 from core.dataset import Dataset, load_trimap, open_dataset  # noqa: E402
+from core.errors import PetSegError  # noqa: E402
 from core.masks import BACKGROUND, PET, encode_png, sha256_hex  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "oxford-pet-sample"
@@ -55,12 +58,9 @@ class FaultCounts:
     completed: int = 0  # the save finished before the kill arrived
     killed_old_state: int = 0  # killed before the commit: the image still shows its previous version
     killed_new_state: int = 0  # killed after the commit: the new version is there, complete
-    temporaries_left: int = 0  # kills that left a temporary in masks/.incoming (each removed by the next open)
-    orphan_files: int = 0  # kills between "file in place" and "row committed": a harmless unreferenced file
     violations: list[str] = field(default_factory=list)  # anything here is a bug
     kill_window_s: float = 0.0
     final_rows: int = 0
-    garbage_collected: int = 0
 
     def lines(self) -> list[str]:
         return [
@@ -68,9 +68,6 @@ class FaultCounts:
             f"  save completed before kill {self.completed}",
             f"  killed, old state kept     {self.killed_old_state}",
             f"  killed, new state complete {self.killed_new_state}",
-            f"temporaries left by a kill  {self.temporaries_left} (all removed by the next open)",
-            f"orphan mask files           {self.orphan_files} (no row; removed by collect_garbage: "
-            f"{self.garbage_collected})",
             f"rows in the ledger          {self.final_rows}",
             f"violations                  {len(self.violations)}",
             f"kill window (median)        {self.kill_window_s * 1000:.1f} ms",
@@ -106,11 +103,6 @@ def fork_save(settings: Settings, ds: Dataset, image_id: str, mask: np.ndarray, 
     if pid == 0:
         _child_save(settings, ds, image_id, mask, base)
     return pid
-
-
-def _incoming(settings: Settings) -> list[str]:
-    folder = settings.masks_dir / ledger.INCOMING
-    return sorted(os.listdir(folder)) if folder.is_dir() else []
 
 
 def _max_version(settings: Settings, image_id: str) -> int:
@@ -159,8 +151,6 @@ def run_trials(
         else:
             mask = random_mask(bases[image_id], rng)
         new_sha = sha256_hex(encode_png(mask))
-        new_file = settings.masks_dir / new_sha[:2] / f"{new_sha}.png"
-        file_existed = new_file.exists()
 
         pid = fork_save(settings, ds, image_id, mask, before.version if before else None)
         time.sleep(float(rng.uniform(0.0, window)))
@@ -169,17 +159,9 @@ def run_trials(
         killed = os.WIFSIGNALED(status)
         counts.trials += 1
 
-        # What the crash left, seen before anything opens the store.
-        if killed and _incoming(settings):
-            counts.temporaries_left += 1
         new_rows = _rows_after(settings, image_id, before_max)
-        if killed and not new_rows and new_file.exists() and not file_existed:
-            counts.orphan_files += 1
-
-        after = ledger.latest(settings, image_id)  # an open: must sweep the temporaries
+        after = ledger.latest(settings, image_id)
         problems = _check_trial(settings, image_id, before, before_max, after, new_rows, new_sha, killed, status)
-        if _incoming(settings):
-            problems.append(f"temporaries survived the next open: {_incoming(settings)}")
         if problems:
             counts.violations.extend(f"trial {trial}: {p}" for p in problems)
         elif not killed:
@@ -191,10 +173,7 @@ def run_trials(
         recent = (recent + [(image_id, mask)])[-20:]
 
     counts.violations.extend(audit(settings))
-    counts.garbage_collected = ledger.collect_garbage(settings)
-    counts.violations.extend(audit(settings))
-    with db.session(settings) as conn:
-        counts.final_rows = conn.execute("SELECT COUNT(*) FROM corrections").fetchone()[0]
+    counts.final_rows = ledger.check_store(settings).rows
     return counts
 
 
@@ -211,11 +190,10 @@ def _check_trial(settings, image_id, before, before_max, after, new_rows, new_sh
     for row in new_rows:
         if row.version != before_max + 1 or row.sha256 != new_sha:
             problems.append(f"unexpected new row v{row.version} sha {row.sha256[:8]}")
-        path = settings.workspace / row.path
-        if not path.is_file():
-            problems.append(f"row v{row.version} without its file")
-        elif hashlib.sha256(path.read_bytes()).hexdigest() != row.sha256:
-            problems.append(f"row v{row.version} with a torn or wrong file")
+        try:
+            ledger.load_mask(settings, row)
+        except PetSegError as exc:
+            problems.append(f"row v{row.version} without its complete mask: {exc}")
     old_state = after == before
     new_state = after is not None and after.version == before_max + 1 and after.sha256 == new_sha
     if not (old_state or new_state):
@@ -226,25 +204,37 @@ def _check_trial(settings, image_id, before, before_max, after, new_rows, new_sh
 
 
 def audit(settings: Settings) -> list[str]:
-    """Every row's file exists and matches its sha256, no row points outside the store, SQLite is intact."""
+    """Every row's mask is in the store and matches its sha256; a SQLite file also passes ``integrity_check``."""
     problems = []
-    with db.session(settings) as conn:
-        rows = conn.execute("SELECT image_id, version, sha256, path FROM corrections").fetchall()
-        integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
-    if integrity != "ok":
-        problems.append(f"sqlite integrity_check: {integrity}")
-    for image_id, version, sha, rel in rows:
-        path = settings.workspace / rel
-        if not rel.startswith("masks/") or ledger.INCOMING in rel:
-            problems.append(f"{image_id} v{version} points at {rel}")
-        elif not path.is_file():
-            problems.append(f"{image_id} v{version}: file missing")
-        elif hashlib.sha256(path.read_bytes()).hexdigest() != sha:
-            problems.append(f"{image_id} v{version}: sha256 mismatch")
+    if settings.db_url.startswith("sqlite"):
+        with store.reading(settings) as conn:
+            integrity = conn.exec_driver_sql("PRAGMA integrity_check").scalar()
+        if integrity != "ok":
+            problems.append(f"sqlite integrity_check: {integrity}")
     check = ledger.check_store(settings)
     problems.extend(f"check_store: missing {m}" for m in check.missing)
     problems.extend(f"check_store: corrupt {m}" for m in check.corrupt)
     return problems
+
+
+@contextlib.contextmanager
+def database(choice: str, workspace: Path):
+    """The URL to benchmark against: the workspace's SQLite file, a throwaway PostgreSQL cluster, or ``choice``."""
+    if choice == "sqlite":
+        yield f"sqlite:///{workspace / 'petseg.sqlite'}"
+    elif choice == "postgresql":
+        bindir = postgres_bin()
+        if bindir is None:
+            raise SystemExit("PostgreSQL is not installed (apt-get install postgresql)")
+        cluster = PostgresCluster(bindir)
+        try:
+            cluster.admin("CREATE DATABASE petseg_bench")
+            yield cluster.url("petseg_bench")
+        finally:
+            store.dispose_all()
+            cluster.remove()
+    else:
+        yield choice
 
 
 def save_latency(settings: Settings, ds: Dataset, saves: int, seed: int = 1) -> list[float]:
@@ -269,14 +259,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--latency-saves", type=int, default=100)
     parser.add_argument("--data", type=Path, default=SAMPLE, help="dataset to copy (default: the real sample)")
+    parser.add_argument("--db", default="sqlite", help="sqlite (default), postgresql (throwaway cluster) or a URL")
     args = parser.parse_args(argv)
 
-    with tempfile.TemporaryDirectory(prefix="petseg-faults-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="petseg-faults-") as tmp, database(args.db, Path(tmp) / "workspace") as url:
         root = Path(tmp) / "data"
         shutil.copytree(args.data, root)
-        settings = Settings.resolve(data=root, workspace=Path(tmp) / "workspace")
+        settings = Settings.resolve(data=root, workspace=Path(tmp) / "workspace", db=url)
         ds = open_dataset(settings.data, settings.workspace)
-        print(f"dataset: {len(ds)} images from {args.data}; workspace {settings.workspace}")
+        print(f"dataset: {len(ds)} images from {args.data}; store {store.shown(url)}")
 
         start = time.perf_counter()
         counts = run_trials(settings, ds, args.trials, seed=args.seed)
@@ -299,6 +290,6 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except sqlite3.Error as exc:  # pragma: no cover - surfaced as a failure, never swallowed
-        print(f"sqlite error: {exc}", file=sys.stderr)
+    except sa.exc.SQLAlchemyError as exc:  # pragma: no cover - surfaced as a failure, never swallowed
+        print(f"database error: {exc}", file=sys.stderr)
         sys.exit(2)

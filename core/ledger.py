@@ -248,11 +248,15 @@ def add_version(
     for _attempt in range(_RETRIES):
         try:
             with store.writing(settings) as conn:
-                current = _latest(conn, image_id)
-                if base_version is not ANY and (current.version if current else None) != base_version:
-                    raise ConflictError(image_id, base_version, current)
-                version = conn.execute(sa.select(sa.func.coalesce(sa.func.max(corrections.c.version), 0) + 1)
-                                       .where(corrections.c.image_id == image_id)).scalar_one()
+                # One statement, so one snapshot (PostgreSQL's READ COMMITTED takes a new one per statement):
+                # the latest visible version and the highest number ever used.
+                newest, highest = conn.execute(
+                    sa.select(sa.func.max(sa.case((corrections.c.deleted == 0, corrections.c.version))),
+                              sa.func.coalesce(sa.func.max(corrections.c.version), 0))
+                    .where(corrections.c.image_id == image_id)).one()
+                if base_version is not ANY and newest != base_version:
+                    raise ConflictError(image_id, base_version, _latest(conn, image_id))
+                version = int(highest) + 1
                 now = store.utc_now()
                 store.insert_ignore(conn, masks, {"sha256": digest, "png": data, "created_at": now},
                                     overwrite=("png",))

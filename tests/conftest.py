@@ -58,71 +58,12 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
 PG_TEMPLATE = "petseg_template"
 
 
-def _postgres_bin() -> Path | None:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    return found[-1].parent if found else None
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class PostgresCluster:
-    """A throwaway PostgreSQL cluster in a temporary folder, on 127.0.0.1 and a free port (trust auth)."""
-
-    def __init__(self, bindir: Path) -> None:
-        import getpass
-        import shutil
-        import subprocess
-        import tempfile
-
-        self.bindir = bindir
-        self.folder = Path(tempfile.mkdtemp(prefix="petseg-pg-"))
-        self.port = _free_port()
-        # initdb refuses root: run the server as the postgres system user, who then owns the folder.
-        self.prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        self.user = "postgres" if os.geteuid() == 0 else getpass.getuser()
-        if self.prefix:
-            shutil.chown(self.folder, "postgres", "postgres")
-        data = str(self.folder)
-        self._run = lambda *args: subprocess.run([*self.prefix, *args], check=True, capture_output=True, text=True)
-        self._run(str(bindir / "initdb"), "-D", data, "-A", "trust", "-U", self.user, "--no-sync")
-        self.options = f"-p {self.port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-        self.start()
-
-    def url(self, database: str) -> str:
-        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
-
-    def start(self) -> None:
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.folder), "-o", self.options, "-w", "-l",
-                  str(self.folder / "server.log"), "start")
-
-    def stop(self, mode: str = "fast") -> None:
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.folder), "-m", mode, "-w", "stop")
-
-    def admin(self, sql: str) -> None:
-        import psycopg
-
-        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
-            conn.execute(sql)
-
-    def remove(self) -> None:
-        import shutil
-        import subprocess
-
-        subprocess.run([*self.prefix, str(self.bindir / "pg_ctl"), "-D", str(self.folder), "-m", "immediate",
-                        "stop"], capture_output=True)
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
 @pytest.fixture(scope="session")
 def postgres():
     """The session's PostgreSQL cluster with a migrated template database, or a skip saying why there is none."""
-    bindir = _postgres_bin()
+    from benchmarks.pg_cluster import PostgresCluster, postgres_bin
+
+    bindir = postgres_bin()
     if bindir is None:
         pytest.skip("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): the PostgreSQL half of the "
                     "store tests is skipped; `make test` installs it when run as root")
@@ -142,7 +83,7 @@ def postgres():
 _databases = iter(range(1, 1_000_000))
 
 
-def new_pg_database(cluster: PostgresCluster) -> str:
+def new_pg_database(cluster) -> str:
     """A fresh, migrated database (a copy of the template: milliseconds, not an initdb); its URL."""
     name = f"petseg_test_{os.getpid()}_{next(_databases)}"
     cluster.admin(f"CREATE DATABASE {name} TEMPLATE {PG_TEMPLATE}")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from _tiny_dataset import copy_sample
 
-from core import cli, ledger
+from core import cli
 from core.config import Settings
 from core.corrections import save
 from core.dataset import load_trimap, open_dataset
@@ -75,23 +75,25 @@ def _leftover(path: Path, age: float) -> Path:
     return path
 
 
-def _orphan_mask(settings: Settings, ds, image_id: str) -> str:
-    """The PNG a save writes before it finds it lost a conflict: on disk, no ledger row."""
-    mask = load_trimap(ds, image_id).copy()
-    mask[:25] = PET
+def _old_mask_file(settings: Settings, mask) -> str:
+    """A PNG of the mask folder PetSeg kept before mask bytes moved into the database."""
     data = encode_png(mask)
     digest = sha256_hex(data)
     rel_path = f"masks/{digest[:2]}/{digest}.png"
-    ledger._write_mask_file(settings, rel_path, digest, data)
+    (settings.workspace / rel_path).parent.mkdir(parents=True, exist_ok=True)
+    (settings.workspace / rel_path).write_bytes(data)
     return rel_path
 
 
-def test_gc_lists_then_removes_stale_temporaries_and_orphan_masks_only(sample, capsys):
+def test_gc_lists_then_removes_stale_temporaries_and_old_mask_files_only(sample, capsys):
     ws = sample.workspace
     ds = open_dataset(sample.data, ws)
     image_id = ds.ids()[0]
-    kept = save(sample, ds, image_id, load_trimap(ds, image_id), base_version=None, source="gt", author="Ana")
-    orphan = _orphan_mask(sample, ds, image_id)
+    save(sample, ds, image_id, load_trimap(ds, image_id), base_version=None, source="gt", author="Ana")
+    orphan = _old_mask_file(sample, load_trimap(ds, image_id))  # the database holds these bytes
+    other = load_trimap(ds, image_id).copy()
+    other[:25] = PET
+    unknown = _old_mask_file(sample, other)  # it does not hold these: kept
     stale = _leftover(ws / "runs" / "r1" / ".best.pt.a1b2c3d4.tmp", age=3 * 3600)
     fresh = _leftover(ws / "runs" / "r1" / ".last.pt.e5f6g7h8.tmp", age=60)
     checkpoint = _leftover(ws / "runs" / "r1" / "best.pt", age=3 * 3600)
@@ -106,7 +108,7 @@ def test_gc_lists_then_removes_stale_temporaries_and_orphan_masks_only(sample, c
     out = capsys.readouterr().out
     assert f"removed runs/r1/{stale.name}" in out and f"removed {orphan}" in out and "2 files removed" in out
     assert not stale.exists() and not (ws / orphan).exists()
-    assert fresh.exists() and checkpoint.exists() and (ws / kept.path).exists()
+    assert fresh.exists() and checkpoint.exists() and (ws / unknown).exists()
     store = check_store(sample)
     assert store.ok and store.orphans == [] and store.rows == 1
 

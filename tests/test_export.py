@@ -29,7 +29,9 @@ from core.masks import BORDER, PET, binary_to_trimap, decode_label_png
 from core.metrics import pet_iou
 
 # pycocotools' decode predates numpy 2's __array__ copy keyword; harmless here.
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+# Every export test runs on both store engines (conftest ``engine``): the export reads the ledger in one query.
+pytestmark = [pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
+              pytest.mark.usefixtures("engine")]
 
 
 @pytest.fixture

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core import ledger
-from core.config import Settings, check_run_name
+from core.config import check_run_name
 from core.errors import PetSegError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -18,14 +17,6 @@ def test_a_run_name_with_a_trailing_newline_is_refused():
     assert check_run_name("quick-1") == "quick-1"
     with pytest.raises(PetSegError, match="not allowed"):
         check_run_name("quick-1\n")
-
-
-def test_a_ledger_path_with_a_trailing_newline_is_refused(tmp_path):
-    settings = Settings.resolve(data=tmp_path / "data", workspace=tmp_path / "ws")
-    good = "masks/ab/" + "ab" * 32 + ".png"
-    assert ledger._mask_file(settings, good) == settings.workspace / good
-    with pytest.raises(PetSegError, match="not a store path"):
-        ledger._mask_file(settings, good + "\n")
 
 
 def test_no_validation_in_core_or_dashboard_anchors_with_dollar_under_match():

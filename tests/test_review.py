@@ -1,4 +1,4 @@
-"""core.review: tags and notes per image, persisted in the workspace database."""
+"""core.review: tags and notes per image, persisted in the store; every test on both engines (``engine``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,18 @@ import pytest
 
 from core.config import Settings
 from core.errors import PetSegError, UnknownImage
-from core.review import TAGS, all_reviews, get_review, review_progress, set_note, set_tag, tag_counts
+from core.review import (
+    TAGS,
+    ReviewConflict,
+    all_reviews,
+    get_review,
+    review_progress,
+    set_note,
+    set_tag,
+    tag_counts,
+)
+
+pytestmark = pytest.mark.usefixtures("engine")
 
 
 def test_tag_and_note_are_kept_separately_with_author_and_time(settings: Settings, ds):
@@ -29,7 +40,7 @@ def test_reviews_survive_a_new_connection_and_feed_progress(settings: Settings, 
     set_note(settings, ds, "Bengal_1", "note without a tag")
     reopened = Settings.resolve(data=settings.data, workspace=settings.workspace)  # as after a restart
     frame = all_reviews(reopened)
-    assert list(frame.columns) == ["image_id", "tag", "note", "author", "updated_at"]
+    assert list(frame.columns) == ["image_id", "tag", "note", "author", "updated_at", "revision"]
     assert frame.loc["beagle_1", "tag"] == "ambiguous" and len(frame) == 3
     assert list(frame.index) == list(frame["image_id"]) == ["Abyssinian_1", "Bengal_1", "beagle_1"]
     assert review_progress(reopened, ds.ids()) == (2, 5)
@@ -44,7 +55,7 @@ def test_reviews_survive_a_new_connection_and_feed_progress(settings: Settings, 
 
 def test_empty_workspace_has_an_empty_review_table(settings: Settings):
     frame = all_reviews(settings)
-    assert frame.empty and list(frame.columns) == ["image_id", "tag", "note", "author", "updated_at"]
+    assert frame.empty and list(frame.columns) == ["image_id", "tag", "note", "author", "updated_at", "revision"]
     assert review_progress(settings, ["Abyssinian_1"]) == (0, 1)
 
 
@@ -65,3 +76,44 @@ def test_unknown_tags_and_oversized_notes_are_refused(settings: Settings, ds):
     with pytest.raises(PetSegError, match="author is longer"):
         set_tag(settings, ds, "Abyssinian_1", "fine", author="y" * 1000)
     assert all_reviews(settings).empty
+
+
+def test_a_write_on_top_of_an_older_revision_is_refused_and_overwrites_nothing(settings: Settings, ds):
+    first = set_tag(settings, ds, "Abyssinian_1", "label_error", author="Ana", base_revision=0)
+    assert first.revision == 1
+    with pytest.raises(ReviewConflict, match="created meanwhile|Ana changed it"):
+        set_tag(settings, ds, "Abyssinian_1", "fine", author="Ben", base_revision=0)  # Ben saw no review
+    noted = set_note(settings, ds, "Abyssinian_1", "left ear", author="Cleo", base_revision=1)
+    assert (noted.tag, noted.note, noted.revision) == ("label_error", "left ear", 2)
+    with pytest.raises(ReviewConflict, match="Cleo changed it at .* nothing was overwritten"):
+        set_note(settings, ds, "Abyssinian_1", "right ear", author="Ben", base_revision=1)
+    kept = get_review(settings, "Abyssinian_1")
+    assert (kept.tag, kept.note, kept.author, kept.revision) == ("label_error", "left ear", "Cleo", 2)
+    # without a base revision (a script) the write lands on top of whatever is there
+    assert set_tag(settings, ds, "Abyssinian_1", "fine").revision == 3
+    with pytest.raises(PetSegError, match="base revision"):
+        set_tag(settings, ds, "Abyssinian_1", "fine", base_revision=-1)
+
+
+def test_concurrent_review_writes_from_one_revision_let_exactly_one_through(settings: Settings, ds):
+    import threading
+
+    set_note(settings, ds, "beagle_1", "start")
+    barrier, outcomes = threading.Barrier(6), []
+
+    def write(i: int) -> None:
+        barrier.wait()
+        try:
+            outcomes.append(set_note(settings, ds, "beagle_1", f"writer {i}", base_revision=1).note)
+        except ReviewConflict:
+            outcomes.append("conflict")
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    winners = [o for o in outcomes if o != "conflict"]
+    assert len(winners) == 1 and outcomes.count("conflict") == 5
+    final = get_review(settings, "beagle_1")
+    assert final.note == winners[0] and final.revision == 2

@@ -14,7 +14,10 @@ run, split = sidebar.selected_run(), sidebar.selected_split()
 st.title("Annotate")
 st.session_state.setdefault(state.ANNOTATE_NOTE, "")
 # Taken once per page run: saves (which rerun only the workbench) do not reshuffle the queue being walked.
-ids = edit.queue(current, ds)
+try:
+    ids = edit.queue(current, ds)
+except store.StoreUnavailable:  # the Browse order needs the database; walk the dataset's order meanwhile
+    ids = ds.ids()
 editor.forget_sent()  # a run of the whole page may mount a new editor
 
 
@@ -98,7 +101,13 @@ def workbench() -> None:
     image_id = _image_id(session)
     if image_id is None:
         return
-    starts = edit.available_starts(current, ds, image_id, run, split)
+    try:
+        starts = edit.available_starts(current, ds, image_id, run, split)
+    except store.StoreUnavailable:
+        if session is None or session.image_id != image_id:
+            st.error("The database cannot be reached right now: this image opens once it is back.")
+            return
+        starts = [session.start]  # keep the open edit on screen until the database is back
     if session is None or session.image_id != image_id or st.session_state.get(state.ANNOTATE_START) not in starts:
         st.session_state[state.ANNOTATE_START] = starts[0]
     if session is None or session.image_id != image_id:
@@ -110,8 +119,11 @@ def workbench() -> None:
 
     # The widgets come after the event: a save may clear the note before its widget exists in this run.
     row = ds.table.loc[image_id]
-    latest = ledger.latest(current, image_id)
-    versions = f"latest correction v{latest.version} by {escape(latest.author)}" if latest else "no correction yet"
+    try:
+        latest = ledger.latest(current, image_id)
+        versions = f"latest correction v{latest.version} by {escape(latest.author)}" if latest else "no correction yet"
+    except store.StoreUnavailable:
+        versions = "database unreachable"
     st.caption(f"**{escape(image_id)}** · {escape(row['breed'])} ({escape(row['species'])}) · "
                f"{escape(row['split'])} · {int(row['width'])}×{int(row['height'])} px · {versions}")
     left, middle, right = st.columns([3, 2, 3])

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core import corrections, ledger, masks
+from core import corrections, ledger, masks, store
 from core.config import Settings
 from core.dataset import Dataset, load_image, load_trimap
 from core.errors import PetSegError
@@ -37,6 +37,9 @@ _SOURCE = {"correction": "correction", "gt": "gt", "prediction": "prediction", "
 TOOLS = ("grabcut", "fill_holes", "remove_specks", "regenerate_border")
 TOOL_LABELS = {"grabcut": "GrabCut", "fill_holes": "Fill holes", "remove_specks": "Remove specks",
                "regenerate_border": "Regenerate border"}
+
+UNREACHABLE = ("Not saved: the database cannot be reached right now; your edit stays in the editor, "
+               "save again once it is back.")
 
 
 @dataclass
@@ -204,6 +207,9 @@ def save(settings: Settings, ds: Dataset, session: EditSession, *, base_version:
     except ledger.ConflictError as exc:
         session.conflict = Conflict(mask=mask.copy(), current_version=exc.current_version, message=str(exc))
         _say(session, "Not saved: someone else saved this image meanwhile. Choose below.", "warning")
+        return None
+    except store.StoreUnavailable:
+        _say(session, UNREACHABLE, "error")  # session.work keeps the edit: the next save retries it
         return None
     session.conflict = None
     session.base_version = saved.version

@@ -80,12 +80,11 @@ def postgres():
         cluster.remove()
 
 
-_databases = iter(range(1, 1_000_000))
-
-
 def new_pg_database(cluster) -> str:
     """A fresh, migrated database (a copy of the template: milliseconds, not an initdb); its URL."""
-    name = f"petseg_test_{os.getpid()}_{next(_databases)}"
+    import uuid
+
+    name = f"petseg_test_{uuid.uuid4().hex[:16]}"
     cluster.admin(f"CREATE DATABASE {name} TEMPLATE {PG_TEMPLATE}")
     return cluster.url(name)
 

@@ -75,7 +75,8 @@ def parse_url(text: str) -> URL:
 def shown(url: str | URL) -> str:
     """A URL for messages: the password masked."""
     try:
-        return (url if isinstance(url, URL) else make_url(url)).render_as_string(hide_password=True)
+        parsed = url if isinstance(url, URL) else make_url(url)
+        return parsed.set(drivername=parsed.get_backend_name()).render_as_string(hide_password=True)
     except exc.ArgumentError:
         return "(invalid URL)"
 

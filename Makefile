@@ -36,13 +36,24 @@ chromium:
 		fi; \
 	fi
 
+# The store tests run on SQLite and on a real PostgreSQL server (a throwaway cluster per test session), from
+# Debian's postgresql package; without it the PostgreSQL half is skipped with the reason.
+postgresql:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = "0" ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+		else \
+			echo "warning: PostgreSQL is missing and you are not root; its store tests will be skipped"; \
+		fi; \
+	fi
+
 run: $(VENV)/.installed-run
 	$(PY) -m dashboard.serve --server.address $(ADDRESS) --server.port $(PORT)
 
-test: $(VENV)/.installed-test chromium
+test: $(VENV)/.installed-test chromium postgresql
 	$(PY) -m pytest
 
 lint: $(VENV)/.installed-test
 	$(PY) -m ruff check .
 
-.PHONY: chromium
+.PHONY: chromium postgresql

@@ -219,9 +219,10 @@ def audit(settings: Settings) -> list[str]:
 
 @contextlib.contextmanager
 def database(choice: str, workspace: Path):
-    """The URL to benchmark against: the workspace's SQLite file, a throwaway PostgreSQL cluster, or ``choice``."""
+    """``(URL, cluster or None)`` to benchmark against: the workspace's SQLite file, a throwaway PostgreSQL
+    cluster, or the URL ``choice``."""
     if choice == "sqlite":
-        yield f"sqlite:///{workspace / 'petseg.sqlite'}"
+        yield f"sqlite:///{workspace / 'petseg.sqlite'}", None
     elif choice == "postgresql":
         bindir = postgres_bin()
         if bindir is None:
@@ -229,12 +230,12 @@ def database(choice: str, workspace: Path):
         cluster = PostgresCluster(bindir)
         try:
             cluster.admin("CREATE DATABASE petseg_bench")
-            yield cluster.url("petseg_bench")
+            yield cluster.url("petseg_bench"), cluster
         finally:
             store.dispose_all()
             cluster.remove()
     else:
-        yield choice
+        yield choice, None
 
 
 def save_latency(settings: Settings, ds: Dataset, saves: int, seed: int = 1) -> list[float]:
@@ -262,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", default="sqlite", help="sqlite (default), postgresql (throwaway cluster) or a URL")
     args = parser.parse_args(argv)
 
-    with tempfile.TemporaryDirectory(prefix="petseg-faults-") as tmp, database(args.db, Path(tmp) / "workspace") as url:
+    with tempfile.TemporaryDirectory(prefix="petseg-faults-") as tmp, \
+            database(args.db, Path(tmp) / "workspace") as (url, _cluster):
         root = Path(tmp) / "data"
         shutil.copytree(args.data, root)
         settings = Settings.resolve(data=root, workspace=Path(tmp) / "workspace", db=url)

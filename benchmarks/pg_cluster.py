@@ -33,7 +33,7 @@ def free_port() -> int:
 class PostgresCluster:
     """A throwaway PostgreSQL cluster in a temporary folder, on 127.0.0.1 and a free port (trust auth)."""
 
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, *, fsync: bool = True) -> None:
         import getpass
         import shutil
         import subprocess
@@ -50,7 +50,9 @@ class PostgresCluster:
         data = str(self.folder)
         self._run = lambda *args: subprocess.run([*self.prefix, *args], check=True, capture_output=True, text=True)
         self._run(str(bindir / "initdb"), "-D", data, "-A", "trust", "-U", self.user, "--no-sync")
-        self.options = f"-p {self.port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+        # Tests turn fsync off (speed; they kill processes, not the machine); benchmarks keep it on.
+        self.options = (f"-p {self.port} -k {data} -c listen_addresses=127.0.0.1 -c max_connections=200"
+                        + ("" if fsync else " -c fsync=off"))
         self.start()
 
     def url(self, database: str) -> str:
@@ -62,6 +64,11 @@ class PostgresCluster:
 
     def stop(self, mode: str = "fast") -> None:
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.folder), "-m", mode, "-w", "stop")
+
+    def restart(self, mode: str = "fast") -> None:
+        """``pg_ctl restart -m fast``: sessions are ended, in-flight transactions rolled back, the server comes back."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.folder), "-o", self.options, "-m", mode, "-w", "-l",
+                  str(self.folder / "server.log"), "restart")
 
     def admin(self, sql: str) -> None:
         import psycopg

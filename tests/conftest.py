@@ -70,7 +70,7 @@ def postgres():
     from core import store
     from core.config import Settings
 
-    cluster = PostgresCluster(bindir)
+    cluster = PostgresCluster(bindir, fsync=False)
     try:
         cluster.admin(f"CREATE DATABASE {PG_TEMPLATE}")
         store.engine(Settings(Path("."), Path("."), db=cluster.url(PG_TEMPLATE)))  # migrates it

@@ -261,10 +261,12 @@ def add_version(
                 store.insert_ignore(conn, masks, {"sha256": digest, "png": data, "created_at": now},
                                     overwrite=("png",))
                 # UNIQUE (image_id, version): of two writers that read the same latest, one insert fails here.
-                conn.execute(corrections.insert().values(
-                    image_id=image_id, version=version, parent_version=parent, source=source, author=author,
-                    note=note, created_at=now, sha256=digest, height=height, width=width, iou_gt=iou_gt))
-                return _version(conn, image_id, version)
+                row = Correction(image_id=image_id, version=version, parent_version=parent, source=source,
+                                 author=author, note=note, created_at=now, sha256=digest, height=int(height),
+                                 width=int(width), iou_gt=None if iou_gt is None else float(iou_gt), deleted=False)
+                values = {k: v for k, v in vars(row).items() if k not in ("rescored", "deleted")}
+                conn.execute(corrections.insert().values(**values, deleted=0))
+            return row
         except exc.IntegrityError:
             if base_version is not ANY:
                 raise ConflictError(image_id, base_version, latest(settings, image_id)) from None

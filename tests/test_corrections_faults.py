@@ -3,6 +3,7 @@ on both engines (conftest ``engine``: SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -73,16 +74,17 @@ def test_a_kill_inside_the_save_transaction_leaves_the_old_state_and_blocks_no_o
                            base_version=None, source="gt")
     new_mask = random_mask(load_trimap(ds, ID), np.random.default_rng(2))
     inside = settings.workspace / "inside"
-    read_version = ledger._version
+    real_writing = store.writing
 
-    def stuck_before_commit(conn, image_id, version):
-        row = read_version(conn, image_id, version)  # both rows are inserted, the transaction is open
-        inside.touch()
-        time.sleep(60)
-        return row
+    @contextlib.contextmanager
+    def stuck_before_commit(write_settings):
+        with real_writing(write_settings) as conn:
+            yield conn
+            inside.touch()  # both rows are inserted, the transaction is open
+            time.sleep(60)
 
     def save_and_hang() -> int:
-        monkeypatch.setattr(ledger, "_version", stuck_before_commit)
+        monkeypatch.setattr(store, "writing", stuck_before_commit)
         corrections.save(settings, ds, ID, new_mask, base_version=1, source="correction")
         return 0
 

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core import corrections, ledger
+from core import corrections, ledger, store
 from core.errors import PetSegError
 from dashboard import annotate_session as edit
 from dashboard import auth, editor, loaders, sidebar, state

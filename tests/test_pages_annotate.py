@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import corrections, db, groundtruth, ledger
+from core import corrections, groundtruth, ledger, store
 from core.dataset import load_trimap, open_dataset
 from core.errors import PetSegError
 from core.metrics import image_metrics
@@ -140,7 +140,7 @@ def test_save_makes_a_version_rescores_and_shows_in_history(app, trained_copy, d
                                               "1 stored evaluation row rescored"]
     saved = ledger.history(settings, image_id)
     # Without sign-in configured the author is the OS user, as the Annotate page says; nobody types it.
-    author = db.clean_author(None)
+    author = store.clean_author(None)
     assert any(f"Saving as **{author}**" in plain(c.value) for c in app.caption)
     assert [(c.version, c.source, c.author, c.note) for c in saved] == [(1, "gt", author, "ear was background")]
     assert np.array_equal(groundtruth.current(settings, ds, image_id)[0], mask)

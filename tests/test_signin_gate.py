@@ -12,7 +12,7 @@ import pytest
 from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
 
-from core import corrections, db, ledger
+from core import corrections, ledger, store
 from core.config import Settings
 from core.dataset import open_dataset
 from core.review import get_review
@@ -102,7 +102,7 @@ def test_without_auth_the_app_opens_and_the_os_user_is_the_author(monkeypatch, s
     at.query_params["image"] = IMAGE
     at.switch_page("app_pages/annotate.py").run()
     assert not at.exception
-    assert any(f"Saving as **{db.clean_author(None)}**" in plain(c.value) for c in at.caption)
+    assert any(f"Saving as **{store.clean_author(None)}**" in plain(c.value) for c in at.caption)
     assert not [t for t in at.text_input if t.label == "Author"]
 
 

@@ -251,10 +251,7 @@ def _read_limited(path: str) -> bytes:
 
 
 def _clean_note(note: str | None) -> str:
-    text = (note or "").strip()
-    if len(text) > MAX_NOTE:
-        raise PetSegError(f"note is longer than {MAX_NOTE} characters; shorten it")
-    return text
+    return store.clean_text(note, "note", MAX_NOTE)
 
 
 def _display_name(name: str, limit: int = 80) -> str:

@@ -76,9 +76,7 @@ def set_note(settings: Settings, ds: Dataset, image_id: str, note: str, *, autho
              base_revision: int | None = None) -> Review:
     """Replace an image's review note (an empty string clears it)."""
     image_id = ds.require(image_id)
-    text = (note or "").strip()
-    if len(text) > MAX_NOTE:
-        raise PetSegError(f"review note is longer than {MAX_NOTE} characters; shorten it")
+    text = store.clean_text(note, "review note", MAX_NOTE)
     return _write(settings, image_id, {"note": text}, author, base_revision)
 
 

@@ -487,3 +487,11 @@ def test_corrections_on_the_real_sample(tmp_path: Path, sample_root: Path, works
     assert version == 1 and np.array_equal(mask, edited)
     assert saved.iou_gt == pytest.approx(pet_iou(edited, official)) and saved.iou_gt < 1.0
     assert (saved.height, saved.width) == official.shape
+
+
+def test_a_note_or_author_with_a_nul_character_is_refused_before_anything_is_written(settings: Settings, ds):
+    with pytest.raises(PetSegError, match="note contains a NUL"):
+        save(settings, ds, ID, _mask(ds), base_version=None, source="gt", note="ear\x00")
+    with pytest.raises(PetSegError, match="author contains a NUL"):
+        save(settings, ds, ID, _mask(ds), base_version=None, source="gt", author="a\x00b")
+    assert _rows(settings) == [] and _mask_files(settings) == []

@@ -117,3 +117,11 @@ def test_concurrent_review_writes_from_one_revision_let_exactly_one_through(sett
     assert len(winners) == 1 and outcomes.count("conflict") == 5
     final = get_review(settings, "beagle_1")
     assert final.note == winners[0] and final.revision == 2
+
+
+def test_text_postgresql_cannot_store_is_refused_on_every_engine(settings: Settings, ds):
+    with pytest.raises(PetSegError, match="NUL character"):
+        set_note(settings, ds, "Abyssinian_1", "left\x00ear")
+    with pytest.raises(PetSegError, match="author contains a NUL"):
+        set_tag(settings, ds, "Abyssinian_1", "fine", author="ana\x00")
+    assert get_review(settings, "Abyssinian_1") is None

@@ -157,9 +157,17 @@ def clean_author(author: str | None) -> str:
             author = getpass.getuser()
         except (OSError, KeyError):
             author = "unknown"
-    text = " ".join(str(author).split())
-    if len(text) > MAX_AUTHOR:
-        raise PetSegError(f"author is longer than {MAX_AUTHOR} characters; use a shorter name")
+    return clean_text(" ".join(str(author).split()), "author", MAX_AUTHOR)
+
+
+def clean_text(text: str | None, what: str, limit: int) -> str:
+    """Free text for a row, stripped; refused when longer than ``limit`` or holding a NUL character (PostgreSQL
+    cannot store one, and SQLite must not keep what PostgreSQL refuses: the engines would drift)."""
+    text = (text or "").strip()
+    if len(text) > limit:
+        raise PetSegError(f"{what} is longer than {limit} characters; shorten it")
+    if "\x00" in text:
+        raise PetSegError(f"{what} contains a NUL character; remove it")
     return text
 
 

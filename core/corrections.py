@@ -139,7 +139,7 @@ def import_masks(
     """Import masks read from another tool's format (:class:`core.interop.MaskFile` items: name, image id and a
     loader), with the same checks and per-file report as :func:`import_folder`, then rescore them all."""
     ds = ds if ds is not None else open_dataset(settings.data, settings.workspace)
-    author = db.clean_author(author)
+    author = store.clean_author(author)
     note = _clean_note(note)
     results = [_import_mask(settings, ds, m.name, m.stem, m.load, author, note) for m in masks]
     if not results:

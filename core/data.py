@@ -302,25 +302,30 @@ def prune(root: Path, keep: dict[str, int], skip: Iterable[str] = ()) -> list[st
 
 
 def augment(
-    images: torch.Tensor, masks: torch.Tensor, gen: torch.Generator
+    images: torch.Tensor, masks: torch.Tensor, gen: torch.Generator, part: tuple[int, int] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Random flip, scale/crop and colour jitter of a whole batch at once, on tensors.
 
     ``images`` uint8 (B, S, S, 3), ``masks`` uint8 (B, S, S) trimap-coded. Returns float NCHW pixels in 0..255
     and the augmented trimap-coded masks. Geometry is one affine grid per image, applied to image (bilinear)
     and mask (nearest) alike, zooming in by up to 1/0.7 so the crop never leaves the picture.
+
+    ``part=(start, total)``: the images are items ``start..start+B`` of a batch of ``total`` split over several
+    processes (:func:`shard`). The random values are drawn for the whole batch, so every process's generator
+    stays in step and each image gets the augmentation it would get in one process.
     """
     b, s = images.shape[0], images.shape[1]
+    start, total = part or (0, b)
     x = images.permute(0, 3, 1, 2).float()
     m = masks.unsqueeze(1).float()
 
     def uniform(lo: float, hi: float, *shape: int) -> torch.Tensor:
-        return lo + (hi - lo) * torch.rand(*shape, generator=gen)
+        return lo + (hi - lo) * torch.rand(total, *shape, generator=gen)[start : start + b]
 
-    scale_x, scale_y = uniform(0.7, 1.0, b), uniform(0.7, 1.0, b)
-    flip = torch.where(torch.rand(b, generator=gen) < 0.5, -1.0, 1.0)
-    shift_x = (1 - scale_x) * uniform(-1.0, 1.0, b)
-    shift_y = (1 - scale_y) * uniform(-1.0, 1.0, b)
+    scale_x, scale_y = uniform(0.7, 1.0), uniform(0.7, 1.0)
+    flip = torch.where(uniform(0.0, 1.0) < 0.5, -1.0, 1.0)
+    shift_x = (1 - scale_x) * uniform(-1.0, 1.0)
+    shift_y = (1 - scale_y) * uniform(-1.0, 1.0)
     theta = torch.zeros(b, 2, 3)
     theta[:, 0, 0], theta[:, 0, 2] = scale_x * flip, shift_x
     theta[:, 1, 1], theta[:, 1, 2] = scale_y, shift_y
@@ -328,9 +333,9 @@ def augment(
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     m = F.grid_sample(m, grid, mode="nearest", padding_mode="border", align_corners=False)
 
-    brightness = uniform(0.75, 1.25, b, 1, 1, 1)
-    contrast = uniform(0.75, 1.25, b, 1, 1, 1)
-    saturation = uniform(0.7, 1.3, b, 1, 1, 1)
+    brightness = uniform(0.75, 1.25, 1, 1, 1)
+    contrast = uniform(0.75, 1.25, 1, 1, 1)
+    saturation = uniform(0.7, 1.3, 1, 1, 1)
     gray = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
     x = gray + (x - gray) * saturation
     mean = gray.mean(dim=(2, 3), keepdim=True)
@@ -354,3 +359,14 @@ def batches(rows: np.ndarray, batch_size: int, rng: np.random.Generator | None) 
 
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
     return max(1, n_train // batch_size)
+
+
+def shard(rows: np.ndarray, rank: int, world_size: int) -> tuple[np.ndarray, int]:
+    """Rank ``rank``'s contiguous part of ``rows`` (sizes differ by at most one) and the index it starts at.
+
+    Every row goes to exactly one rank, with no padding: a sampler that repeats rows to even out the parts
+    would count them twice in validation metrics.
+    """
+    sizes = [len(rows) // world_size + (r < len(rows) % world_size) for r in range(world_size)]
+    start = sum(sizes[:rank])
+    return rows[start : start + sizes[rank]], start

@@ -173,8 +173,13 @@ def write_config(
     val_ids: list[str],
     corrections: dict[str, int],
     resumed: bool,
+    scaling: dict[str, Any] | None = None,
 ) -> None:
-    """config.json: the run's settings, model, runtime, data and corrections; creation and resume times kept."""
+    """config.json: the run's settings, model, runtime, data and corrections; creation and resume times kept.
+
+    ``scaling``: ``world_size``, ``effective_batch_size``, ``effective_lr`` ... (:func:`core.train.train`),
+    stored at the top level.
+    """
     path = run_dir / CONFIG_FILE
     try:
         previous = json.loads(path.read_text())
@@ -192,6 +197,7 @@ def write_config(
         "train": train,
         "model": model,
         "runtime": runtime,
+        **(scaling or {}),
         "dataset": {
             "root": str(ds.root),
             "fingerprint": ds.fingerprint,

@@ -14,6 +14,13 @@ is :mod:`core.data`; the run folder's files other than checkpoints are written b
 The run folder ``<workspace>/runs/<run>/`` gets ``config.json``, ``metrics.csv`` (one row per epoch),
 ``last.pt`` (with optimiser/scheduler/RNG state for ``--resume``), ``best.pt`` (best validation pet IoU),
 ``train.log`` and ``progress.json``. One process at a time trains a run: a second is refused.
+
+Under torchrun (``torchrun --nproc_per_node=N -m -- core train ...``) every rank runs this same loop on a
+DistributedDataParallel model; rank 0 alone holds and writes the run folder. ``--batch-size`` is the global
+batch: each step takes the batch one process would take (same shuffled order, same augmentation draws) and
+splits it over the ranks, so the run's recipe (effective batch, learning rate, schedule, steps per epoch) does
+not depend on the world size, and ``--resume`` continues on any number of processes. To keep 8 images per GPU
+on 4 GPUs, ask for ``--batch-size 32`` (and scale ``--lr`` if you want the linear scaling rule).
 """
 
 from __future__ import annotations
@@ -32,10 +39,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from core import groundtruth, run_folder
+from core import distributed, groundtruth, run_folder
 from core.cleanup import sweep_stale
 from core.config import Settings, check_run_name
-from core.data import ArrayCache, augment, batches, split_trainval, steps_per_epoch, trainable_ids
+from core.data import ArrayCache, augment, batches, shard, split_trainval, steps_per_epoch, trainable_ids
 from core.dataset import Dataset, open_dataset
 from core.device import Runtime, available_cores, configure_cpu_threads, resolve_device, select_runtime
 from core.errors import CheckpointError, PetSegError
@@ -158,30 +165,48 @@ class TrainResult:
 def train(settings: Settings, cfg: TrainConfig) -> TrainResult:
     """Train (or resume) the run described by ``cfg``; see the module docstring for what is written."""
     run_dir = settings.run_dir(cfg.run)
-    sweep_stale(settings)  # checkpoint temporaries left by crashed trainings (stale and unlocked only)
-    # One trainer per run: a second process is refused until this one returns (or dies).
-    with run_folder.claim(run_dir, cfg.run, cfg.resume) as saved, contextlib.ExitStack() as held:
+    device = resolve_device(cfg.device)
+    with distributed.session(device) as dist, contextlib.ExitStack() as held:
+        if dist.is_main:
+            sweep_stale(settings)  # checkpoint temporaries left by crashed trainings (stale and unlocked only)
+        # One trainer per run: a second process is refused until this one returns (or dies). Under torchrun
+        # rank 0 holds the run and every rank gets its answer (the saved config, or the refusal).
+        saved = dist.from_main(lambda: held.enter_context(run_folder.claim(run_dir, cfg.run, cfg.resume)))
         default_recipe = cfg.preset is None and not saved
         cfg = (_merge_resumed(saved, cfg) if saved else cfg).resolved()
-        held.callback(run_folder.detach_logs, run_folder.attach_logs(run_dir))
-        progress = run_folder.Progress(run_dir, cfg.run, int(cfg.epochs))
-        if default_recipe and resolve_device(cfg.device) == "cpu":
+        progress: run_folder.Progress | _NoProgress = _NoProgress()
+        if dist.is_main:
+            held.callback(run_folder.detach_logs, run_folder.attach_logs(run_dir))
+            progress = run_folder.Progress(run_dir, cfg.run, int(cfg.epochs))
+        if default_recipe and device == "cpu" and dist.is_main:
             log.warning("training the full recipe (%s at %d px) on the CPU: hours on the full dataset; "
                         "--preset quick trains a small model in minutes", cfg.encoder, cfg.image_size)
         try:
-            return _train(settings, cfg, run_dir, progress, held)
+            return _train(settings, cfg, run_dir, progress, held, dist, distributed.device_for(dist, device))
         except KeyboardInterrupt:
             progress.update(force=True, status="interrupted")
             log.warning("interrupted: resume with --resume (continues after the last finished epoch)")
             raise
         except BaseException as exc:
-            progress.update(force=True, status="failed", error=str(exc).splitlines()[0] if str(exc) else repr(exc))
+            message = str(exc).splitlines()[0] if str(exc) else repr(exc)
+            progress.update(force=True, status="failed", error=message)
+            if dist.active:
+                # The error every rank's log ends with, whichever rank failed first.
+                log.error("%s failed: %s. torchrun stops the other ranks; the last finished epoch stays in %s: "
+                          "resume with --resume", dist.describe(), message, run_dir / "last.pt")
             raise
 
 
-def _train(settings: Settings, cfg: TrainConfig, run_dir: Path, progress: run_folder.Progress,
-           held: contextlib.ExitStack) -> TrainResult:
-    runtime = select_runtime(cfg.device, cfg.precision)
+class _NoProgress:
+    """progress.json is rank 0's to write."""
+
+    def update(self, force: bool = False, **values: Any) -> None:
+        pass
+
+
+def _train(settings: Settings, cfg: TrainConfig, run_dir: Path, progress: run_folder.Progress | _NoProgress,
+           held: contextlib.ExitStack, dist: distributed.Context, device: str) -> TrainResult:
+    runtime = select_runtime(device, cfg.precision)
     torch.manual_seed(cfg.seed)
     numpy_rng = np.random.default_rng(cfg.seed)
     aug_gen = torch.Generator().manual_seed(cfg.seed)
@@ -200,6 +225,10 @@ def _train(settings: Settings, cfg: TrainConfig, run_dir: Path, progress: run_fo
     cache = held.enter_context(ArrayCache.open(settings, ds, truth, train_ids + val_ids, int(cfg.image_size),
                                                cfg.progress))
     train_rows, val_rows = cache.rows(train_ids), cache.rows(val_ids)
+    if dist.world_size > min(int(cfg.batch_size), len(train_rows)):
+        raise PetSegError(f"a batch of {min(int(cfg.batch_size), len(train_rows))} images cannot be split over "
+                          f"{dist.world_size} processes: use --batch-size of at least {dist.world_size} "
+                          "(the global batch) or fewer processes")
 
     # Model, optimiser, schedule: fresh, or exactly as last.pt left them.
     last = run_dir / "last.pt"
@@ -214,8 +243,12 @@ def _train(settings: Settings, cfg: TrainConfig, run_dir: Path, progress: run_fo
             cfg.encoder, int(cfg.image_size), cfg.encoder_weights, cfg.decoder_channels, cfg.encoder_depth
         )
         payload = None
-    model = runtime.prepare_model(model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=float(cfg.lr), weight_decay=cfg.weight_decay)
+    net = runtime.prepare_model(model)  # what checkpoints hold; ``model`` syncs gradients under torchrun
+    model = net
+    if dist.active:
+        model = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[runtime.torch_device.index] if runtime.device_type == "cuda" else None)
+    optimizer = torch.optim.Adam(net.parameters(), lr=float(cfg.lr), weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=int(cfg.epochs) * steps, eta_min=cfg.min_lr)
     scaler = torch.amp.GradScaler(runtime.device_type, enabled=runtime.precision == "fp16")
     loss_fn = SegLoss()
@@ -227,11 +260,14 @@ def _train(settings: Settings, cfg: TrainConfig, run_dir: Path, progress: run_fo
 
     # The masks this run learns from, so a result can be traced to the corrections behind it.
     used = {i: v for i, v in cache.versions.items() if v is not None and i not in cache.missing}
-    run_folder.write_config(run_dir, train=cfg.to_dict(), model=model_cfg.to_dict(),
-                            runtime={**dataclasses.asdict(runtime), "threads": torch.get_num_threads()}, ds=ds,
-                            train_ids=train_ids, val_ids=val_ids, corrections=used, resumed=payload is not None)
-    log.info("run %s: %s, %s; %d train / %d val images, %d steps per epoch",
-             cfg.run, model_cfg.describe(), runtime.describe(), len(train_rows), len(val_rows), steps)
+    if dist.is_main:
+        run_folder.write_config(run_dir, train=cfg.to_dict(), model=model_cfg.to_dict(),
+                                runtime={**dataclasses.asdict(runtime), "threads": torch.get_num_threads()}, ds=ds,
+                                train_ids=train_ids, val_ids=val_ids, corrections=used, resumed=payload is not None,
+                                scaling=_scaling(cfg, dist))
+    log.info("run %s: %s, %s; %d train / %d val images, %d steps per epoch%s",
+             cfg.run, model_cfg.describe(), runtime.describe(), len(train_rows), len(val_rows), steps,
+             f"; {dist.world_size} processes" if dist.active else "")
     if start_epoch > int(cfg.epochs):
         log.warning("run %s already finished its %d epochs: pass a larger --epochs with --resume to train longer",
                     cfg.run, int(cfg.epochs))
@@ -242,13 +278,16 @@ def _train(settings: Settings, cfg: TrainConfig, run_dir: Path, progress: run_fo
             _share_cpu_fairly()
         started = time.perf_counter()
         model.train()
-        total, seen = 0.0, 0
-        bar = tqdm(batches(train_rows, int(cfg.batch_size), numpy_rng), total=steps, disable=not cfg.progress,
-                   desc=f"epoch {epoch}/{cfg.epochs}", leave=False, unit="step")
-        for step, rows in enumerate(bar, start=1):
+        total, seen, seen_everywhere = 0.0, 0, 0
+        bar = tqdm(batches(train_rows, int(cfg.batch_size), numpy_rng), total=steps,
+                   disable=not (cfg.progress and dist.is_main), desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
+                   unit="step")
+        for step, batch in enumerate(bar, start=1):
+            # Every rank draws the same batch and augmentation values; each trains on its own part of them.
+            rows, start = shard(batch, dist.rank, dist.world_size)
             images, masks = cache.load(rows)
             if cfg.augment:
-                pixels, masks = augment(images, masks, aug_gen)
+                pixels, masks = augment(images, masks, aug_gen, part=(start, len(batch)))
             else:
                 pixels = images.permute(0, 3, 1, 2).float()
             x = runtime.prepare(normalize(pixels, model_cfg))
@@ -257,27 +296,32 @@ def _train(settings: Settings, cfg: TrainConfig, run_dir: Path, progress: run_fo
                 logits = model(x)
             loss = loss_fn(logits, target)
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            # DDP averages the ranks' gradients: weighting each by its share of the batch makes that average
+            # the batch's, also when the parts differ in size.
+            scale = len(rows) * dist.world_size / len(batch) if dist.active else 1.0
+            scaler.scale(loss * scale).backward()
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
             total += loss.item() * len(rows)
             seen += len(rows)
+            seen_everywhere += len(batch)
             bar.set_postfix(loss=f"{total / seen:.4f}")
             progress.update(epoch=epoch, step=step, loss=round(total / seen, 5),
-                            images_per_second=round(seen / (time.perf_counter() - started), 2))
+                            images_per_second=round(seen_everywhere / (time.perf_counter() - started), 2))
         bar.close()
         train_seconds = time.perf_counter() - started
+        total, seen = dist.sum([total, seen])
 
         progress.update(force=True, status="validating")
-        val = validate(model, model_cfg, runtime, cache, val_rows, int(cfg.batch_size), loss_fn)
+        val = validate(net, model_cfg, runtime, cache, val_rows, int(cfg.batch_size), loss_fn, dist)
         row = {
             "epoch": epoch,
             "train_loss": total / max(seen, 1),
             **val,
             "seconds": round(time.perf_counter() - started, 2),
             "lr": optimizer.param_groups[0]["lr"],
-            "images_per_second": round(seen / train_seconds, 2),
+            "images_per_second": round(seen_everywhere / train_seconds, 2),
         }
         history.append(row)
         # Without a validation set (tiny datasets) the latest model is the best one we know of.
@@ -285,19 +329,21 @@ def _train(settings: Settings, cfg: TrainConfig, run_dir: Path, progress: run_fo
         improved = score is None or best["val_iou_pet"] is None or score > best["val_iou_pet"]
         if improved:
             best = {"epoch": epoch, "val_iou_pet": score}
-        meta = _meta(cfg, ds, runtime, epoch, row, best)
-        if improved:
-            save_checkpoint(run_dir / "best.pt", model, model_cfg, meta)
-        train_state = {"epoch": epoch, "epochs": int(cfg.epochs), "steps_per_epoch": steps,
-                       "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                       "scaler": scaler.state_dict(), "rng": rng_state(numpy_rng, aug_gen), "history": history,
-                       "best": best}
-        save_checkpoint(last, model, model_cfg, meta, train_state=train_state)
-        run_folder.write_metrics_csv(run_dir, history)
+        if dist.is_main:
+            meta = _meta(cfg, ds, runtime, epoch, row, best)
+            if improved:
+                save_checkpoint(run_dir / "best.pt", net, model_cfg, meta)
+            train_state = {"epoch": epoch, "epochs": int(cfg.epochs), "steps_per_epoch": steps,
+                           "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                           "scaler": scaler.state_dict(), "rng": rng_state(numpy_rng, aug_gen), "history": history,
+                           "best": best}
+            save_checkpoint(last, net, model_cfg, meta, train_state=train_state)
+            run_folder.write_metrics_csv(run_dir, history)
+        dist.barrier()  # the epoch's checkpoints are complete before any rank goes on (or a reader is told so)
         log.info("epoch %d/%d: train loss %.4f, val loss %s, val pet IoU %s, %.1f s (%.1f img/s)%s", epoch, cfg.epochs,
                  row["train_loss"], _fmt(val["val_loss"]), _fmt(val["val_iou_pet"]), row["seconds"],
                  row["images_per_second"], " (best)" if improved else "")
-        if cfg.progress:
+        if cfg.progress and dist.is_main:
             tqdm.write(f"epoch {epoch}/{cfg.epochs}: train loss {row['train_loss']:.4f}, "
                        f"val pet IoU {_fmt(val['val_iou_pet'])}, {row['seconds']:.1f} s", file=sys.stderr)
         progress.update(force=True, status="training", epoch=epoch, step=steps)
@@ -320,14 +366,18 @@ def _fmt(value: float | None) -> str:
 
 @torch.inference_mode()
 def validate(model: torch.nn.Module, model_cfg: ModelConfig, runtime: Runtime, cache: ArrayCache, rows: np.ndarray,
-             batch_size: int, loss_fn: torch.nn.Module) -> dict[str, float | None]:
-    """Loss and per-image metrics (mean over images) on the cached validation arrays at the input size."""
+             batch_size: int, loss_fn: torch.nn.Module,
+             dist: distributed.Context = distributed.SINGLE) -> dict[str, float | None]:
+    """Loss and per-image metrics (mean over images) on the cached validation arrays at the input size.
+
+    Under torchrun each rank validates its own part of ``rows`` (each image once) and the sums are all-reduced.
+    """
     if len(rows) == 0:
         return {"val_loss": None, "val_iou_pet": None, "val_miou_3class": None, "val_pixel_accuracy": None}
     model.eval()
     loss_sum, n = 0.0, 0
     parts: dict[str, list[np.ndarray]] = {"iou_pet": [], "miou_3class": [], "pixel_accuracy": []}
-    for batch in batches(rows, batch_size * 2, None):
+    for batch in batches(shard(rows, dist.rank, dist.world_size)[0], batch_size * 2, None):
         images, masks = cache.load(batch)
         x = runtime.prepare(to_input(images, model_cfg))
         with runtime.autocast():
@@ -340,7 +390,18 @@ def validate(model: torch.nn.Module, model_cfg: ModelConfig, runtime: Runtime, c
         for key in parts:
             parts[key].append(values[key])
     model.train()
-    return {"val_loss": loss_sum / n, **{f"val_{key}": float(np.concatenate(parts[key]).mean()) for key in parts}}
+    sums = [float(np.concatenate(parts[key]).sum()) if parts[key] else 0.0 for key in parts]
+    loss_sum, n, *sums = dist.sum([loss_sum, n, *sums])
+    return {"val_loss": loss_sum / n, **{f"val_{key}": value / n for key, value in zip(parts, sums, strict=True)}}
+
+
+def _scaling(cfg: TrainConfig, dist: distributed.Context) -> dict[str, Any]:
+    """What config.json records about the processes: the recipe is the same for any world size."""
+    return {"world_size": dist.world_size, "effective_batch_size": int(cfg.batch_size),
+            "batch_size_per_process": int(cfg.batch_size) / dist.world_size, "effective_lr": float(cfg.lr),
+            "scaling_rule": "global batch: --batch-size and --lr are the whole job's, each process takes "
+                            "batch_size / world_size images per step; steps per epoch and the schedule do not "
+                            "depend on the world size"}
 
 
 def _merge_resumed(saved: dict[str, Any], requested: TrainConfig) -> TrainConfig:

@@ -87,11 +87,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from core.distributed import current
     from core.evaluate import CHECKPOINTS, evaluate
 
     settings = _settings(args)
     checkpoint = args.checkpoint
     if checkpoint not in CHECKPOINTS:  # a file or folder from outside: becomes the run's best.pt first
+        if current().active:
+            raise PetSegError("an outside checkpoint is imported in one process: run `python -m core evaluate` with "
+                              "it once, then evaluate the run under torchrun with --checkpoint best")
         from core.interop.runs import import_checkpoint
         from core.model import ExternalSpec
 
@@ -103,6 +107,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
               + (" (1-class: evaluated as pet vs background)" if cfg.binary else ""), file=sys.stderr)
         checkpoint = "best"
     summary = evaluate(settings, run=args.run, split=args.split, checkpoint=checkpoint)
+    if not current().is_main:
+        return 0  # under torchrun every rank has the summary: rank 0 prints it
     if args.json:
         print(json.dumps(summary))
     else:

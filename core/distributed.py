@@ -150,7 +150,7 @@ def share_cores(ctx: Context) -> None:
 def session(device: str) -> Iterator[Context]:
     """Join torchrun's process group for the block (NCCL with CUDA, else gloo), and leave it afterwards."""
     ctx = current()
-    if not ctx.active:
+    if not ctx.active or torch_dist.is_initialized():  # one process, or a group this process has joined already
         yield ctx
         return
     _die_with_parent()

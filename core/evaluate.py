@@ -20,6 +20,13 @@ the logits of each image are resized back to its original size, then softmax and
 - Incremental: a rerun reuses every row made with the same checkpoint (sha256 in ``checkpoint_sha``) for an
   unchanged image file; rows whose ground truth changed since are rescored from the stored prediction PNG
   without the model (:mod:`core.scoring`, which every correction-changing operation also calls).
+- Sharded under torchrun (``torchrun --nproc_per_node=N -m -- core evaluate ...``): rank 0 holds the folder and
+  plans (what to predict, in which batches); the batches are dealt out to the ranks, each image to exactly one.
+  Rank 0 keeps writing ``metrics.parquet`` as one process does; every other rank writes its rows to
+  ``parts/rank-<r>.parquet`` (atomically, every 30 s and when it stops) and its PNGs to ``pred/``. At the end
+  rank 0 merges the parts into the table once; a rerun after an interruption merges leftover parts first, so
+  only images nobody finished are predicted again. Same checkpoint, precision, threads and batch size: the same
+  batches, so the same table and PNGs as one process.
 """
 
 from __future__ import annotations
@@ -43,17 +50,18 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from core import groundtruth
-from core.atomic import atomic_write_bytes, atomic_write_text
+from core import distributed, groundtruth
+from core.atomic import atomic_open, atomic_write_bytes, atomic_write_text
 from core.config import Settings
 from core.dataset import Dataset, load_image, open_dataset
-from core.device import Runtime, inference, select_runtime
+from core.device import Runtime, inference, resolve_device, select_runtime
 from core.errors import ImageUnreadable, PetSegError
 from core.masks import encode_png_fast, resize_image
 from core.metrics import dataset_iou, prediction_metrics
 from core.model import ModelConfig, file_sha256, load_checkpoint, to_input
 from core.run_folder import lock_evaluation
 from core.runs import (
+    EVAL_COLUMNS,
     METRICS_FILE,
     PRED_DIR,
     PROGRESS_FILE,
@@ -68,6 +76,7 @@ from core.scoring import rescore_rows, score
 
 CHECKPOINTS = ("best", "last")
 SAVE_EVERY_S = 30.0  # partial tables survive an interruption; the rerun continues from them
+PARTS_DIR = "parts"  # in eval/<split>/: rows of ranks other than 0 until rank 0 merges them
 
 
 # --- predicting -------------------------------------------------------------
@@ -220,11 +229,16 @@ def evaluate(
     the metrics table. Returns the summary printed by ``python -m core evaluate --json``.
 
     One process at a time evaluates a run's split: a second is refused (``PetSegError``) while the first writes.
+    Under torchrun the ranks share the work (see the module docstring) and all return rank 0's summary.
     """
     checkpoint_path(settings, run, checkpoint)  # an unknown run is refused before a folder is made for it
-    with lock_evaluation(eval_dir(settings, run, split), run, split):
-        return _evaluate(settings, run, split, checkpoint, batch_size=batch_size, device=device, precision=precision,
-                         progress=progress, on_progress=on_progress, image_ids=image_ids)
+    folder = eval_dir(settings, run, split)
+    device = resolve_device(device)
+    with distributed.session(device) as dist, contextlib.ExitStack() as held:
+        dist.from_main(lambda: held.enter_context(lock_evaluation(folder, run, split)) and None)
+        return _evaluate(settings, run, split, checkpoint, batch_size=batch_size,
+                         device=distributed.device_for(dist, device), precision=precision,
+                         progress=progress and dist.is_main, on_progress=on_progress, image_ids=image_ids, dist=dist)
 
 
 def _evaluate(
@@ -239,6 +253,7 @@ def _evaluate(
     progress: bool,
     on_progress: Callable[[int, int], None] | None,
     image_ids: Iterable[str] | None,
+    dist: distributed.Context,
 ) -> dict[str, Any]:
     started = time.perf_counter()
     folder = eval_dir(settings, run, split)
@@ -248,8 +263,28 @@ def _evaluate(
     sha = file_sha256(ckpt)
     ds = open_dataset(settings.data, settings.workspace)
     table = ds.table.loc[ds.ids(None if split == "all" else split)]
+    plan: dict[str, Any] = {}
+    todo = dist.from_main(lambda: _plan(settings, ds, folder, table, sha, image_ids, plan))
+    predictor = load_predictor(settings, run, checkpoint, device, precision) if todo else None
+    # The batches one process would make, dealt out to the ranks: the same batch composition for every image.
+    mine = _batches(todo, batch_size, predictor)[dist.rank :: dist.world_size] if predictor else []
+    truth = groundtruth.snapshot(settings, ds, [i for batch in mine for i in batch])
+    if not dist.is_main:
+        _predict_part(settings, ds, folder, predictor, mine, truth, checkpoint, sha, dist)
+        return dist.from_main(dict)  # rank 0's summary, once it has merged the parts
+    # If rank 0 fails, the others wait in vain only until torchrun stops them (it stops every rank when one fails).
+    summary = _finish(settings, ds, folder, run, split, checkpoint, sha, plan, predictor, mine, truth,
+                      started=started, progress=progress, on_progress=on_progress, dist=dist)
+    return dist.from_main(lambda: summary)
+
+
+def _plan(settings: Settings, ds: Dataset, folder: Path, table: pd.DataFrame, sha: str,
+          image_ids: Iterable[str] | None, plan: dict[str, Any]) -> list[str]:
+    """Rank 0 (or the one process): reuse and rescore what is stored, return what must be predicted; what
+    :func:`_finish` needs besides goes into ``plan``."""
     old = read_eval_table(folder)
     old_rows = {} if old is None else {r["image_id"]: r for r in old.to_dict("records")}
+    merged = _merge_parts(folder, old_rows)
     rows: dict[str, dict[str, Any]] = {}
     if image_ids is not None:
         wanted = set(image_ids)
@@ -278,22 +313,29 @@ def _evaluate(
             row["dataset_fingerprint"] = ds.fingerprint
             rescored += 1
         rows[image_id] = row
-    if rescored:
+    if rescored or merged:
         _write(settings, ds, folder, rows)
+    plan.update(rows=rows, old=old, old_rows=old_rows, readable=len(readable), skipped=skipped, rescored=rescored,
+                merged=merged)
+    return todo
 
+
+def _finish(settings: Settings, ds: Dataset, folder: Path, run: str, split: str, checkpoint: str, sha: str,
+            plan: dict[str, Any], predictor: Predictor | None, mine: list[list[str]], truth: groundtruth.GroundTruth,
+            *, started: float, progress: bool, on_progress: Callable[[int, int], None] | None,
+            dist: distributed.Context) -> dict[str, Any]:
+    """Rank 0 (or the one process): predict its batches, merge the other ranks' parts, write the table once."""
+    rows, old, old_rows, skipped = plan["rows"], plan["old"], plan["old_rows"], plan["skipped"]
     predicted, predict_seconds = 0, 0.0
-    if todo:
-        report = _Reporter(folder, len(readable), len(rows), progress, on_progress)
-        predictor = load_predictor(settings, run, checkpoint, device, precision)
+    if mine:
+        # Under torchrun rank 0 counts for every rank (they have equal shares): progress.json is an estimate.
+        report = _Reporter(folder, plan["readable"], len(rows), progress, on_progress, step=dist.world_size)
         loop_started = last_save = time.perf_counter()
         try:
-            for image_id, prediction_row in _predict_all(predictor, ds, todo, batch_size, folder, truth):
-                if prediction_row is None:
+            for image_id, row in _rows(predictor, ds, mine, folder, truth, checkpoint, sha):
+                if row is None:
                     skipped += 1
                     continue
-                row = {**_identity(ds, image_id), **prediction_row}
-                row.update(checkpoint=checkpoint, checkpoint_sha=sha, dataset_fingerprint=ds.fingerprint,
-                           image_stat=_image_stat(ds, image_id), evaluated_at=time.time())
                 rows[image_id] = row
                 predicted += 1
                 report.advance()
@@ -307,7 +349,15 @@ def _evaluate(
             raise
         report.close()
         predict_seconds = time.perf_counter() - loop_started
-    final = _write(settings, ds, folder, rows) if (predicted or old is None or len(rows) != len(old_rows)) else old
+    if dist.active:
+        counts = dist.gather((0, 0))  # every rank has written its part (and its PNGs)
+        predicted += sum(p for p, _ in counts[1:])
+        skipped += sum(s for _, s in counts[1:])
+        predict_seconds = time.perf_counter() - started  # the slowest rank's loop, model loading included
+        _merge_parts(folder, rows)
+    changed = predicted or plan["merged"] or old is None or len(rows) != len(old_rows)
+    final = _write(settings, ds, folder, rows) if changed else old
+    _remove_parts(folder)
     scored = final[final["has_gt"]] if len(final) else final
     summary = {
         "run": run,
@@ -322,7 +372,7 @@ def _evaluate(
         "predictions_dir": str(folder / PRED_DIR),
         "predicted": predicted,
         "reused": int(len(final)) - predicted,
-        "rescored": rescored,
+        "rescored": plan["rescored"],
         "without_gt": int((~final["has_gt"]).sum()) if len(final) else 0,
         "skipped_unreadable": skipped,
         "seconds": round(time.perf_counter() - started, 2),
@@ -330,8 +380,77 @@ def _evaluate(
         "images_per_second": round(predicted / predict_seconds, 2) if predict_seconds else None,
     }
     atomic_write_text(folder / PROGRESS_FILE, json.dumps({"status": "done", "done": len(final),
-                                                         "total": len(readable), "updated_at": time.time()}))
+                                                         "total": plan["readable"], "updated_at": time.time()}))
     return summary
+
+
+def _predict_part(settings: Settings, ds: Dataset, folder: Path, predictor: Predictor | None, mine: list[list[str]],
+                  truth: groundtruth.GroundTruth, checkpoint: str, sha: str, dist: distributed.Context) -> None:
+    """A rank other than 0: predict its batches into ``parts/rank-<r>.parquet``, then report its counts."""
+    rows: dict[str, dict[str, Any]] = {}
+    predicted = skipped = 0
+    part = folder / PARTS_DIR / f"rank-{dist.rank}.parquet"
+    last_save = time.perf_counter()
+    try:
+        for image_id, row in _rows(predictor, ds, mine, folder, truth, checkpoint, sha) if mine else ():
+            if row is None:
+                skipped += 1
+                continue
+            rows[image_id] = row
+            predicted += 1
+            if time.perf_counter() - last_save > SAVE_EVERY_S:
+                _write_part(part, rows)
+                last_save = time.perf_counter()
+    finally:
+        if rows:
+            _write_part(part, rows)  # also when interrupted: the rerun keeps these rows
+    dist.gather((predicted, skipped))
+
+
+def _rows(predictor: Predictor | None, ds: Dataset, batches: list[list[str]], folder: Path,
+          truth: groundtruth.GroundTruth, checkpoint: str, sha: str) -> Iterator[tuple[str, dict[str, Any] | None]]:
+    """The table row of each predicted image (None for one that cannot be decoded)."""
+    assert predictor is not None
+    for image_id, prediction_row in _predict_all(predictor, ds, batches, folder, truth):
+        if prediction_row is None:
+            yield image_id, None
+            continue
+        row = {**_identity(ds, image_id), **prediction_row}
+        row.update(checkpoint=checkpoint, checkpoint_sha=sha, dataset_fingerprint=ds.fingerprint,
+                   image_stat=_image_stat(ds, image_id), evaluated_at=time.time())
+        yield image_id, row
+
+
+def _write_part(path: Path, rows: dict[str, dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path) as handle:
+        pd.DataFrame.from_records(list(rows.values()), columns=list(EVAL_COLUMNS)).to_parquet(handle, index=False)
+
+
+def _merge_parts(folder: Path, rows: dict[str, dict[str, Any]]) -> int:
+    """Add the rows of ``parts/*.parquet`` (other ranks' work, finished or interrupted) to ``rows``; a row
+    evaluated later wins. Returns how many rows were taken."""
+    taken = 0
+    for path in sorted((folder / PARTS_DIR).glob("rank-*.parquet")):
+        try:
+            part = pd.read_parquet(path)
+        except (OSError, ValueError):
+            continue  # torn files cannot happen (atomic writes); anything else unreadable is redone
+        if set(part.columns) != set(EVAL_COLUMNS):
+            continue
+        for row in part.to_dict("records"):
+            image_id = row["image_id"]
+            if image_id not in rows or row["evaluated_at"] > rows[image_id].get("evaluated_at", 0):
+                rows[image_id] = row
+                taken += 1
+    return taken
+
+
+def _remove_parts(folder: Path) -> None:
+    for path in (folder / PARTS_DIR).glob("rank-*.parquet"):
+        path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        (folder / PARTS_DIR).rmdir()
 
 
 def _write(settings: Settings, ds: Dataset, folder: Path, rows: dict[str, dict[str, Any]]) -> pd.DataFrame:
@@ -365,8 +484,16 @@ def _identity(ds: Dataset, image_id: str) -> dict[str, Any]:
     }
 
 
+def _batches(ids: list[str], batch_size: int, predictor: Predictor) -> list[list[str]]:
+    """``ids`` in batches for :func:`_predict_all`: every worker gets a batch even for a short list (a lone batch
+    on one worker would use a share of the cores)."""
+    workers = _worker_count(predictor.runtime, torch.get_num_threads())
+    batch_size = max(1, min(batch_size, math.ceil(len(ids) / workers)))
+    return [ids[i : i + batch_size] for i in range(0, len(ids), batch_size)]
+
+
 def _predict_all(
-    predictor: Predictor, ds: Dataset, ids: list[str], batch_size: int, folder: Path, truth: groundtruth.GroundTruth
+    predictor: Predictor, ds: Dataset, batches: list[list[str]], folder: Path, truth: groundtruth.GroundTruth
 ) -> Iterator[tuple[str, dict[str, Any] | None]]:
     """Yield ``(image_id, prediction and ground-truth columns)`` per image; None for an image that cannot be decoded.
 
@@ -382,9 +509,6 @@ def _predict_all(
     pred_dir.mkdir(parents=True, exist_ok=True)
     threads = torch.get_num_threads()
     workers = _worker_count(runtime, threads)
-    # Every worker gets a batch even for a short list: a lone batch on one worker would use a share of the cores.
-    batch_size = max(1, min(batch_size, math.ceil(len(ids) / workers)))
-    batches = [ids[i : i + batch_size] for i in range(0, len(ids), batch_size)]
     # A GPU runs one batch at a time anyway, and MPS crashes when two threads use it at once.
     on_device = threading.Lock() if runtime.device_type != "cpu" else contextlib.nullcontext()
 
@@ -438,9 +562,10 @@ def _worker_count(runtime: Runtime, threads: int) -> int:
 class _Reporter:
     """tqdm on stderr, ``eval/<split>/progress.json`` for pollers, and an optional callback."""
 
-    def __init__(self, folder: Path, total: int, done: int, progress: bool, callback: Callable | None):
+    def __init__(self, folder: Path, total: int, done: int, progress: bool, callback: Callable | None, step: int = 1):
         folder.mkdir(parents=True, exist_ok=True)
         self.path, self.total, self.done, self.callback = folder / PROGRESS_FILE, total, done, callback
+        self.step = step
         self.bar = tqdm(total=total, initial=done, desc="evaluating", unit="img", disable=not progress, leave=False)
         self.last = 0.0
         self._write("evaluating")
@@ -451,8 +576,9 @@ class _Reporter:
         self.last = time.time()
 
     def advance(self) -> None:
-        self.done += 1
-        self.bar.update(1)
+        step = min(self.step, self.total - self.done)
+        self.done += step
+        self.bar.update(step)
         if self.callback is not None:
             self.callback(self.done, self.total)
         if time.time() - self.last >= 1.0:

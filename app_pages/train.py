@@ -5,6 +5,7 @@ import streamlit as st
 from core import store
 from core.config import Settings
 from core.dataset import Dataset
+from core.distributed import default_processes, max_processes
 from core.ledger import latest_versions
 from core.runs import EVAL_SPLITS, list_runs
 from core.train import PRESETS, TrainConfig
@@ -50,6 +51,12 @@ with form:
     pretrained = st.checkbox("Start from ImageNet encoder weights", value=True, key="train_pretrained",
                              help="downloaded once and cached; without network access or a cached copy training "
                                   "starts from random weights (needs more epochs)")
+    processes = st.number_input(
+        "Processes / GPUs", min_value=1, max_value=max(1, max_processes()), value=default_processes(),
+        key="train_processes",
+        help="more than one trains through torchrun with DistributedDataParallel: one process per GPU; on the CPU "
+             "the processes share the cores. The batch is split over them, so the recipe (and the result) stays "
+             "the same")
     use_corrections = st.checkbox("Use corrections", key="train_use_corrections")
     in_trainval, in_test = corrected_counts(current, ds)
     st.caption(
@@ -69,7 +76,7 @@ with form:
     if st.button("Start training", key="train_start", type="primary", disabled=bool(problem or busy)):
         config = TrainConfig(run=run, preset=preset, encoder=encoder, image_size=int(size), epochs=int(epochs),
                              use_corrections=use_corrections, encoder_weights="imagenet" if pretrained else None)
-        if jobs_view.start_job(current, "train", config.to_dict()):
+        if jobs_view.start_job(current, "train", {**config.to_dict(), "processes": int(processes)}):
             del st.session_state[state.TRAIN_RUN]  # the next run gets a fresh suggested name
             st.rerun()
 

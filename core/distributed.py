@@ -8,7 +8,7 @@ training and evaluation need. One process (no torchrun, or ``--nproc_per_node=1`
     ...     total, count = dist.sum([loss_sum, n])     # all-reduced in fp32 (gloo refuses bf16)
     ...     dist.barrier()
     >>> launch_command(2, ["core", "train", "--run", "r1"])
-    ['torchrun', '--nproc_per_node=2', '-m', '--', 'core', 'train', '--run', 'r1']
+    ['torchrun', '--standalone', '--nproc_per_node=2', '-m', '--', 'core', 'train', '--run', 'r1']
 
 Failures end the job, never hang it: the group has a timeout (``$PETSEG_DIST_TIMEOUT`` seconds, default 600),
 torchrun stops every rank once one exits with an error, SIGTERM from torchrun becomes :class:`RankStopped`
@@ -192,12 +192,26 @@ def _die_with_parent() -> None:
             raise RankStopped("torchrun's agent is gone: this rank stops")
 
 
-def launch_command(processes: int, module_args: list[str], *, launcher: list[str] | None = None,
-                   extra: list[str] | None = None) -> list[str]:
+def launch_command(processes: int, module_args: list[str], python: str | None = None) -> list[str]:
     """The torchrun command running ``python -m <module_args...>`` in ``processes`` processes on this machine.
 
-    ``-m --`` matters: torchrun's own parser would take ``--run`` for an abbreviation of its ``--run-path``.
+    ``--standalone`` picks a free port for the rendezvous (two jobs at once do not collide on torchrun's default
+    29500); ``-m --`` matters: torchrun's own parser would take our ``--run`` for an abbreviation of its
+    ``--run-path``. ``python``: run torchrun as ``<python> -m torch.distributed.run`` (the same program).
     """
-    if processes < 1:
-        raise PetSegError(f"processes must be at least 1, not {processes}")
-    return [*(launcher or ["torchrun"]), f"--nproc_per_node={processes}", *(extra or []), "-m", "--", *module_args]
+    if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
+        raise PetSegError(f"processes must be a positive integer, not {str(processes)[:20]!r}")
+    launcher = [python, "-m", "torch.distributed.run"] if python else ["torchrun"]
+    return [*launcher, "--standalone", f"--nproc_per_node={processes}", "-m", "--", *module_args]
+
+
+def max_processes() -> int:
+    """How many processes one machine can usefully run: one per CUDA device, else one per core."""
+    from core.device import available_cores
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else available_cores()
+
+
+def default_processes() -> int:
+    """One process per CUDA device; one on the CPU (ranks would only split the same cores)."""
+    return torch.cuda.device_count() if torch.cuda.is_available() else 1

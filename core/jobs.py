@@ -9,6 +9,7 @@ structured config stored in ``job.json``.
     >>> jobs.status(settings, job.id).state     # 'running', then 'succeeded' / 'failed' / 'cancelled'
     >>> jobs.cancel(settings, job.id)           # a clean stop after the current step
     >>> jobs.restart(settings, job.id)          # the same config again; a train job resumes from last.pt
+    >>> jobs.start(settings, "train", {**config, "processes": 2})   # through torchrun, 2 ranks on this machine
 
 Each job lives in ``<workspace>/jobs/<id>/``: ``job.json`` (kind, config, CLI twin; written before anything
 runs), ``log.txt`` (its output), ``lock``, ``worker.json`` (which process does the work) and ``exit.json`` (how
@@ -16,6 +17,8 @@ it ended). :func:`start` spawns the runner (``python -m core.jobs run <folder> .
 runner's pid names the job's process group; the runner starts the worker (``python -m core.jobs work
 <folder>``), which reads job.json and calls the core function of its kind (:data:`KINDS`), then records the
 exit. Cancel sends SIGTERM to the runner, which passes it on to the worker as SIGINT: the CLI's clean stop.
+With ``"processes": N`` (N > 1) in the config the worker is torchrun (:func:`core.distributed.launch_command`),
+which runs ``python -m core.jobs work <folder>`` in N ranks and passes the SIGINT on to every rank.
 
 What is trusted:
 - A job runs while its ``lock`` is held. :func:`start` takes an exclusive ``flock`` on it before job.json exists
@@ -148,10 +151,12 @@ def _evaluate_check(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _evaluate_run(settings: Settings, config: dict[str, Any]) -> None:
+    from core.distributed import current
     from core.evaluate import evaluate
 
     summary = evaluate(settings, run=config["run"], split=config["split"], checkpoint=config["checkpoint"])
-    print(json.dumps(summary), flush=True)
+    if current().is_main:  # under torchrun every rank has it
+        print(json.dumps(summary), flush=True)
 
 
 def _evaluate_flags(config: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
@@ -203,14 +208,43 @@ def jobs_dir(settings: Settings) -> Path:
 
 
 def start(settings: Settings, kind: str, config: dict[str, Any]) -> Job:
-    """Start a ``kind`` job from its structured config (checked first); raise JobBusy if one is running."""
+    """Start a ``kind`` job from its structured config (checked first); raise JobBusy if one is running.
+
+    ``config["processes"]`` (train and evaluate; default 1): more than one runs the job through torchrun.
+    """
+    from core.distributed import launch_command  # torch: only for the process that starts a job
+
     spec = _kind(kind)
+    processes, config = _processes(kind, config)
     config = spec.check(config)
     args, _ = spec.flags(config)
-    command = ["python", "-m", "core", kind, "--data", str(settings.data), "--workspace", str(settings.workspace),
-               *args]
-    return _launch(settings, kind, lambda folder: [sys.executable, "-m", "core.jobs", "work", str(folder)],
-                   run=config.get("run"), config=config, command=command)
+    cli = ["core", kind, "--data", str(settings.data), "--workspace", str(settings.workspace), *args]
+    if processes == 1:
+        command = ["python", "-m", *cli]
+        argv_for = lambda folder: [sys.executable, "-m", "core.jobs", "work", str(folder)]  # noqa: E731
+    else:
+        command = launch_command(processes, cli)
+        argv_for = lambda folder: launch_command(processes, ["core.jobs", "work", str(folder)],  # noqa: E731
+                                                 python=sys.executable)
+        config = {**config, PROCESSES: processes}
+    return _launch(settings, kind, argv_for, run=config.get("run"), config=config, command=command)
+
+
+PROCESSES = "processes"  # in a job's config: how many torchrun ranks run it (absent: one process)
+_DISTRIBUTED_KINDS = ("train", "evaluate")
+
+
+def _processes(kind: str, config: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """The number of processes a job asks for, and its config without it."""
+    if not isinstance(config, dict) or PROCESSES not in config:
+        return 1, config
+    value = config[PROCESSES]
+    rest = {k: v for k, v in config.items() if k != PROCESSES}
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1024:
+        raise PetSegError(f"processes must be a whole number from 1 to 1024, not {str(value)[:20]!r}")
+    if value > 1 and kind not in _DISTRIBUTED_KINDS:
+        raise PetSegError(f"a {kind} job runs in one process: leave out processes")
+    return value, rest
 
 
 def spawn(settings: Settings, kind: str, argv: list[str], run: str | None = None) -> Job:
@@ -416,7 +450,7 @@ def _runner(folder: Path, fds: tuple[int, ...]) -> int:
     job = _read_job(folder)
     print(f"$ {shlex.join(job.command)}", flush=True)
     if job.config:
-        _, unflagged = KINDS[job.kind].flags(job.config)
+        _, unflagged = KINDS[job.kind].flags(_processes(job.kind, job.config)[1])
         if unflagged:
             print(f"  (and, without a CLI flag: {json.dumps(unflagged)})", flush=True)
     returncode = 130
@@ -442,7 +476,7 @@ def _worker(folder: Path) -> int:
     settings = Settings.resolve(data=job.data, workspace=folder.parents[1])
 
     def work() -> int:
-        KINDS[job.kind].run(settings, job.config)
+        KINDS[job.kind].run(settings, _processes(job.kind, job.config)[1])
         return 0
 
     return run_command(work)

@@ -235,7 +235,11 @@ def evaluate(
     folder = eval_dir(settings, run, split)
     device = resolve_device(device)
     with distributed.session(device) as dist, contextlib.ExitStack() as held:
-        dist.from_main(lambda: held.enter_context(lock_evaluation(folder, run, split)) and None)
+
+        def hold() -> None:  # rank 0 holds the folder; every rank gets the refusal if another process does
+            held.enter_context(lock_evaluation(folder, run, split))
+
+        dist.from_main(hold)
         return _evaluate(settings, run, split, checkpoint, batch_size=batch_size,
                          device=distributed.device_for(dist, device), precision=precision,
                          progress=progress and dist.is_main, on_progress=on_progress, image_ids=image_ids, dist=dist)

@@ -175,7 +175,28 @@ def timeout_s() -> int:
     return DEFAULT_TIMEOUT_S
 
 
+def describe_failure(exc: BaseException) -> str:
+    """``exc`` in one line; a collective broken by a lost peer says so first, then what the backend said."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+    lowered = text.lower()
+    if isinstance(exc, torch_dist.DistError) or (isinstance(exc, RuntimeError) and ("gloo" in lowered
+                                                                                    or "nccl" in lowered)):
+        return f"lost contact with another rank (it died, was killed or hangs): {text}"
+    return text
+
+
+_failing = False
+
+
+def failing() -> None:
+    """This rank is recording its failure and will exit: torchrun's SIGTERM must not cut the record short."""
+    global _failing
+    _failing = True
+
+
 def _stopped(signum: int, _frame: object) -> None:
+    if _failing:
+        return
     signal.signal(signum, signal.SIG_DFL)  # a second SIGTERM ends the process at once
     raise RankStopped("stopped by torchrun (SIGTERM): another rank failed or the job was cancelled")
 

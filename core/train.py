@@ -184,11 +184,13 @@ def train(settings: Settings, cfg: TrainConfig) -> TrainResult:
         try:
             return _train(settings, cfg, run_dir, progress, held, dist, distributed.device_for(dist, device))
         except KeyboardInterrupt:
+            distributed.failing()
             progress.update(force=True, status="interrupted")
             log.warning("interrupted: resume with --resume (continues after the last finished epoch)")
             raise
         except BaseException as exc:
-            message = str(exc).splitlines()[0] if str(exc) else repr(exc)
+            distributed.failing()
+            message = distributed.describe_failure(exc)
             progress.update(force=True, status="failed", error=message)
             if dist.active:
                 # The error every rank's log ends with, whichever rank failed first.

@@ -262,3 +262,30 @@ def test_a_job_with_two_processes_cancels_every_rank_and_resumes(generated, tmp_
     finally:
         jobs.cancel(settings, again.id, timeout=60)
     assert "resuming run shared after epoch" in (run_dir / "train.log").read_text()
+
+
+def test_the_train_page_starts_a_torchrun_job_with_the_chosen_processes(monkeypatch, trained_copy):
+    from tests.test_pages_train import tiny_form, train_page
+
+    settings = trained_copy.settings
+    at = tiny_form(train_page(monkeypatch, trained_copy))
+    assert at.number_input(key="train_processes").value == (torch.cuda.device_count() or 1)
+    at.number_input(key="train_processes").set_value(2).run()
+    at.button(key="train_start").click().run()
+    assert not at.exception
+    job = jobs.list_jobs(settings, "train")[0].job
+    try:
+        assert job.config == {**TrainConfig(run="quick-1", preset="quick", encoder="resnet18", image_size=64,
+                                            epochs=1, encoder_weights=None).to_dict(), "processes": 2}
+        assert job.command[:5] == ["torchrun", "--standalone", "--nproc_per_node=2", "-m", "--"]
+        assert job.argv[1:3] == ["-m", "torch.distributed.run"] and job.argv[-3:-1] == ["core.jobs", "work"]
+    finally:
+        jobs.cancel(settings, job.id)
+
+
+@pytest.mark.parametrize("value", [0, -1, "2", 2.0, True, None, 100000])
+def test_a_bad_number_of_processes_is_refused_before_anything_starts(tmp_path, value):
+    settings = Settings.resolve(data=tmp_path / "data", workspace=tmp_path / "ws")
+    with pytest.raises(jobs.PetSegError, match="processes must be"):
+        jobs.start(settings, "train", {"run": "x", "preset": "quick", "processes": value})
+    assert jobs.list_jobs(settings) == []

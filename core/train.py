@@ -225,7 +225,7 @@ def _train(settings: Settings, cfg: TrainConfig, run_dir: Path, progress: run_fo
     progress.update(force=True, status="caching")
     # Read-only arrays holding exactly this snapshot's masks, kept mapped (and unpruned) until train() returns.
     cache = held.enter_context(ArrayCache.open(settings, ds, truth, train_ids + val_ids, int(cfg.image_size),
-                                               cfg.progress))
+                                               cfg.progress and dist.is_main))
     train_rows, val_rows = cache.rows(train_ids), cache.rows(val_ids)
     if dist.world_size > min(int(cfg.batch_size), len(train_rows)):
         raise PetSegError(f"a batch of {min(int(cfg.batch_size), len(train_rows))} images cannot be split over "

@@ -16,7 +16,8 @@ checkpoints excluded), IoU the last epoch's validation pet IoU.
   scaling efficiency is images/s(n) / (n x images/s(1)). Skipped, with a line saying so, without CUDA.
 
 Other processes on the same cores skew every CPU number: the script prints how many cores were busy elsewhere
-before each run.
+before each run, and ``--repeats N`` alternates the CPU runs (1, 2, 2, 1, 1, 2, ...) and prints medians, so that
+a burst of load elsewhere does not land on one configuration only.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -90,6 +92,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="global batch on the CPU; per GPU on CUDA")
     parser.add_argument("--cpu-processes", type=int, default=2, help="the multi-process CPU run (default 2)")
     parser.add_argument("--skip-cpu", action="store_true")
+    parser.add_argument("--repeats", type=int, default=1, help="CPU runs per configuration, alternated (medians)")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="petseg-ddp-bench-"))
@@ -108,13 +111,23 @@ def main() -> None:
         else:
             n = args.cpu_processes
             print(f"CPU (gloo), global batch {args.batch_size} split over the processes:", flush=True)
-            one = run_training(settings, "cpu-1", 1, cores, "cpu", args.batch_size, args)
-            show(one, None, False)
             if cores < n:
                 print(f"  {n} processes: skipped, this machine has {cores} core(s)")
-            else:
-                show(run_training(settings, f"cpu-{n}", n, max(1, cores // n), "cpu", args.batch_size, args), one,
-                     False)
+            counts = [1] if cores < n else [1, n]
+            results: dict[int, list[dict]] = {c: [] for c in counts}
+            for repeat in range(args.repeats):
+                for c in counts if repeat % 2 == 0 else counts[::-1]:
+                    result = run_training(settings, f"cpu-{c}-{repeat}", c, max(1, cores // c), "cpu",
+                                          args.batch_size, args)
+                    results[c].append(result)
+                    show(result, results[1][-1] if c != 1 and results[1] else None, False)
+            if args.repeats > 1:
+                print("  medians:")
+                medians = {c: {**rs[0], **{k: statistics.median(r[k] for r in rs)
+                                           for k in ("images_per_second", "val_iou_pet", "wall_s", "busy_elsewhere")}}
+                           for c, rs in results.items()}
+                for c in counts:
+                    show(medians[c], medians[1] if c != 1 else None, False)
 
         if not torch.cuda.is_available():
             print("CUDA: skipped, no CUDA device on this machine")

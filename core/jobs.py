@@ -163,7 +163,7 @@ def _evaluate_flags(config: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
     return ["--run", config["run"], "--split", config["split"], "--checkpoint", config["checkpoint"]], {}
 
 
-# A new kind (a torchrun launch, cross-validation) is one more row.
+# A new kind (cross-validation) is one more row; the kinds in _DISTRIBUTED_KINDS may also run through torchrun.
 KINDS: dict[str, Kind] = {
     "train": Kind(check=_train_check, run=_train_run, flags=_train_flags, again=_train_again),
     "evaluate": Kind(check=_evaluate_check, run=_evaluate_run, flags=_evaluate_flags),

@@ -211,7 +211,9 @@ def test_a_killed_rank_ends_the_job_with_a_clear_error_and_a_loadable_checkpoint
                                 stderr=subprocess.STDOUT, text=True)
     run_dir = settings.run_dir("doomed")
     try:
-        wait_for(lambda: (run_dir / "metrics.csv").is_file(), 240, "the first epoch")
+        # (A launch that fails before its first epoch ends the wait at once; its output says why.)
+        wait_for(lambda: (run_dir / "metrics.csv").is_file() or launcher.poll() is not None, 240, "the first epoch")
+        assert launcher.poll() is None, launcher.communicate()[0][-3000:]
         ranks = wait_for(lambda: (r := ranks_of(launcher.pid)) and len(r) == 2 and r, 10, "both ranks")
         os.kill(ranks[1], signal.SIGKILL)
         killed = time.monotonic()
@@ -243,7 +245,9 @@ def test_a_job_with_two_processes_cancels_every_rank_and_resumes(generated, tmp_
     assert job.command[5:7] == ["core", "train"]
     run_dir = settings.run_dir("shared")
     try:
-        wait_for(lambda: len(read_metrics_csv(run_dir)) >= 1, 240, "the first epoch")
+        wait_for(lambda: len(read_metrics_csv(run_dir)) >= 1 or not jobs.status(settings, job.id).active, 240,
+                 "the first epoch")
+        assert jobs.status(settings, job.id).active, jobs.log_tail(settings, job.id)
         worker = json.loads((jobs.jobs_dir(settings) / job.id / "worker.json").read_text())["pid"]
         ranks = ranks_of(worker)
         assert sorted(ranks) == [0, 1]

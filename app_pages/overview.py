@@ -78,17 +78,34 @@ if evaluation is None:
     st.stop()
 
 numbers = views.evaluation_headline(evaluation)
+
+
+def shown(value: float) -> str:
+    return "n/a" if pd.isna(value) else f"{value:.3f}"
+
+
 cols = st.columns(5)
 cols[0].metric("Images scored", f"{numbers['images']:,}")
-cols[1].metric("Mean per-image IoU", f"{numbers['per_image_iou']:.3f}")
-cols[2].metric("Dataset IoU (all pixels)", f"{numbers['dataset_iou']:.3f}")
-cols[3].metric("Per-image IoU, border = pet", f"{numbers.get('per_image_iou_border_as_pet', float('nan')):.3f}")
+cols[1].metric("Mean per-image IoU", shown(numbers["per_image_iou"]), help="against the official trimaps")
+cols[2].metric("Dataset IoU (all pixels)", shown(numbers["dataset_iou"]), help="against the official trimaps")
+cols[3].metric("Per-image IoU, border = pet", shown(numbers["per_image_iou_border_as_pet"]))
 accuracy = numbers["pixel_accuracy"]
-cols[4].metric("Pixel accuracy (all pixels)", "n/a" if accuracy != accuracy else f"{accuracy:.3f}",
+cols[4].metric("Pixel accuracy (all pixels)", shown(accuracy),
                help="Not applicable: this run predicts pet vs background, no border class" if accuracy != accuracy
                else None)
-st.caption("Dataset IoU sums the pet pixels of every image before dividing; pixel accuracy counts all pixels of "
-           "the split (3 classes). Mean per-image IoU weighs every image the same.")
+st.caption("Mean per-image IoU and dataset IoU are against the official trimaps, so they stay comparable with "
+           "any other evaluation of this split. Dataset IoU sums the pet pixels of every image before dividing; "
+           "pixel accuracy counts all pixels of the split (3 classes). Mean per-image IoU weighs every image the "
+           "same.")
+if numbers["corrected_images"]:
+    st.info(f"**With your corrections**: mean per-image IoU {shown(numbers['per_image_iou_corrected'])} "
+            f"({numbers['corrected_images']:,} image(s) scored against a correction instead of the official "
+            "trimap). Border = pet and pixel accuracy above use the corrections too."
+            + (" Corrections of test images are evaluation-only: training never uses them." if split != "trainval"
+               else ""))
+if pd.isna(numbers["dataset_iou"]) and numbers["images"]:
+    st.caption("The official dataset IoU needs pet counts this evaluation table predates: evaluate again "
+               "(nothing is predicted twice).")
 worst = views.breed_summary(loaders.view(current, ds, run, split).loc[lambda v: v["evaluated"]], "iou_pet").head(5)
 if len(worst):
     st.subheader("Worst breeds by mean IoU")

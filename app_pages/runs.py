@@ -69,6 +69,8 @@ with col_metric:
 corrected_ids, _ = loaders.status(current)
 comparison = views.compare(table_of(run_a, split), table_of(run_b, split), run_a, run_b, split, metric, corrected_ids)
 joined = comparison.joined
+# iou_pet is stored against the official trimaps too; the other metrics only against the ground truth in use.
+AGAINST = "against the official trimaps" if metric == "iou_pet" else "against the ground truth in use (corrections)"
 if joined.empty:
     st.info(f"No image of {split} was scored with ground truth by both runs.")
     st.stop()
@@ -82,7 +84,7 @@ def section(rows: pd.DataFrame, what: str, key: str) -> None:
     cols[1].metric(f"B · {escape(run_b)}", f"{h.mean_b:.4f}", help=f"mean per-image {metric} over {h.images} {what}")
     cols[2].metric("B − A", f"{h.delta:+.4f}", delta=f"{h.delta:+.4f}")
     cols[3].metric("Improved / worsened", f"{h.improved} / {h.worsened}", help=f"{h.unchanged} unchanged")
-    st.caption(f"Mean per-image {metric} over the {h.images} {what} scored by both runs on {split}.")
+    st.caption(f"Mean per-image {metric} over the {h.images} {what} scored by both runs on {split}, {AGAINST}.")
     left, right = st.columns(2)
     left.plotly_chart(runs_compare.scatter_figure(rows, run_a, run_b, metric), width="stretch", key=f"{key}_scatter")
     right.plotly_chart(runs_compare.delta_histogram(rows, run_a, run_b, metric), width="stretch", key=f"{key}_hist")
@@ -114,4 +116,13 @@ st.subheader(f"Corrected images ({len(corrected)})")
 if corrected.empty:
     st.caption(f"None of the images scored on {split} has a correction yet (corrections are made on Annotate).")
 else:
+    if split in ("test", "all"):
+        st.caption("Corrections of **test** images are evaluation-only: training never uses test images, so "
+                   "correcting one changes no model. The numbers below compare A and B on these images "
+                   f"{AGAINST}.")
     section(corrected, "corrected images", "corrected")
+    if metric == "iou_pet":
+        h = comparison.corrected_in_use
+        if h.images:
+            st.caption(f"Against your corrections instead of the official trimaps, on the same {h.images} "
+                       f"image(s): A {h.mean_a:.4f}, B {h.mean_b:.4f}, B − A {h.delta:+.4f}.")

@@ -117,8 +117,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         print(
             f"{summary['run']} / {summary['split']}: {summary['images']} images, "
-            f"per-image pet IoU {fmt(summary['per_image_iou'])}, dataset pet IoU {fmt(summary['dataset_iou'])}\n"
-            f"metrics: {summary['metrics_path']}\npredictions: {summary['predictions_dir']}"
+            f"per-image pet IoU {fmt(summary['per_image_iou'])}, dataset pet IoU {fmt(summary['dataset_iou'])} "
+            "(official trimaps)\n"
+            + (f"with your corrections ({summary['corrected_images']} corrected images): per-image pet IoU "
+               f"{fmt(summary['per_image_iou_corrected'])}\n" if summary["corrected_images"] else "")
+            + f"metrics: {summary['metrics_path']}\npredictions: {summary['predictions_dir']}"
         )
     return 0
 
@@ -207,8 +210,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(comparison.to_dict(top=args.top)))
         return 0
-    print(f"{args.metric} per image on {args.split}: B {args.run_b} against A {args.run_a} (delta = B - A)")
-    for label, h in (("all images", comparison.overall), ("corrected images", comparison.corrected)):
+    against = "the official trimaps" if args.metric == "iou_pet" else "the ground truth in use"
+    print(f"{args.metric} per image on {args.split} against {against}: B {args.run_b} against A {args.run_a} "
+          "(delta = B - A)")
+    for label, h in (("all images", comparison.overall), ("corrected images", comparison.corrected),
+                     ("corrected images, against the corrections", comparison.corrected_in_use)):
         if not h.images:
             print(f"{label}: none scored by both runs")
             continue

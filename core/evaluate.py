@@ -57,12 +57,13 @@ from core.dataset import Dataset, load_image, open_dataset
 from core.device import Runtime, inference, resolve_device, select_runtime
 from core.errors import ImageUnreadable, PetSegError
 from core.masks import encode_png_fast, resize_image
-from core.metrics import dataset_iou, prediction_metrics
+from core.metrics import prediction_metrics
 from core.model import ModelConfig, file_sha256, load_checkpoint, to_input
 from core.run_folder import lock_evaluation
 from core.runs import (
     EVAL_COLUMNS,
     METRICS_FILE,
+    OFFICIAL_COLUMNS,
     PRED_DIR,
     PROGRESS_FILE,
     eval_dir,
@@ -73,6 +74,7 @@ from core.runs import (
     write_eval_table,
 )
 from core.scoring import rescore_rows, score
+from core.views import evaluation_headline
 
 CHECKPOINTS = ("best", "last")
 SAVE_EVERY_S = 30.0  # partial tables survive an interruption; the rerun continues from them
@@ -306,8 +308,8 @@ def _plan(settings: Settings, ds: Dataset, folder: Path, table: pd.DataFrame, sh
             todo.append(image_id)
             continue
         gt_version = _gt_version(row)
-        # A table written before iou_pet_official existed is rescored once to fill it in.
-        stale = row["dataset_fingerprint"] != ds.fingerprint or "iou_pet_official" not in row
+        # A table written before the official columns existed is rescored once to fill them in.
+        stale = row["dataset_fingerprint"] != ds.fingerprint or any(c not in row for c in OFFICIAL_COLUMNS)
         if stale or gt_version != truth.versions[image_id]:
             pred = read_prediction(folder, image_id)
             if pred is None:
@@ -362,16 +364,19 @@ def _finish(settings: Settings, ds: Dataset, folder: Path, run: str, split: str,
     changed = predicted or plan["merged"] or old is None or len(rows) != len(old_rows)
     final = _write(settings, ds, folder, rows) if changed else old
     _remove_parts(folder)
-    scored = final[final["has_gt"]] if len(final) else final
+    numbers = evaluation_headline(final)
     summary = {
         "run": run,
         "split": split,
         "checkpoint": checkpoint,
         "images": int(len(final)),
-        # None (JSON null) when no image of the split has ground truth
-        "per_image_iou": _number(scored["iou_pet"].mean()) if len(scored) else None,
-        "dataset_iou": _number(dataset_iou(scored)) if len(scored) else None,
-        "per_image_iou_border_as_pet": _number(scored["iou_pet_border_as_pet"].mean()) if len(scored) else None,
+        # Against the official trimaps (the benchmark); None (JSON null) when no image of the split has one.
+        "per_image_iou": _number(numbers["per_image_iou"]),
+        "dataset_iou": _number(numbers["dataset_iou"]),
+        # Against the ground truth in use: a correction where the image has one (corrected_images of them).
+        "per_image_iou_corrected": _number(numbers["per_image_iou_corrected"]),
+        "corrected_images": numbers["corrected_images"],
+        "per_image_iou_border_as_pet": _number(numbers["per_image_iou_border_as_pet"]),
         "metrics_path": str(folder / METRICS_FILE),
         "predictions_dir": str(folder / PRED_DIR),
         "predicted": predicted,

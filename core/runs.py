@@ -58,9 +58,10 @@ PRED_DIR = "pred"  # in eval/<split>/: <image_id>.png, trimap-coded
 ID_COLUMNS = ("image_id", "split", "breed", "species", "width", "height", "has_gt")
 PROVENANCE_COLUMNS = ("gt_version", "checkpoint", "checkpoint_sha", "dataset_fingerprint", "image_stat",
                       "evaluated_at", "scored_at")
-# iou_pet against the official trimap: equal to iou_pet unless a correction is the ground truth (gt_version set),
-# so a view can show both scores of a corrected image.
-OFFICIAL_COLUMNS = ("iou_pet_official",)
+# iou_pet and the pet counts against the official trimap: equal to iou_pet and pet_* unless a correction is the
+# ground truth (gt_version set), so a view can show both scores of a corrected image and the headline numbers stay
+# the benchmark's (core.views.evaluation_headline).
+OFFICIAL_COLUMNS = ("iou_pet_official", "pet_tp_official", "pet_fp_official", "pet_fn_official", "pet_tn_official")
 EVAL_COLUMNS = ID_COLUMNS + GT_METRICS + OFFICIAL_COLUMNS + PREDICTION_METRICS + PROVENANCE_COLUMNS
 # progress.json older than this while "training" means the trainer died without saying so.
 STALE_AFTER_S = 120.0
@@ -127,7 +128,7 @@ def write_eval_table(folder: Path, rows: dict[str, dict[str, Any]] | pd.DataFram
         table = pd.DataFrame.from_records(list(rows.values()), columns=list(EVAL_COLUMNS))
     table = table.sort_values("image_id").reset_index(drop=True)
     table["gt_version"] = table["gt_version"].astype("Int64")
-    for name in ("pet_tp", "pet_fp", "pet_fn", "pet_tn"):
+    for name in ("pet_tp", "pet_fp", "pet_fn", "pet_tn", *OFFICIAL_COLUMNS[1:]):
         table[name] = table[name].astype("Int64")
     table["has_gt"] = table["has_gt"].astype(bool)
     with atomic_open(Path(folder) / METRICS_FILE) as handle:

@@ -29,7 +29,7 @@ from core.config import RUN_NAME, Settings
 from core.dataset import Dataset, load_trimap
 from core.errors import ImageUnreadable
 from core.groundtruth import GroundTruth
-from core.metrics import BORDER_METRICS, empty_gt_metrics, image_metrics, pet_iou
+from core.metrics import BORDER_METRICS, empty_gt_metrics, image_metrics
 from core.runs import (
     EVAL_COLUMNS,
     EVAL_SPLITS,
@@ -45,7 +45,8 @@ from core.runs import (
 
 def score(truth: GroundTruth, image_id: str, pred: np.ndarray, *, border: bool = True) -> dict[str, Any]:
     """The ground-truth columns of one prediction: metrics (NaN without a usable ground truth), the official
-    trimap's ``iou_pet_official``, the ``gt_version`` scored against and ``scored_at``.
+    trimap's ``iou_pet_official`` and pet counts (``pet_*_official``), the ``gt_version`` scored against and
+    ``scored_at``.
 
     ``border=False`` for a model that cannot predict the border class (a binary pet-vs-background model): the
     metrics that count border as a class of its own (:data:`core.metrics.BORDER_METRICS`) are not applicable, NaN.
@@ -57,11 +58,15 @@ def score(truth: GroundTruth, image_id: str, pred: np.ndarray, *, border: bool =
     metrics = {**image_metrics(pred, gt), "has_gt": True} if gt is not None else {**empty_gt_metrics(), "has_gt": False}
     if not border:
         metrics.update(dict.fromkeys(BORDER_METRICS, math.nan))
-    official = metrics["iou_pet"]
+    official = metrics
     if version is not None:
         official_gt = _usable(lambda: load_trimap(truth.ds, image_id), pred)
-        official = math.nan if official_gt is None else pet_iou(pred, official_gt)
-    return {**metrics, "iou_pet_official": official, "gt_version": version, "scored_at": time.time()}
+        official = empty_gt_metrics() if official_gt is None else image_metrics(pred, official_gt)
+    return {**metrics, **{f"{name}_official": official[name] for name in _OFFICIAL},
+            "gt_version": version, "scored_at": time.time()}
+
+
+_OFFICIAL = ("iou_pet", "pet_tp", "pet_fp", "pet_fn", "pet_tn")  # core.runs.OFFICIAL_COLUMNS without the suffix
 
 
 def _usable(load: Callable[[], np.ndarray | None], pred: np.ndarray) -> np.ndarray | None:

@@ -20,6 +20,10 @@ truth. A confident disagreement is more often a wrong trimap than a wrong model,
 trimaps worth checking first. Images without ground truth or prediction have no tension (NaN, sorted last).
 
 Run against run: only images that both runs scored against a ground truth take part; ``delta`` is B minus A.
+
+Headline numbers (:func:`evaluation_headline`, :func:`join_runs`) are against the official trimaps: a correction of
+a test image is evaluation-only (training never sees test images), so it must not move the benchmark or read as a
+model change. The score against the corrections is a separate, labelled figure.
 """
 
 from __future__ import annotations
@@ -429,23 +433,47 @@ def _whiskers(values: pd.Series, groups: pd.Series, stats: pd.DataFrame) -> tupl
     return pd.Series(low.to_numpy(), index=values.index), pd.Series(high.to_numpy(), index=values.index)
 
 
-def evaluation_headline(table: pd.DataFrame) -> dict[str, float]:
-    """Headline numbers of an evaluation table: mean per-image IoU, dataset IoU, all-pixel accuracy."""
+def evaluation_headline(table: pd.DataFrame) -> dict[str, Any]:
+    """Headline numbers of an evaluation table, against the official trimaps (the benchmark's ground truth).
+
+    ``per_image_iou`` (mean per-image pet IoU), ``dataset_iou`` (all pixels) and ``images`` score every image
+    against its official trimap even where a correction exists: correcting test masks must not move the benchmark.
+    The score with corrections is a separate figure: ``per_image_iou_corrected`` over the images with ground truth,
+    ``corrected_images`` of them scored against a correction. ``per_image_iou_border_as_pet`` and
+    ``pixel_accuracy`` are only stored against the ground truth in use (equal to the official unless
+    ``corrected_images``). ``dataset_iou`` is NaN for a table written before the official counts were stored.
+    """
     scored = table[table["has_gt"].astype(bool)] if "has_gt" in table else table
+    corrected = (pd.to_numeric(scored["gt_version"], errors="coerce").notna() if "gt_version" in scored
+                 else pd.Series(False, index=scored.index))
+    official_iou = (pd.to_numeric(scored["iou_pet_official"], errors="coerce") if "iou_pet_official" in scored
+                    else pd.to_numeric(scored["iou_pet"], errors="coerce").where(~corrected))
+    official = official_iou.dropna()
+    numbers: dict[str, Any] = {
+        "per_image_iou": math.nan, "dataset_iou": math.nan, "per_image_iou_border_as_pet": math.nan,
+        "pixel_accuracy": math.nan, "images": int(len(official)), "per_image_iou_corrected": math.nan,
+        "corrected_images": int(corrected.sum()),
+    }
     if not len(scored):
-        return {"per_image_iou": math.nan, "dataset_iou": math.nan, "pixel_accuracy": math.nan, "images": 0}
+        return numbers
     from core.metrics import dataset_iou  # imports torch: only callers of the headline pay for it
 
+    counts = scored[["pet_tp", "pet_fp", "pet_fn", "pet_tn"]].astype("Float64")
+    for name in counts.columns:
+        replacement = scored[f"{name}_official"] if f"{name}_official" in scored else pd.Series(pd.NA, scored.index)
+        counts.loc[corrected, name] = pd.to_numeric(replacement[corrected], errors="coerce").astype("Float64")
+    counts = counts[official_iou.notna().to_numpy()]
     pixels = (scored["width"] * scored["height"]).astype("float64")
-    return {
-        "per_image_iou": float(scored["iou_pet"].mean()),
+    numbers.update({
+        "per_image_iou": float(official.mean()) if len(official) else math.nan,
+        "dataset_iou": math.nan if counts.isna().any().any() or not len(counts) else float(dataset_iou(counts)),
         "per_image_iou_border_as_pet": float(scored["iou_pet_border_as_pet"].mean()),
-        "dataset_iou": float(dataset_iou(scored)),
         # Over all pixels of the split, as the original seed notebook reported it (not a mean of per-image values);
         # NaN for a binary run, whose 3-class accuracy is not applicable.
         "pixel_accuracy": float((scored["pixel_accuracy"] * pixels).sum(min_count=1) / pixels.sum()),
-        "images": int(len(scored)),
-    }
+        "per_image_iou_corrected": float(pd.to_numeric(scored["iou_pet"], errors="coerce").mean()),
+    })
+    return numbers
 
 
 # --- run against run ------------------------------------------------------------------------------------------
@@ -470,17 +498,21 @@ def common_splits(splits_a: Iterable[str], splits_b: Iterable[str]) -> list[str]
     return [s for s in splits_a if s in other]
 
 
-def join_runs(a: pd.DataFrame, b: pd.DataFrame, metric: str = "iou_pet") -> pd.DataFrame:
+def join_runs(a: pd.DataFrame, b: pd.DataFrame, metric: str = "iou_pet", official: bool = True) -> pd.DataFrame:
     """One row per image scored by both runs: identity columns, ``a``, ``b``, ``delta`` (b - a), and the
     ground-truth version each run was scored against (``gt_version_a``/``gt_version_b``, NaN = official trimap).
+
+    ``official``: ``iou_pet`` against the official trimaps (the benchmark; a correction of a test image is
+    evaluation-only and must not read as a model change); False scores against the ground truth in use. The
+    other metrics are stored only against the ground truth in use.
     """
     if metric not in COMPARABLE_METRICS:
         raise ValueError(f"metric {metric!r} cannot be compared; use one of {', '.join(COMPARABLE_METRICS)}")
-    left, right = _scored(a, metric), _scored(b, metric)
+    left, right = _scored(a, metric, official), _scored(b, metric, official)
     keep = [c for c in _KEEP if c in left.columns]
     joined = left[keep].join(
-        pd.DataFrame({"a": left[metric], "gt_version_a": _versions(left)}), how="inner"
-    ).join(pd.DataFrame({"b": right[metric], "gt_version_b": _versions(right)}), how="inner")
+        pd.DataFrame({"a": left["_value"], "gt_version_a": _versions(left)}), how="inner"
+    ).join(pd.DataFrame({"b": right["_value"], "gt_version_b": _versions(right)}), how="inner")
     joined["a"] = joined["a"].astype("float64")
     joined["b"] = joined["b"].astype("float64")
     joined["delta"] = joined["b"] - joined["a"]
@@ -488,11 +520,16 @@ def join_runs(a: pd.DataFrame, b: pd.DataFrame, metric: str = "iou_pet") -> pd.D
     return joined.sort_index()
 
 
-def _scored(table: pd.DataFrame, metric: str) -> pd.DataFrame:
+def _scored(table: pd.DataFrame, metric: str, official: bool) -> pd.DataFrame:
     table = table if "image_id" not in table.columns else table.set_index("image_id", drop=False)
     if "has_gt" in table.columns:
         table = table[table["has_gt"].astype(bool)]
-    return table[table[metric].notna()]
+    values = pd.to_numeric(table[metric], errors="coerce")
+    # A table without the official column (written before it existed) has only the score in use.
+    if official and metric == "iou_pet" and "iou_pet_official" in table.columns:
+        values = pd.to_numeric(table["iou_pet_official"], errors="coerce")
+    table = table.assign(_value=values)
+    return table[table["_value"].notna()]
 
 
 def _versions(table: pd.DataFrame) -> pd.Series:
@@ -540,8 +577,15 @@ class RunComparison:
     run_b: str
     split: str
     metric: str
-    joined: pd.DataFrame  # from join_runs
+    joined: pd.DataFrame  # from join_runs, against the official trimaps
     corrected_ids: tuple[str, ...]  # every corrected image of the workspace (not only the joined ones)
+    joined_in_use: pd.DataFrame | None = None  # from join_runs(official=False): against the corrections
+
+    @property
+    def corrected_in_use(self) -> Headline:
+        """The corrected images scored against their corrections (a separate figure, never the headline)."""
+        rows = self.joined if self.joined_in_use is None else self.joined_in_use
+        return headline(restrict(rows, self.corrected_ids))
 
     @property
     def overall(self) -> Headline:
@@ -570,6 +614,7 @@ class RunComparison:
         return {
             "run_a": self.run_a, "run_b": self.run_b, "split": self.split, "metric": self.metric,
             "all": asdict(self.overall), "corrected": asdict(self.corrected),
+            "corrected_against_corrections": asdict(self.corrected_in_use),
             "mismatched_ground_truth": self.mismatched,
             "most_improved": rows(improved), "most_worsened": rows(worsened),
         }
@@ -577,8 +622,9 @@ class RunComparison:
 
 def compare(a: pd.DataFrame, b: pd.DataFrame, run_a: str, run_b: str, split: str, metric: str,
             corrected_ids: Iterable[str]) -> RunComparison:
-    """:class:`RunComparison` of two evaluation tables (``delta`` = B − A)."""
-    return RunComparison(run_a, run_b, split, metric, join_runs(a, b, metric), tuple(sorted(set(corrected_ids))))
+    """:class:`RunComparison` of two evaluation tables (``delta`` = B − A), against the official trimaps."""
+    return RunComparison(run_a, run_b, split, metric, join_runs(a, b, metric), tuple(sorted(set(corrected_ids))),
+                         join_runs(a, b, metric, official=False))
 
 
 def compare_runs(settings: Settings, run_a: str, run_b: str, split: str = "test",

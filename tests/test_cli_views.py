@@ -117,9 +117,16 @@ def test_compare_summarises_the_corrected_images_on_their_own(two_runs, tmp_path
     code, out, _ = run_cli(capsys, "compare", two_runs.first, SECOND_RUN, "--data", two_runs.data,
                            "--workspace", workspace, "--json")
     assert code == 0
-    part = json.loads(out)["corrected"]
+    # Against the corrections: a separate figure.
+    part = json.loads(out)["corrected_against_corrections"]
     assert part["images"] == images == 3
     assert part["mean_a"] == pytest.approx(mean_a) and part["mean_b"] == pytest.approx(mean_b)
+    # The headline of the corrected images stays against the official trimaps (what it was before correcting).
+    official = expected_headline(two_runs.settings, two_runs.first, SECOND_RUN, set(corrected))
+    headline = json.loads(out)["corrected"]
+    assert headline["images"] == official[0] == 3
+    assert headline["mean_a"] == pytest.approx(official[1]) and headline["mean_b"] == pytest.approx(official[2])
+    assert (headline["mean_a"], headline["mean_b"]) != pytest.approx((mean_a, mean_b))
 
 
 @pytest.mark.parametrize(("argv", "message"), [

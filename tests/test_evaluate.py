@@ -437,3 +437,29 @@ def test_a_correction_saved_while_the_split_is_evaluated_is_not_lost(settings, e
     assert row["iou_pet"] == pytest.approx(_numpy_scores(pred, mask)["iou_pet"], abs=1e-6)
     assert row["iou_pet_official"] == pytest.approx(_numpy_scores(pred, load_trimap(ds, image_id))["iou_pet"],
                                                     abs=1e-6)
+
+
+def test_the_json_headline_is_against_the_official_trimaps_and_corrections_are_a_separate_figure(
+        settings, evaluated, tmp_path, capsys):
+    from core.corrections import save
+    from core.metrics import dataset_iou
+
+    copy = Settings.resolve(data=settings.data, workspace=tmp_path / "workspace")
+    shutil.copytree(settings.workspace, copy.workspace)
+    ds = open_dataset(copy.data, copy.workspace)
+    table = load_eval(copy, RUN, "test")
+    image_id = table.index[table["has_gt"]][0]
+    official = load_trimap(ds, image_id)
+    save(copy, ds, image_id, np.where(official == 2, 1, official).astype(np.uint8), base_version=None, source="gt")
+
+    assert main(["evaluate", "--data", str(copy.data), "--workspace", str(copy.workspace), "--run", RUN,
+                 "--split", "test", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    scored = table[table["has_gt"]]  # the table before the correction: every row against the official trimap
+    assert summary["per_image_iou"] == pytest.approx(evaluated["per_image_iou"])
+    assert summary["per_image_iou"] == pytest.approx(float(scored["iou_pet"].mean()), abs=1e-6)
+    assert summary["dataset_iou"] == pytest.approx(dataset_iou(scored), abs=1e-6)
+    assert summary["corrected_images"] == 1
+    now = load_eval(copy, RUN, "test")
+    assert summary["per_image_iou_corrected"] == pytest.approx(float(now[now["has_gt"]]["iou_pet"].mean()), abs=1e-6)
+    assert summary["per_image_iou_corrected"] != pytest.approx(summary["per_image_iou"])

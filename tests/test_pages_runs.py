@@ -119,3 +119,20 @@ def test_with_a_single_run_the_page_explains_what_to_do(monkeypatch, trained_cop
     at = runs_page(monkeypatch, trained_copy)
     assert not at.exception
     assert "needs two runs" in at.info[0].value
+
+
+def test_test_set_corrections_leave_the_headline_on_the_official_trimaps(monkeypatch, two_runs, tmp_path):
+    env = copy_of(two_runs, tmp_path)
+    before = runs_page(monkeypatch, two_runs, a=two_runs.first, b=SECOND_RUN)
+    headline = {m.label: m.value for m in before.metric}
+    ds = open_dataset(env.settings.data, env.settings.workspace)
+    image_id = ds.ids("test")[0]
+    mask = load_trimap(ds, image_id)
+    save(env.settings, ds, image_id, np.where(mask == 2, 1, mask).astype(np.uint8), base_version=None, source="gt")
+    at = runs_page(monkeypatch, env, a=env.first, b=SECOND_RUN)
+    assert not at.exception
+    # The all-images headline (the first four metrics) does not move when a test mask is corrected.
+    assert {m.label: m.value for m in at.metric[:4]} == {k: headline[k] for k in list(headline)[:4]}
+    captions = " ".join(c.value for c in at.caption)
+    assert "evaluation-only" in captions and "against the official trimaps" in captions
+    assert "Against your corrections instead of the official trimaps, on the same 1 image(s)" in captions

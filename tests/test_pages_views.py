@@ -195,3 +195,29 @@ def test_run_and_split_from_the_url_are_applied(monkeypatch, trained):
     assert any(f"{trainval} of 60 images match" in c.value for c in at.caption)
     hostile = app(monkeypatch, trained, "browse", split="../../etc", run="<b>x</b>")
     assert any(f"{len(eval_table(trained))} of 60 images match" in c.value for c in hostile.caption)
+
+
+
+def test_overview_headline_is_against_the_official_trimaps_with_corrections_beside_it(monkeypatch, trained_copy):
+    import numpy as np
+
+    from core.corrections import save
+    from core.dataset import load_trimap, open_dataset
+
+    before = {m.label: m.value for m in app(monkeypatch, trained_copy, "overview").metric}
+    ds = open_dataset(trained_copy.data, trained_copy.workspace)
+    table = eval_table(trained_copy)
+    image_id = table.index[table["has_gt"]][0]
+    mask = load_trimap(ds, image_id)
+    save(trained_copy.settings, ds, image_id, np.where(mask == 2, 1, mask).astype(np.uint8), base_version=None,
+         source="gt")
+    at = app(monkeypatch, trained_copy, "overview")
+    after = {m.label: m.value for m in at.metric}
+    for label in ("Mean per-image IoU", "Dataset IoU (all pixels)", "Images scored"):
+        assert after[label] == before[label]
+    corrected = eval_table(trained_copy)
+    scored = corrected[corrected["has_gt"]]
+    assert scored.loc[image_id, "iou_pet"] != pytest.approx(scored.loc[image_id, "iou_pet_official"])
+    note = " ".join(i.value for i in at.info)
+    assert f"mean per-image IoU {scored['iou_pet'].mean():.3f}" in note and "1 image(s)" in note
+    assert "evaluation-only" in note

@@ -85,6 +85,19 @@ class RunInfo:
     has_best: bool = False
     evaluated_splits: tuple[str, ...] = ()
     source: str = "trained"  # or "external checkpoint" / "imported predictions" (see run_source)
+    requested_weights: str | None = None  # the encoder weights asked for (config.json train.encoder_weights)
+    pretrained: bool | None = None  # whether they were loaded (train.pretrained); None before the model was built
+
+    @property
+    def weights(self) -> str:
+        """What the encoder started from, in words: says so when requested weights could not be loaded."""
+        if self.pretrained is None:
+            return "weights not known yet"
+        if self.pretrained:
+            return f"{self.encoder_weights or self.requested_weights} weights"
+        if self.requested_weights:
+            return f"random init ({self.requested_weights} weights could not be loaded)"
+        return "random init"
 
 
 def eval_dir(settings: Settings, run: str, split: str) -> Path:
@@ -240,7 +253,16 @@ def run_info(settings: Settings, run_dir: Path) -> RunInfo:
         has_best=(run_dir / "best.pt").is_file(),
         evaluated_splits=tuple(evaluated_splits(settings, run_dir.name)),
         source=str(config.get("source") or "trained"),
+        requested_weights=train_cfg.get("encoder_weights"),
+        pretrained=_pretrained(train_cfg, model_cfg),
     )
+
+
+def _pretrained(train_cfg: dict[str, Any], model_cfg: dict[str, Any]) -> bool | None:
+    """config.json's ``train.pretrained``; for a run written before it, whether the model records loaded weights."""
+    if isinstance(train_cfg.get("pretrained"), bool):
+        return train_cfg["pretrained"]
+    return bool(model_cfg.get("encoder_weights")) if model_cfg else None
 
 
 def list_runs(settings: Settings) -> list[RunInfo]:

@@ -76,7 +76,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     "full": {"encoder": "resnet34", "image_size": 256, "batch_size": 8, "epochs": 10, "lr": 2e-4,
              "decoder_channels": (256, 128, 64, 32, 16)},
 }
-DEFAULT_PRESET = "full"
+DEFAULT_PRESET = "full"  # with CUDA; without it, "quick" (default_preset): the full recipe takes hours on a CPU
+
+
+def default_preset(device: str = "auto") -> str:
+    """The preset a run without ``--preset`` uses: the published recipe on a CUDA GPU, the quick one elsewhere."""
+    try:
+        return DEFAULT_PRESET if resolve_device(device).startswith("cuda") else "quick"
+    except PetSegError:  # an unavailable device is refused where the run starts, with its own message
+        return "quick"
 # A resumed run keeps its config.json; these flags, if given, must agree with it (epochs, device and precision
 # may change).
 FIXED_ON_RESUME = ("preset", "encoder", "image_size", "batch_size", "lr", "decoder_channels", "max_images")
@@ -110,7 +118,7 @@ class TrainConfig:
 
     def resolved(self) -> TrainConfig:
         """The preset's values filled into every field left ``None``."""
-        preset = self.preset or DEFAULT_PRESET
+        preset = self.preset or default_preset(self.device)
         if preset not in PRESETS:
             raise PetSegError(f"unknown preset {preset!r}: use one of {', '.join(PRESETS)}")
         values = {k: v for k, v in PRESETS[preset].items() if getattr(self, k) is None}
@@ -178,9 +186,9 @@ def train(settings: Settings, cfg: TrainConfig) -> TrainResult:
         if dist.is_main:
             held.callback(run_folder.detach_logs, run_folder.attach_logs(run_dir))
             progress = run_folder.Progress(run_dir, cfg.run, int(cfg.epochs))
-        if default_recipe and device == "cpu" and dist.is_main:
-            log.warning("training the full recipe (%s at %d px) on the CPU: hours on the full dataset; "
-                        "--preset quick trains a small model in minutes", cfg.encoder, cfg.image_size)
+        if default_recipe and cfg.preset != DEFAULT_PRESET and dist.is_main:
+            log.info("no CUDA GPU: the default preset is %s (%s at %d px); --preset %s trains the published recipe",
+                     cfg.preset, cfg.encoder, cfg.image_size, DEFAULT_PRESET)
         try:
             return _train(settings, cfg, run_dir, progress, held, dist, distributed.device_for(dist, device))
         except KeyboardInterrupt:
@@ -263,7 +271,10 @@ def _train(settings: Settings, cfg: TrainConfig, run_dir: Path, progress: run_fo
     # The masks this run learns from, so a result can be traced to the corrections behind it.
     used = {i: v for i, v in cache.versions.items() if v is not None and i not in cache.missing}
     if dist.is_main:
-        run_folder.write_config(run_dir, train=cfg.to_dict(), model=model_cfg.to_dict(),
+        # "pretrained": what was loaded, beside the requested encoder_weights (offline, ImageNet falls back to
+        # random init).
+        run_folder.write_config(run_dir, train={**cfg.to_dict(), "pretrained": model_cfg.encoder_weights is not None},
+                                model=model_cfg.to_dict(),
                                 runtime={**dataclasses.asdict(runtime), "threads": torch.get_num_threads()}, ds=ds,
                                 train_ids=train_ids, val_ids=val_ids, corrections=used, resumed=payload is not None,
                                 scaling=_scaling(cfg, dist))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -26,7 +27,7 @@ import streamlit as st
 from core import jobs
 from core.config import Settings
 from core.errors import PetSegError
-from core.runs import METRICS_CSV, eval_dir, load_eval, read_metrics_csv, read_progress
+from core.runs import CONFIG_FILE, METRICS_CSV, eval_dir, load_eval, read_metrics_csv, read_progress, run_info
 from dashboard import plots, state
 from dashboard.markdown import escape
 
@@ -160,11 +161,15 @@ def _train_view(settings: Settings, current: jobs.JobStatus) -> None:
                 "running if you close this tab.")
         fraction, text = train_fraction(progress)
         st.progress(fraction, text=text)
+        _weights_note(settings, run_dir)
         _cancel_button(settings, job)
     elif current.state == "succeeded":
         best = metrics["val_iou_pet"].max() if len(metrics) else None
         extra = "" if best is None or pd.isna(best) else f": best validation pet IoU {best:.3f}"
-        st.success(f"Training {escape(run, code=True)} finished{extra}. Evaluate it to compare it with other runs.")
+        info = run_info(settings, run_dir) if run_dir else None
+        start = "" if info is None or info.pretrained is None else f" Encoder: {escape(info.weights)}."
+        st.success(f"Training {escape(run, code=True)} finished{extra}.{start} Evaluate it to compare it with "
+                   "other runs.")
         evaluate_button(settings, run, "test", key=f"evaluate_after_{job.id}")
     else:
         _stopped(settings, current, "Training")
@@ -172,6 +177,18 @@ def _train_view(settings: Settings, current: jobs.JobStatus) -> None:
             _resume_button(settings, job)
     if len(metrics):
         st.plotly_chart(plots.training_curves(metrics, run), width="stretch", key=f"curves_{job.id}")
+
+
+def _weights_note(settings: Settings, run_dir: Path | None) -> None:
+    """What the encoder was loaded with, once the model is built; a warning when requested weights were not."""
+    info = run_info(settings, run_dir) if run_dir is not None and (run_dir / CONFIG_FILE).is_file() else None
+    if info is None or info.pretrained is None:
+        return
+    if info.pretrained or not info.requested_weights:
+        st.caption(f"Encoder: {escape(info.weights)}.")
+    else:
+        st.warning(f"Encoder: {escape(info.weights)}: training from random weights needs more epochs. Check the "
+                   "network (or the Hugging Face cache) and start a new run to use them.")
 
 
 def train_fraction(progress: dict) -> tuple[float, str]:

@@ -53,7 +53,7 @@ def _run_box(settings: Settings) -> None:
         return
     st.caption("Model")
     names = [r.name for r in runs]
-    labels = {r.name: _run_label(r) for r in runs}
+    labels = {r.name: run_label(r) for r in runs}
     state.select_from_url(state.RUN, "run", names, complain=False)
     st.selectbox("Run", names, key=state.RUN, format_func=labels.get)
     splits = evaluated_splits(settings, st.session_state[state.RUN]) or ["test"]
@@ -65,11 +65,13 @@ def _run_box(settings: Settings) -> None:
     st.selectbox("Metric", METRICS, key=state.METRIC, help="the per-image score the views sort and colour by")
 
 
-def _run_label(run: RunInfo) -> str:
+def run_label(run: RunInfo) -> str:
+    """A run as pickers show it: name, encoder and size, pretrained or random init, creation day."""
     when = time.strftime("%Y-%m-%d", time.localtime(run.created)) if run.created else "?"
     if run.source == "imported predictions":  # no model behind it: say so where the architecture would be
         return f"{run.name} · imported predictions · {when}"
-    return f"{run.name} · {run.encoder or '?'} {run.image_size or '?'}px · {when}"
+    start = "" if run.pretrained is None else ("pretrained" if run.pretrained else "random init")
+    return " · ".join(p for p in (run.name, f"{run.encoder or '?'} {run.image_size or '?'}px", start, when) if p)
 
 
 def selected_run() -> str | None:

@@ -91,6 +91,9 @@ def test_start_train_then_evaluate_from_the_page(monkeypatch, trained_copy):
     at.run()
     assert not at.exception
     assert "Training `quick-1` finished: best validation pet IoU" in texts(at.success)
+    assert "Encoder: random init." in texts(at.success)  # what it started from, not only what was asked
+    run_picker = at.sidebar.selectbox(key="run")
+    assert any(o.startswith("quick-1 · resnet18 64px · random init") for o in run_picker.options)
     assert len(read_metrics_csv(settings.run_dir("quick-1"))) == 1
     assert at.get("plotly_chart"), "the loss / validation IoU curve is shown"
 

@@ -269,13 +269,21 @@ def test_validation_is_a_fixed_tenth_of_trainval() -> None:
     assert split_trainval(ids[:1]) == (ids[:1], [])
 
 
-def test_cli_flags_override_the_preset_and_the_default_is_the_full_recipe() -> None:
+def test_cli_flags_override_the_preset_and_the_default_is_the_full_recipe_on_cuda(monkeypatch) -> None:
     from core.cli import build_parser
     from core.train import config_from_args
 
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     full = config_from_args(build_parser().parse_args(["train", "--run", "a"])).resolved()
     assert (full.preset, full.encoder, full.image_size, full.batch_size, full.lr) == ("full", "resnet34", 256, 8, 2e-4)
     assert full.encoder_weights == "imagenet"
+    # Without CUDA the default is the quick recipe: the full one takes hours on a CPU.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    cpu = config_from_args(build_parser().parse_args(["train", "--run", "a"])).resolved()
+    assert (cpu.preset, cpu.encoder, cpu.image_size) == ("quick", "resnet18", 128)
+    forced = config_from_args(build_parser().parse_args(["train", "--run", "a", "--preset", "full"])).resolved()
+    assert forced.preset == "full"
     quick = config_from_args(build_parser().parse_args(
         ["train", "--run", "b", "--preset", "quick", "--epochs", "3", "--encoder-weights", "none", "--max-images", "50"]
     )).resolved()
@@ -374,3 +382,30 @@ def test_training_sweeps_stale_temporaries_of_crashed_writes_first(blobs: Settin
         os.utime(path, (time.time() - age, time.time() - age))
     train(blobs, TrainConfig(run="sweeps", epochs=1, batch_size=8, max_images=16, **TINY))
     assert not stale.exists() and fresh.exists()
+
+
+@pytest.mark.parametrize(("requested", "loads", "pretrained"), [("imagenet", False, False), ("imagenet", True, True),
+                                                                 (None, True, False)])
+def test_config_records_whether_the_requested_encoder_weights_were_loaded(tmp_path: Path, monkeypatch, requested,
+                                                                          loads, pretrained) -> None:
+    import core.model as model
+    from core.runs import run_info
+
+    real = model.create_network
+
+    def create(cfg, encoder_weights=None):
+        if encoder_weights and not loads:
+            raise OSError("no network")
+        return real(cfg, None)  # "loaded": the test needs no download, only the record of it
+
+    monkeypatch.setattr(model, "create_network", create)
+    settings = Settings.resolve(data=generate(tmp_path / "synth", count=16, seed=0, progress=False),
+                                workspace=tmp_path / "ws")
+    train(settings, TrainConfig(run="w", epochs=1,
+                                **{**TINY, "encoder_weights": requested}))
+    config = json.loads((settings.run_dir("w") / "config.json").read_text())
+    assert config["train"]["encoder_weights"] == requested  # what was asked for ...
+    assert config["train"]["pretrained"] is pretrained  # ... and what was loaded, beside it
+    info = run_info(settings, settings.run_dir("w"))
+    assert info.pretrained is pretrained
+    assert ("could not be loaded" in info.weights) is (requested is not None and not loads)

@@ -7,8 +7,8 @@ import streamlit as st
 
 from core import views
 from core.config import Settings
-from core.runs import METRICS_FILE, eval_dir, list_runs, load_eval
-from dashboard import jobs_view, loaders, run_import, runs_compare, state
+from core.runs import METRICS_FILE, eval_dir, list_runs, load_eval, read_config
+from dashboard import jobs_view, loaders, run_import, runs_compare, sidebar, state
 from dashboard.markdown import escape
 
 TOP = 10
@@ -31,7 +31,9 @@ if len(names) < 2:
 def pick(label: str, options: list[str], key: str, param: str, default: str) -> str:
     """A selectbox that follows the URL (shareable) and writes the user's choice back to it."""
     state.select_from_url(key, param, options, default, what=f"run {param.upper()}" if param in "ab" else param)
-    return st.selectbox(label, options, key=key, on_change=state.write_url, args=(key, param))
+    labels = {name: sidebar.run_label(runs[name]) for name in options if name in runs}
+    return st.selectbox(label, options, key=key, on_change=state.write_url, args=(key, param),
+                        format_func=lambda name: labels.get(name, name))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -65,6 +67,15 @@ with col_split:
     split = pick("Split", splits, state.RUNS_SPLIT, "split", splits[0])
 with col_metric:
     metric = st.selectbox("Metric", views.COMPARABLE_METRICS, key=state.RUNS_METRIC)
+
+configs = views.compare_configs(read_config(runs[run_a].path), read_config(runs[run_b].path))
+others = views.other_differences(configs)
+if others:
+    st.warning(f"These runs differ in more than the corrections ({', '.join(others)}): B − A below mixes all of "
+               "it, so it is not the effect of the corrections alone.")
+with st.expander("The two runs' settings side by side", expanded=bool(others)):
+    shown = configs.assign(same=configs["same"].map({True: "", False: "differs"})).set_index("setting")
+    st.table(shown.rename(columns={"A": f"A · {run_a}", "B": f"B · {run_b}", "same": ""}))
 
 corrected_ids, _ = loaders.status(current)
 comparison = views.compare(table_of(run_a, split), table_of(run_b, split), run_a, run_b, split, metric, corrected_ids)

@@ -10,6 +10,7 @@
     >>> histogram_counts(scored, "iou_pet", bins=40)        # images per species and bin (what the histogram draws)
     >>> c = compare_runs(settings, "before", "after", "test")
     >>> c.overall.delta, c.corrected.improved             # B − A over all shared images; moves on corrected ones
+    >>> other_differences(compare_configs(read_config(dir_a), read_config(dir_b)))   # ["epochs", ...] besides corrections
 
 Pure pandas over DataFrames (no Streamlit); only :func:`load_view` and :func:`compare_runs` read the workspace.
 The dashboard pages and the CLI (``python -m core review``, ``python -m core compare``) call the same functions.
@@ -652,3 +653,62 @@ def _evaluation(settings: Settings, run: str, split: str) -> pd.DataFrame:
         raise PetSegError(f"run {run!r} has no evaluation of {split!r}: "
                           f"run `python -m core evaluate --run {run} --split {split}` first")
     return table
+
+
+# --- what differs between two runs' configs ----------------------------------------------------------------------
+
+CORRECTIONS_SETTING = "corrections used"
+
+
+def config_rows(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings of a run's config.json that decide its numbers, as displayable values (None = not recorded)."""
+    train = config.get("train") or {}
+    model = config.get("model") or {}
+    data = config.get("dataset") or {}
+    pretrained = train.get("pretrained")
+    if not isinstance(pretrained, bool) and model:
+        pretrained = bool(model.get("encoder_weights"))
+    val_ids = data.get("val_ids")
+    corrections = config.get("corrections")
+    return {
+        "epochs": train.get("epochs"),
+        "input size (px)": model.get("image_size") or train.get("image_size"),
+        "encoder": model.get("encoder") or train.get("encoder"),
+        "encoder weights": (None if pretrained is None else
+                            f"{train.get('encoder_weights') or 'none'} requested, "
+                            f"{'pretrained' if pretrained else 'random init'}"),
+        "batch size": train.get("batch_size"),
+        "learning rate": train.get("lr"),
+        "seed": train.get("seed"),
+        "max images": train.get("max_images"),
+        "dataset": data.get("fingerprint"),
+        "validation images": (None if val_ids is None else
+                              f"{len(val_ids)} ({_digest(sorted(map(str, val_ids)))})"),
+        CORRECTIONS_SETTING: (None if corrections is None else "none" if not corrections else
+                              f"{len(corrections)} ({_digest(sorted(f'{k}:{v}' for k, v in corrections.items()))})"),
+    }
+
+
+def compare_configs(config_a: Mapping[str, Any], config_b: Mapping[str, Any]) -> pd.DataFrame:
+    """Two runs' settings side by side: one row per setting with A, B and ``same`` (unrecorded counts as same)."""
+    a, b = config_rows(config_a), config_rows(config_b)
+    rows = [{"setting": name, "A": _shown(a[name]), "B": _shown(b[name]),
+             "same": a[name] is None or b[name] is None or a[name] == b[name]} for name in a]
+    return pd.DataFrame(rows, columns=["setting", "A", "B", "same"])
+
+
+def other_differences(configs: pd.DataFrame) -> list[str]:
+    """The settings besides the corrections in which two runs differ (from :func:`compare_configs`): when any,
+    B − A is not the effect of the corrections alone."""
+    return [s for s, same in zip(configs["setting"], configs["same"], strict=True)
+            if not same and s != CORRECTIONS_SETTING]
+
+
+def _digest(items: Sequence[str]) -> str:
+    import hashlib
+
+    return "ids " + hashlib.sha256("\n".join(items).encode()).hexdigest()[:8]
+
+
+def _shown(value: object) -> str:
+    return "not recorded" if value is None else str(value)

@@ -136,3 +136,28 @@ def test_test_set_corrections_leave_the_headline_on_the_official_trimaps(monkeyp
     captions = " ".join(c.value for c in at.caption)
     assert "evaluation-only" in captions and "against the official trimaps" in captions
     assert "Against your corrections instead of the official trimaps, on the same 1 image(s)" in captions
+
+
+def test_run_pickers_say_when_imagenet_was_asked_for_but_random_init_was_used(monkeypatch, two_runs, tmp_path):
+    import json
+
+    env = copy_of(two_runs, tmp_path)
+    path = env.settings.run_dir(SECOND_RUN) / "config.json"
+    config = json.loads(path.read_text())
+    config["train"].update(encoder_weights="imagenet", pretrained=False)  # asked for, not loaded (offline)
+    path.write_text(json.dumps(config))
+    at = runs_page(monkeypatch, env, a=env.first, b=SECOND_RUN)
+    assert not at.exception
+    assert any(f"{SECOND_RUN} · " in o and "random init" in o for o in at.selectbox(key="runs_b").options)
+    assert any("random init" in o for o in at.sidebar.selectbox(key="run").options)
+
+
+def test_the_two_configs_are_side_by_side_and_other_differences_are_named(monkeypatch, two_runs):
+    at = runs_page(monkeypatch, two_runs, a=two_runs.first, b=SECOND_RUN)
+    assert not at.exception
+    # The fixture's runs differ in epochs (2 vs 1) and seed (0 vs 7), not only in corrections.
+    warning = " ".join(w.value for w in at.warning)
+    assert "differ in more than the corrections (epochs, seed)" in warning
+    table = at.table[0].value
+    assert table.loc["epochs"].tolist()[:2] == ["2", "1"] and table.loc["epochs"].iloc[2] == "differs"
+    assert table.loc["encoder"].iloc[2] == "" and table.loc["encoder weights"].iloc[0].endswith("random init")

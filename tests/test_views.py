@@ -350,3 +350,19 @@ def test_inside_finds_every_row_in_a_box_or_lasso():
     assert views.inside(table, "x", "y", [above]) == ["d"]
     assert views.inside(table, "x", "y", [above, box]) == ["a", "b", "d"]
     assert views.inside(table, "x", "y", [([0, 1], [0, 1]), ([0, math.inf, 1], [0, 1, 1])]) == []
+
+
+def test_configs_that_differ_only_in_corrections_have_no_other_differences():
+    base = {"train": {"epochs": 3, "encoder_weights": "imagenet", "pretrained": True, "seed": 0, "lr": 1e-3},
+            "model": {"encoder": "resnet18", "image_size": 128, "encoder_weights": "imagenet"},
+            "dataset": {"fingerprint": "f", "val_ids": ["a_1", "a_2"]}, "corrections": {}}
+    corrected = {**base, "train": {**base["train"], "use_corrections": True}, "corrections": {"a_3": 2}}
+    table = views.compare_configs(base, corrected)
+    assert views.other_differences(table) == []
+    assert table.set_index("setting").loc["corrections used", ["A", "B"]].tolist()[0] == "none"
+    longer = {**corrected, "train": {**corrected["train"], "epochs": 150, "pretrained": False},
+              "dataset": {"fingerprint": "f", "val_ids": ["a_1", "a_9"]}}
+    assert views.other_differences(views.compare_configs(base, longer)) == ["epochs", "encoder weights",
+                                                                            "validation images"]
+    # A setting one run did not record (an older config.json) is not reported as a difference.
+    assert views.other_differences(views.compare_configs({}, base)) == []

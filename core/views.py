@@ -10,7 +10,7 @@
     >>> histogram_counts(scored, "iou_pet", bins=40)        # images per species and bin (what the histogram draws)
     >>> c = compare_runs(settings, "before", "after", "test")
     >>> c.overall.delta, c.corrected.improved             # B − A over all shared images; moves on corrected ones
-    >>> other_differences(compare_configs(read_config(dir_a), read_config(dir_b)))   # ["epochs", ...] besides corrections
+    >>> other_differences(compare_configs(read_config(dir_a), read_config(dir_b)))  # ["epochs", ...]
 
 Pure pandas over DataFrames (no Streamlit); only :func:`load_view` and :func:`compare_runs` read the workspace.
 The dashboard pages and the CLI (``python -m core review``, ``python -m core compare``) call the same functions.

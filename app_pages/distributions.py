@@ -82,7 +82,7 @@ if against:
 selected = [i for i in dict.fromkeys(selected) if i in scored.index]
 if selected:
     st.subheader(f"Selected: {len(selected)} image{'s' if len(selected) != 1 else ''}")
-    shown = scored.loc[selected].sort_values(metric, kind="stable").head(gallery.PAGE_SIZE)
+    shown = views.worst_first(scored.loc[selected], metric).head(gallery.PAGE_SIZE)
     if len(selected) > len(shown):
         st.caption(f"The {len(shown)} lowest by {metric} are shown.")
     gallery.tiles(current, ds, shown, metric, "none", sidebar.evaluation_folder(current, run, split), key="dist_grid")

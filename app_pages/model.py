@@ -7,7 +7,7 @@ are enlarged with nearest-neighbour pixels so one square is one position of the 
 import numpy as np
 import streamlit as st
 
-from core import groundtruth
+from core import groundtruth, views
 from core.dataset import load_image
 from core.errors import PetSegError
 from core.explain import compare_ablation
@@ -59,9 +59,10 @@ st.subheader("One image through the network")
 table = loaders.eval_table(current, run, split)
 labels: dict[str, str] = {}
 if table is not None and len(table):
-    ordered = table.sort_values("iou_pet", na_position="last")
-    labels = {i: f"{i} · IoU {v:.2f}" if v == v else f"{i} · no ground truth"
-              for i, v in zip(ordered["image_id"], ordered["iou_pet"], strict=True) if i in ds}
+    metric = sidebar.selected_metric()
+    ordered = views.worst_first(table, metric)  # the same "worst" as Overview, Browse and Review
+    labels = {i: f"{i} · {metric} {v:.2f}" if v == v else f"{i} · no ground truth"
+              for i, v in zip(ordered["image_id"], ordered[metric], strict=True) if i in ds}
 if not labels:
     labels = {i: i for i in ds.table.index[ds.table["readable"]]}
 wanted = state.url_value("image", ds)
@@ -71,7 +72,7 @@ if not labels:
     st.info("This dataset has no readable image to explain.")
     st.stop()
 state.select_from_url(state.MODEL_IMAGE, "image", list(labels))
-order = f" of {split}, worst IoU first" if table is not None and len(table) else ""
+order = f" of {split}, worst {sidebar.selected_metric()} first" if table is not None and len(table) else ""
 image_id = st.selectbox(f"Image{order}", list(labels), format_func=labels.get, key=state.MODEL_IMAGE,
                         on_change=state.write_url, args=(state.MODEL_IMAGE, "image"))
 row = ds.table.loc[image_id]

@@ -30,6 +30,7 @@ model change. The score against the corrections is a separate, labelled figure.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
@@ -240,19 +241,55 @@ def apply_filters(view: pd.DataFrame, filters: Filters, metric: str) -> pd.DataF
     return view[keep.to_numpy()]
 
 
+def natural_key(text: object) -> tuple:
+    """Sort key that reads digit runs as numbers and ignores case: ``Ragdoll_2`` before ``Ragdoll_10``."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part.lower())
+                 for part in re.split(r"(\d+)", str(text)) if part)
+
+
+# "Worst" everywhere (Overview, Distributions, Browse, Review, Model): the metric ascending; ties (e.g. the many
+# images at IoU 0) by the border-as-pet IoU ascending (no overlap even counting the border band is worse), then by
+# the ground-truth pet fraction descending (missing a large pet is a bigger failure than missing a small one),
+# then by image id in natural order. "Best first" reverses the value keys and keeps the natural id order.
+WORST_TIEBREAKS = (("iou_pet_border_as_pet", True), ("gt_pet_fraction", False))
+
+
+def worst_first(view: pd.DataFrame, metric: str, ascending: bool = True) -> pd.DataFrame:
+    """``view`` worst ``metric`` first (``ascending`` False: best first), missing values last; see WORST_TIEBREAKS."""
+    keys = [(metric, ascending)] + [(c, a if ascending else not a) for c, a in WORST_TIEBREAKS if c != metric]
+    return _sorted(view, keys)
+
+
 def sort_table(view: pd.DataFrame, sort: str, metric: str) -> pd.DataFrame:
-    """Stable sort with missing values last and the image id as tie-break, so the order is reproducible."""
+    """Stable sort with missing values last and the image id (natural order) as the last key, so the order is
+    reproducible; the metric sorts are :func:`worst_first`."""
     if sort == "id" or sort not in SORTS:
-        return view.sort_index(kind="stable")
+        return _sorted(view, [])
     if sort in ("metric_asc", "metric_desc"):
-        column, ascending = metric, sort == "metric_asc"
-    else:
-        column, ascending = _SORT_COLUMN[sort]
-    if column not in view:
-        return view.sort_index(kind="stable")
-    keys = pd.DataFrame({"value": pd.to_numeric(view[column], errors="coerce"), "id": view.index}, index=view.index)
-    keys = keys.sort_values(["value", "id"], ascending=[ascending, True], na_position="last", kind="stable")
-    return view.loc[keys.index]
+        if metric not in view:
+            return _sorted(view, [])
+        return worst_first(view, metric, ascending=sort == "metric_asc")
+    column, ascending = _SORT_COLUMN[sort]
+    return _sorted(view, [(column, ascending)] if column in view else [])
+
+
+def _sorted(view: pd.DataFrame, keys: Sequence[tuple[str, bool]]) -> pd.DataFrame:
+    """``view`` by the numeric ``keys`` (column, ascending), each with missing values last, then by natural id."""
+    frame = pd.DataFrame(index=view.index)
+    columns, ascending = [], []
+    for n, (column, up) in enumerate(k for k in keys if k[0] in view):
+        values = pd.to_numeric(view[column], errors="coerce")
+        frame[f"m{n}"] = values.isna()  # missing last, whatever the direction
+        frame[f"v{n}"] = values.fillna(0.0)
+        columns += [f"m{n}", f"v{n}"]
+        ascending += [True, up]
+    rank = pd.Series(range(len(view)), index=view.index)
+    by_name = sorted(range(len(view)), key=lambda i: natural_key(view.index[i]))
+    rank.iloc[by_name] = range(len(view))
+    frame["id"] = rank.to_numpy()
+    frame = frame.reset_index(drop=True)
+    ordered = frame.sort_values([*columns, "id"], ascending=[*ascending, True], kind="stable").index
+    return view.iloc[ordered.to_numpy()]
 
 
 def order(view: pd.DataFrame, filters: Filters, metric: str) -> list[str]:
@@ -293,12 +330,13 @@ def tag_label(tag: object) -> str:
 
 
 def breed_summary(view: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Per breed: n, mean, median, 10th percentile and worst image of ``metric``; worst breed (by mean) first."""
+    """Per breed: n, mean, median, 10th percentile and worst image (:func:`worst_first`) of ``metric``; breeds in
+    :func:`group_order` (worst mean first), the order Distributions draws its boxes in."""
     scored = view[pd.to_numeric(view[metric], errors="coerce").notna()] if metric in view else view.iloc[0:0]
     rows = []
     for breed, group in scored.groupby("breed", sort=True):
         values = pd.to_numeric(group[metric], errors="coerce")
-        worst = values.sort_values(kind="stable").index[0]
+        worst = worst_first(group, metric).index[0]
         rows.append({
             "breed": breed,
             "species": group["species"].iloc[0],
@@ -311,7 +349,21 @@ def breed_summary(view: pd.DataFrame, metric: str) -> pd.DataFrame:
         })
     columns = ["breed", "species", "n", "mean", "median", "p10", "worst_image", "worst"]
     frame = pd.DataFrame(rows, columns=columns)
-    return frame.sort_values(["mean", "breed"], kind="stable").reset_index(drop=True)
+    ranks = {name: n for n, name in enumerate(group_order(scored, metric, "breed"))}
+    return frame.sort_values("breed", key=lambda names: names.map(ranks), kind="stable").reset_index(drop=True)
+
+
+def group_order(view: pd.DataFrame, metric: str, by: str = "breed") -> list[str]:
+    """The groups of ``by`` worst first: lowest mean ``metric``, then lowest median, then name in natural order.
+
+    The one "worst breed" ordering: Overview's table and Distributions' boxes both use it.
+    """
+    values = _numeric(view, metric)
+    if not len(values):
+        return []
+    groups = values.groupby(view.loc[values.index, by], sort=True)
+    stats = pd.DataFrame({"mean": groups.mean(), "median": groups.median()})
+    return sorted(stats.index, key=lambda g: (stats.at[g, "mean"], stats.at[g, "median"], natural_key(g)))
 
 
 def histogram_counts(view: pd.DataFrame, metric: str, bins: int = 40) -> pd.DataFrame:
@@ -331,7 +383,7 @@ def histogram_counts(view: pd.DataFrame, metric: str, bins: int = 40) -> pd.Data
 
 
 def box_stats(view: pd.DataFrame, metric: str, by: str = "breed") -> pd.DataFrame:
-    """Box-plot numbers of ``metric`` per ``by`` group, lowest median first (ties by name).
+    """Box-plot numbers of ``metric`` per ``by`` group, in :func:`group_order` (worst mean first).
 
     Indexed by group: species, n, q1, median, q3 (linear interpolation, as numpy and pandas), and the fences
     as Plotly draws them: the furthest values within 1.5 IQR of the box. Values beyond are :func:`box_outliers`.
@@ -350,8 +402,7 @@ def box_stats(view: pd.DataFrame, metric: str, by: str = "breed") -> pd.DataFram
     inside_groups = inside.groupby(view.loc[inside.index, by], sort=True)
     stats["lowerfence"], stats["upperfence"] = inside_groups.min(), inside_groups.max()
     stats.index.name = by
-    order = sorted(stats.index, key=lambda group: (stats.at[group, "median"], str(group)))
-    return stats.loc[order, columns]
+    return stats.loc[group_order(view, metric, by), columns]
 
 
 def box_outliers(view: pd.DataFrame, metric: str, stats: pd.DataFrame, by: str = "breed") -> pd.DataFrame:

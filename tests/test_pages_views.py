@@ -221,3 +221,27 @@ def test_overview_headline_is_against_the_official_trimaps_with_corrections_besi
     note = " ".join(i.value for i in at.info)
     assert f"mean per-image IoU {scored['iou_pet'].mean():.3f}" in note and "1 image(s)" in note
     assert "evaluation-only" in note
+
+
+def test_browse_review_and_model_start_from_the_same_worst_image_with_ties_broken_the_same_way(
+        monkeypatch, trained_copy):
+    from core.views import natural_key
+
+    path = trained_copy.workspace / "runs" / trained_copy.run / "eval" / "test" / "metrics.parquet"
+    table = pd.read_parquet(path)
+    scored = table[table["has_gt"]]
+    tied = sorted(scored["image_id"], key=natural_key)[:4]  # four images made to tie at IoU 0
+    rows = table["image_id"].isin(tied)
+    table.loc[rows, "iou_pet"] = 0.0
+    table.loc[rows, "iou_pet_border_as_pet"] = 0.0
+    table.loc[rows, "gt_pet_fraction"] = [0.3 if i == tied[2] else 0.1 for i in table.loc[rows, "image_id"]]
+    table.to_parquet(path, index=False)
+    # Larger missed pet first, then natural id order.
+    expected = [tied[2], tied[0], tied[1], tied[3]]
+
+    browse = app(monkeypatch, trained_copy, "browse")
+    assert tile_ids(browse)[:4] == expected
+    review = app(monkeypatch, trained_copy, "review")
+    assert any(m.value.startswith("**1 / ") and expected[0].replace("_", "\\_") in m.value for m in review.markdown)
+    model = app(monkeypatch, trained_copy, "model")
+    assert model.selectbox(key="model_image").options[:4] == [f"{i} · iou_pet 0.00" for i in expected]

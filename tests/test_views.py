@@ -366,3 +366,33 @@ def test_configs_that_differ_only_in_corrections_have_no_other_differences():
                                                                             "validation images"]
     # A setting one run did not record (an older config.json) is not reported as a difference.
     assert views.other_differences(views.compare_configs({}, base)) == []
+
+
+def test_ids_sort_in_natural_order_and_worst_ties_break_by_border_iou_then_pet_size():
+    ids = ["Ragdoll_10", "Ragdoll_100", "Ragdoll_2", "Ragdoll_102", "ragdoll_3"]
+    assert sorted(ids, key=views.natural_key) == ["Ragdoll_2", "ragdoll_3", "Ragdoll_10", "Ragdoll_100",
+                                                  "Ragdoll_102"]
+    table = pd.DataFrame({
+        "iou_pet": [0.0, 0.0, 0.0, 0.0, 0.5],
+        "iou_pet_border_as_pet": [0.1, 0.0, 0.0, 0.0, 0.6],
+        "gt_pet_fraction": [0.9, 0.2, 0.6, 0.2, 0.3],
+    }, index=["Ragdoll_10", "Ragdoll_100", "Ragdoll_102", "Ragdoll_2", "Ragdoll_1"])
+    # IoU 0 for four: no border overlap first, the larger missed pet first, then natural id order.
+    assert list(views.worst_first(table, "iou_pet").index) == ["Ragdoll_102", "Ragdoll_2", "Ragdoll_100",
+                                                              "Ragdoll_10", "Ragdoll_1"]
+    assert list(sort_table(table, "metric_asc", "iou_pet").index) == list(views.worst_first(table, "iou_pet").index)
+    assert list(sort_table(table, "id", "iou_pet").index) == ["Ragdoll_1", "Ragdoll_2", "Ragdoll_10", "Ragdoll_100",
+                                                             "Ragdoll_102"]
+    assert list(sort_table(table, "metric_desc", "iou_pet").index)[0] == "Ragdoll_1"
+    missing = table.assign(iou_pet=[np.nan, 0.0, 0.0, 0.0, 0.5])
+    assert list(views.worst_first(missing, "iou_pet").index)[-1] == "Ragdoll_10"  # missing values last
+
+
+def test_worst_breed_is_one_ordering_for_the_summary_table_and_the_boxes():
+    # Mean and median disagree: A has the lowest median (0.1), B the lowest mean. Both views rank by mean.
+    values = {"A_1": 0.1, "A_2": 0.1, "A_3": 1.0, "B_1": 0.0, "B_2": 0.2, "B_3": 0.3, "c_1": 0.3, "C_1": 0.3}
+    table = pd.DataFrame({"iou_pet": list(values.values()), "breed": [k.split("_")[0] for k in values],
+                          "species": "cat"}, index=list(values))
+    summary = breed_summary(table, "iou_pet")
+    boxes = views.box_stats(table, "iou_pet")
+    assert list(summary["breed"]) == list(boxes.index) == views.group_order(table, "iou_pet") == ["B", "C", "c", "A"]

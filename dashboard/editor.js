@@ -13,6 +13,8 @@ const LABEL_RGBA = {
 const CLASS_NAMES = { 1: "Pet", 2: "Background", 3: "Border" };
 const MAX_UNDO = 40;
 const CONFIRM_MS = 5000;
+const DRAFT_PREFIX = "petseg-draft:"; // localStorage: unsaved edits of an image, restored after a reload
+const DRAFT_DELAY_MS = 400;
 
 export default function (component) {
   const { data, parentElement, setTriggerValue } = component;
@@ -63,6 +65,21 @@ function rleEncode(labels) {
   return runs;
 }
 
+// A short fingerprint of a run-length coded mask: a draft is restored only onto the start it was drawn from.
+function fingerprint(runs) {
+  let h = 2166136261;
+  for (const n of runs) h = Math.imul(h ^ n, 16777619) >>> 0;
+  return `${runs.length}:${h.toString(16)}`;
+}
+
+function storage() {
+  try { return window.localStorage; } catch (e) { return null; } // blocked storage: drafts are off, no error
+}
+
+function isTyping(target) {
+  return !!target && (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName));
+}
+
 function createEditor(parent) {
   const ed = {
     image: null, revision: null, width: 0, height: 0, zoom: 1, fit: true,
@@ -70,6 +87,7 @@ function createEditor(parent) {
     labels: null, strokes: null, start: null, gt: null, preview: null,
     undo: [], redo: [], polygon: [], painting: false, last: null,
     dirty: false, editGen: 0, sentGen: 0, savedAck: null, confirm: null, send: null,
+    startPrint: null, draftTimer: null,
   };
 
   // --- DOM -----------------------------------------------------------------------------------------
@@ -201,7 +219,59 @@ function createEditor(parent) {
     ed.editGen++;
     refreshControls();
     updateReadout();
+    scheduleDraft();
   }
+
+  // --- the draft: unsaved edits survive a reload or a crash of the tab ---------------------------------
+  function scheduleDraft() {
+    clearTimeout(ed.draftTimer);
+    ed.draftTimer = setTimeout(writeDraft, DRAFT_DELAY_MS);
+  }
+  function writeDraft() {
+    const store = storage();
+    if (!store || !ed.image || !ed.labels) return;
+    if (!ed.dirty) { dropDraft(); return; }
+    try {
+      store.setItem(DRAFT_PREFIX + ed.image, JSON.stringify({
+        start: ed.startPrint, shape: [ed.height, ed.width], mask: rleEncode(ed.labels), at: Date.now(),
+      }));
+    } catch (e) { /* full or blocked storage: the unload warning still protects the edits */ }
+  }
+  function dropDraft(image = ed.image) {
+    clearTimeout(ed.draftTimer);
+    const store = storage();
+    if (store && image) store.removeItem(DRAFT_PREFIX + image);
+  }
+  function restoreDraft() {
+    const store = storage();
+    const raw = store && store.getItem(DRAFT_PREFIX + ed.image);
+    if (!raw) return false;
+    let draft = null;
+    try { draft = JSON.parse(raw); } catch (e) { draft = null; }
+    const size = ed.width * ed.height;
+    if (!draft || draft.start !== ed.startPrint || !Array.isArray(draft.mask) || !Array.isArray(draft.shape)
+        || draft.shape[0] !== ed.height || draft.shape[1] !== ed.width) {
+      return false; // drawn from another start (a newer version was saved meanwhile): not applied
+    }
+    const labels = rleDecode(draft.mask, size);
+    if (labels.some((v) => v < 1 || v > 3)) return false;
+    snapshot(); // Undo goes back to the saved mask
+    ed.labels = labels;
+    ed.dirty = true;
+    ed.editGen++;
+    const when = new Date(draft.at).toLocaleTimeString();
+    setStatus(`Restored your unsaved edits from ${when}: Save to keep them, Undo to discard them.`, "warning");
+    return true;
+  }
+  // Leaving or reloading the page with unsaved edits asks first (the draft is kept either way).
+  const onUnload = (event) => {
+    if (!root.isConnected) { window.removeEventListener("beforeunload", onUnload); return; }
+    if (!ed.dirty) return;
+    writeDraft();
+    event.preventDefault();
+    event.returnValue = "";
+  };
+  window.addEventListener("beforeunload", onUnload);
   function restore(from, to) {
     if (!from.length) return;
     to.push({ labels: ed.labels, strokes: ed.strokes });
@@ -397,6 +467,8 @@ function createEditor(parent) {
         return;
       }
       ed.confirm = null;
+      if (ed.dirty) dropDraft(); // discarded on purpose
+      ed.dirty = false;
       emit(action, false);
     } else if (!ed.preview) {
       emit(action, true); // save, apply and the assisted tools
@@ -404,9 +476,14 @@ function createEditor(parent) {
     refreshControls();
   }
 
-  root.addEventListener("keydown", (event) => {
-    const key = event.key.toLowerCase();
+  // Shortcuts work page-wide, not only while the canvas has focus; single keys leave text fields alone, Ctrl+S
+  // saves the mask from anywhere (instead of the browser's "save page").
+  const onKey = (event) => {
+    if (!root.isConnected) { document.removeEventListener("keydown", onKey); return; }
+    if (event.defaultPrevented || !ed.labels) return;
+    const key = (event.key || "").toLowerCase();
     const mod = event.ctrlKey || event.metaKey;
+    if (isTyping(event.target) && !(mod && key === "s")) return;
     let handled = true;
     if (mod && key === "z") onButton(event.shiftKey ? "redo" : "undo");
     else if (mod && key === "y") onButton("redo");
@@ -428,7 +505,8 @@ function createEditor(parent) {
     else if (key === "0") onButton("zoom-fit");
     else handled = false;
     if (handled) event.preventDefault();
-  });
+  };
+  document.addEventListener("keydown", onKey);
   brushInput.addEventListener("input", () => {
     ed.brush = Number(brushInput.value);
     refreshControls();
@@ -477,18 +555,26 @@ function createEditor(parent) {
       ed.labels = rleDecode(data.mask, size);
       ed.revision = data.revision;
       ed.dirty = !!data.dirty;
+      if (!newImage && ed.dirty) scheduleDraft(); // a tool's result is an unsaved edit too
       if (!newImage && photo.complete && photo.naturalWidth) root.dataset.ready = `${data.image}@${data.revision}`;
     }
     // The reference masks come only when they changed: most reruns (a save, a status) leave them as they were.
     const hadPreview = !!ed.preview;
-    if ("start" in data) ed.start = rleDecode(data.start, size);
+    if ("start" in data) {
+      ed.start = rleDecode(data.start, size);
+      ed.startPrint = fingerprint(data.start);
+    }
     if ("gt" in data) ed.gt = data.gt ? rleDecode(data.gt, size) : null;
     ed.preview = data.preview ? rleDecode(data.preview, size) : null;
     const redraw = newImage || replaced || hadPreview || !!ed.preview;
     if (data.saved !== ed.savedAck) {
       ed.savedAck = data.saved;
-      if (ed.editGen === ed.sentGen) ed.dirty = false;
+      if (ed.editGen === ed.sentGen) {
+        ed.dirty = false;
+        dropDraft();
+      }
     }
+    const restored = newImage && replaced && !ed.dirty && restoreDraft();
     root.dataset.savedVersion = data.version == null ? "" : String(data.version);
     banner.textContent = ed.preview ? `${data.preview_label || "Preview"}: accept or reject it below the editor ` +
       "(painting is paused meanwhile)." : "";
@@ -496,8 +582,8 @@ function createEditor(parent) {
     position.textContent = data.position || "";
     prevButton.disabled = !data.has_prev;
     nextButton.disabled = !data.has_next;
-    if (redraw) redrawAll();
-    setStatus(data.status || "", data.status_kind || "");
+    if (redraw || restored) redrawAll();
+    if (!restored) setStatus(data.status || "", data.status_kind || "");
     refreshControls();
     updateReadout();
   };

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from core.config import Settings
 from core.dataset import Dataset, load_image
@@ -200,27 +201,38 @@ def review_box(settings: Settings, ds: Dataset, image_id: str, on_tag: Callable[
     note_key = f"{state.REVIEW_NOTE_PREFIX}{image_id}"
     st.session_state.setdefault(note_key, review.note if review else "")
     st.session_state.setdefault(note_rev_key, revision)
-    note = st.text_area("Note", key=note_key, max_chars=MAX_NOTE, height=80,
-                        placeholder="what is wrong (e.g. left ear marked as background)")
-    if st.button("Save note", key=f"{state.REVIEW_NOTE_PREFIX}save"):
-        try:
-            saved = set_note(settings, ds, image_id, note, author=auth.current_user(),
-                             base_revision=st.session_state[note_rev_key])
-        except PetSegError as exc:
-            st.error(escape(exc, 1000))
-        else:
-            st.session_state[note_rev_key] = st.session_state[seen_key] = saved.revision
-            st.toast("Note saved")
+    stored_note = review.note if review else ""
+    # The note is stored when the text area commits (leaving it, a tag click, Ctrl+Enter), not only by its
+    # button: a note typed before clicking a tag or Next is never lost.
+    st.text_area("Note", key=note_key, max_chars=MAX_NOTE, height=80,
+                 placeholder="what is wrong (e.g. left ear marked as background)")
+    text = st.session_state.get(note_key, "")
+    changed = isinstance(text, str) and text.strip() != stored_note
+    if st.button("Save note", key=f"{state.REVIEW_NOTE_PREFIX}save") or changed:
+        if changed:
+            try:
+                saved = set_note(settings, ds, image_id, text, author=auth.current_user(),
+                                 base_revision=st.session_state[note_rev_key])
+            except PetSegError as exc:
+                st.error(escape(exc, 1000))
+            else:
+                if seen == revision:  # our own write: a tag clicked with it lands on top of it
+                    seen = saved.revision
+                st.session_state[note_rev_key] = st.session_state[seen_key] = saved.revision
+                st.toast("Note saved")
     if clicked is not False:
         try:
             saved = set_tag(settings, ds, image_id, clicked, author=auth.current_user(), base_revision=seen)
             st.session_state[seen_key] = saved.revision
-            if st.session_state[note_rev_key] == revision:
+            if st.session_state[note_rev_key] == seen:
                 st.session_state[note_rev_key] = saved.revision  # the note text is still the stored one
         except PetSegError as exc:
             st.error(escape(exc, 1000))
             return
         if on_tag is None:
-            st.rerun(scope="fragment")
+            try:
+                st.rerun(scope="fragment")
+            except StreamlitAPIException:  # the click came with a full rerun (e.g. another widget changed too)
+                st.rerun()
         on_tag()
         st.rerun()

@@ -83,3 +83,49 @@ def test_stroke_save_and_history(sample_root, workspace, tmp_path):
         main = page.locator('[data-testid="stMain"]').inner_text()
         assert "v1" in main and "v2" in main and "latest" in main and "Original GT" in main
         page.screenshot(path=str(tmp_path / "history.png"), full_page=True)
+
+
+@pytest.mark.browser
+def test_unsaved_edits_warn_before_leaving_survive_a_reload_and_ctrl_s_saves_from_anywhere(sample_root, workspace,
+                                                                                            tmp_path):
+    with streamlit_server(sample_root, workspace, tmp_path / "server.log") as url, chromium_page() as page:
+        dialogs: list[str] = []
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.type), dialog.accept()))
+        page.goto(f"{url}/annotate?image={IMAGE}")
+        page.wait_for_selector(f'{EDITOR}[data-ready^="{IMAGE}@"]', timeout=30_000)
+        wait_for_app(page)
+        canvas = page.locator(f"{EDITOR} [data-role=canvas]")
+        box = canvas.bounding_box()
+        page.mouse.move(box["x"] + box["width"] * 0.08, box["y"] + box["height"] * 0.10)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.30, box["y"] + box["height"] * 0.14, steps=12)
+        page.mouse.up()
+        readout = page.locator(f"{EDITOR} [data-role=readout]")
+        changed = readout.inner_text().split(" · ")[1]
+        assert changed != "0 px changed from the start"
+        page.wait_for_timeout(800)  # the draft is written shortly after the last stroke
+
+        page.reload()
+        page.wait_for_selector(f'{EDITOR}[data-ready^="{IMAGE}@"]', timeout=30_000)
+        wait_for_app(page)
+        assert "beforeunload" in dialogs  # leaving with unsaved edits asked first
+        page.wait_for_selector(f'{EDITOR}[data-dirty="1"]', timeout=10_000)
+        assert changed in readout.inner_text() and "unsaved changes" in readout.inner_text()
+        assert "Restored your unsaved edits" in page.locator(f"{EDITOR} [data-role=status]").inner_text()
+
+        # Ctrl+S with the focus outside the editor (on the page's title) still saves the mask.
+        page.locator("h1").first.click()
+        page.keyboard.press("Control+s")
+        page.wait_for_selector(f'{EDITOR}[data-saved-version="1"]', timeout=20_000)
+        wait_for_app(page)
+        assert_no_exception(page)
+        settings = Settings.resolve(data=sample_root, workspace=workspace)
+        assert [c.version for c in ledger.history(settings, IMAGE)] == [1]
+        # Saved: the draft is gone, a reload restores nothing and does not ask.
+        dialogs.clear()
+        page.reload()
+        page.wait_for_selector(f'{EDITOR}[data-ready^="{IMAGE}@"]', timeout=30_000)
+        wait_for_app(page)
+        assert not dialogs
+        assert "Restored" not in page.locator(f"{EDITOR} [data-role=status]").inner_text()
+        assert page.locator(EDITOR).get_attribute("data-dirty") == "0"

@@ -245,3 +245,14 @@ def test_browse_review_and_model_start_from_the_same_worst_image_with_ties_broke
     assert any(m.value.startswith("**1 / ") and expected[0].replace("_", "\\_") in m.value for m in review.markdown)
     model = app(monkeypatch, trained_copy, "model")
     assert model.selectbox(key="model_image").options[:4] == [f"{i} · iou_pet 0.00" for i in expected]
+
+
+def test_a_note_typed_before_a_tag_click_is_stored_with_the_tag(monkeypatch, trained_copy):
+    image_id = eval_table(trained_copy).index[0]
+    at = app(monkeypatch, trained_copy, "compare", image=image_id)
+    # Typed, then a tag clicked, never "Save note": one rerun carries both, as in the browser.
+    at.text_area(key=f"review_note_{image_id}").set_value("tail cut off")
+    at.button(key="review_tag_label_error").click().run()
+    assert not at.exception
+    review = get_review(trained_copy.settings, image_id)
+    assert review.tag == "label_error" and review.note == "tail cut off"

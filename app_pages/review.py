@@ -39,14 +39,20 @@ if not len(queue):
     st.stop()
 
 ids = list(queue.index)
-position = min(max(int(st.session_state.get(state.REVIEW_POS, 0)), 0), len(ids) - 1)
+# The position is kept by image id; a new order or filter restarts the queue at its first (most urgent) image.
+ranked_by = [run, split, metric, ordering, sorted(chosen.to_dict().items())]
+saved = st.session_state.get(state.REVIEW_POS)
+if not isinstance(saved, dict) or saved.get("queue") != ranked_by:
+    saved = {"queue": ranked_by, "id": None, "index": 0}
+position = views.queue_position(ids, saved.get("id") if isinstance(saved.get("id"), str) else None,
+                                saved.get("index") if isinstance(saved.get("index"), int) else 0)
 nav = st.columns([1, 1, 4])
-if nav[0].button("◀ Previous", disabled=position == 0, width="stretch"):
+if nav[0].button("◀ Previous", key="review_prev", disabled=position == 0, width="stretch"):
     position -= 1
-if nav[1].button("Next ▶", disabled=position >= len(ids) - 1, width="stretch"):
+if nav[1].button("Next ▶", key="review_next", disabled=position >= len(ids) - 1, width="stretch"):
     position += 1
-st.session_state[state.REVIEW_POS] = position
 image_id = ids[position]
+st.session_state[state.REVIEW_POS] = {"queue": ranked_by, "id": image_id, "index": position}
 row = queue.loc[image_id]
 nav[2].markdown(f"**{position + 1} / {len(ids)}** · **{escape(image_id)}** · {escape(row['breed'])} · "
                 f"{escape(ranking_column)} {float(row[ranking_column]):.3f}")
@@ -60,15 +66,16 @@ viewer.pictures(current, ds, image_id, run, split, options)
 
 def advance() -> None:
     # With "hide reviewed" the tagged image leaves the queue, so the same position already shows the next one.
-    if not skip_done:
-        st.session_state[state.REVIEW_POS] = position + 1
+    if not skip_done and position + 1 < len(ids):
+        st.session_state[state.REVIEW_POS] = {"queue": ranked_by, "id": ids[position + 1], "index": position + 1}
 
 
 viewer.review_box(current, ds, image_id, on_tag=advance)
 viewer.metrics(row, split)
 
-with st.expander(f"Next in the queue (top {min(len(ids), 20)})"):
-    head = queue.iloc[:20][["breed", "species", metric, "tension", "tag"]].copy()
+upcoming = queue.iloc[position + 1:position + 21]
+with st.expander(f"Next in the queue ({len(upcoming)} after this one)"):
+    head = upcoming[["breed", "species", metric, "tension", "tag"]].copy()
     head.insert(0, "image", head.index)
     head["tag"] = head["tag"].map(views.tag_label)
     st.dataframe(head, hide_index=True, width="stretch",

@@ -322,6 +322,17 @@ def review_queue(view: pd.DataFrame, filters: Filters, metric: str, ordering: st
     return sort_table(candidates, "tension" if ordering == "tension" else "metric_asc", metric)
 
 
+def queue_position(ids: Sequence[str], image_id: str | None, index: int = 0) -> int:
+    """Where a walk through ``ids`` continues: at ``image_id`` while it is in the queue (the queue may have grown
+    or shrunk around it), else at ``index`` (the image left the queue, e.g. tagged with "hide reviewed": the
+    same place now holds the next one), clipped to the queue."""
+    if not ids:
+        return 0
+    if image_id in ids:
+        return list(ids).index(image_id)
+    return min(max(int(index), 0), len(ids) - 1)
+
+
 def tag_label(tag: object) -> str:
     return TAG_LABELS.get(tag, "untagged") if isinstance(tag, str) else "untagged"
 

@@ -256,3 +256,42 @@ def test_a_note_typed_before_a_tag_click_is_stored_with_the_tag(monkeypatch, tra
     assert not at.exception
     review = get_review(trained_copy.settings, image_id)
     assert review.tag == "label_error" and review.note == "tail cut off"
+
+
+def review_position(at: AppTest) -> tuple[int, str]:
+    """(1-based position, image id) of the Review page's current item, from its "**k / n** · **id**" line."""
+    for m in at.markdown:
+        if m.value.startswith("**") and " / " in m.value.split("·")[0]:
+            first, second = m.value.split(" · ")[:2]
+            return int(first.strip("*").split(" / ")[0]), second.strip("*").replace("\\_", "_")
+    raise AssertionError("no queue position on the page")
+
+
+def test_review_restarts_when_order_or_filters_change_and_keeps_its_image_when_the_queue_shifts(
+        monkeypatch, trained_copy):
+    from core.dataset import open_dataset
+    from core.review import set_tag
+
+    at = app(monkeypatch, trained_copy, "review")
+    at.toggle(key="review_skip_done").set_value(True).run()
+    first = review_position(at)[1]
+    at.button(key="review_next").click().run()
+    at.button(key="review_next").click().run()
+    assert review_position(at)[0] == 3
+    third = review_position(at)[1]
+    # "Next in the queue" lists what comes after the current image, not the top of the queue.
+    upcoming = at.dataframe[0].value["image"].tolist()
+    assert third not in upcoming and first not in upcoming
+
+    # Another reviewer tags the first image: it leaves the queue, and this page stays on the same image.
+    set_tag(trained_copy.settings, open_dataset(trained_copy.data, trained_copy.workspace), first, "fine")
+    at.run()
+    assert review_position(at) == (2, third)
+
+    # A new order restarts at the most urgent image instead of keeping the numeric position.
+    at.radio(key="review_order").set_value("tension").run()
+    assert review_position(at)[0] == 1
+    at.button(key="review_next").click().run()
+    assert review_position(at)[0] == 2
+    at.multiselect(key="flt_species").set_value(["cat"]).run()
+    assert review_position(at)[0] == 1

@@ -27,7 +27,11 @@ ordering = top[0].radio("Order", list(views.REVIEW_ORDERS), key=state.REVIEW_ORD
 skip_done = top[1].toggle("Hide reviewed", key=state.REVIEW_SKIP_DONE)
 if ordering == "tension":
     st.caption("Tension = mean confidence × (1 − uncertain fraction) × (1 − IoU pet): high when the model is "
-               "sure of itself yet disagrees with the ground truth, which often means the trimap is wrong.")
+               "sure of itself yet disagrees with the ground truth, which often means the trimap is wrong. A "
+               "prediction with (almost) no pet counts as a model failure, not a disagreement (tension 0).")
+    weak = views.weak_run_warning(view[view["evaluated"]])
+    if weak:
+        st.warning(weak)
 
 queue_all = views.review_queue(view, chosen, metric, ordering)
 ranking_column = "tension" if ordering == "tension" else metric

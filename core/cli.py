@@ -177,11 +177,15 @@ def cmd_predictions_import(args: argparse.Namespace) -> int:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from core.views import Filters, load_view, review_queue, tag_label
+    from core.views import Filters, load_view, review_queue, tag_label, weak_run_warning
 
     settings = _settings(args)
-    queue = review_queue(load_view(settings, args.run, args.split), Filters(), args.metric, args.order)
+    view = load_view(settings, args.run, args.split)
+    queue = review_queue(view, Filters(), args.metric, args.order)
     shown = queue.head(args.limit)
+    weak = weak_run_warning(view[view["evaluated"]]) if args.order == "tension" else None
+    if weak:
+        print(f"warning: {weak}", file=sys.stderr)
     if args.json:
         rows = [{"image_id": str(i), "breed": r["breed"], "species": r["species"],
                  args.metric: _json_number(r[args.metric]), "tension": _json_number(r["tension"]),

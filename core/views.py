@@ -18,7 +18,9 @@ The dashboard pages and the CLI (``python -m core review``, ``python -m core com
 Suspected label errors. ``tension = mean_confidence * (1 - uncertain_fraction) * (1 - iou_pet)``, in [0, 1]:
 high only when the model is confident on average, has few uncertain pixels *and* disagrees with the ground
 truth. A confident disagreement is more often a wrong trimap than a wrong model, so this ordering puts the
-trimaps worth checking first. Images without ground truth or prediction have no tension (NaN, sorted last).
+trimaps worth checking first. Images without ground truth or prediction have no tension (NaN, sorted last); a
+prediction with (almost) no pet (``EMPTY_PREDICTION``) has tension 0: it is a model failure. For a weak run
+(:func:`weak_run_warning`) the whole ranking mostly lists model failures, and the pages say so.
 
 Run against run: only images that both runs scored against a ground truth take part; ``delta`` is B minus A.
 
@@ -48,6 +50,8 @@ CORRECTED_CHOICES = ("any", "corrected", "not corrected")
 UNTAGGED = "untagged"
 TAG_CHOICES = (*TAGS, UNTAGGED)
 AGREEMENT = "iou_pet"  # the disagreement half of the tension score
+EMPTY_PREDICTION = 0.01  # predicted pet fraction below which a prediction counts as "no pet found" (tension 0)
+WEAK_RUN = 0.5  # mean per-image IoU below which the tension ranking is flagged as meaningless
 SORTS = {
     "metric_asc": "metric, worst first",
     "metric_desc": "metric, best first",
@@ -132,7 +136,29 @@ def tension_score(table: pd.DataFrame, agreement: str = AGREEMENT) -> pd.Series:
     confidence = pd.to_numeric(table["mean_confidence"], errors="coerce")
     certain = 1.0 - pd.to_numeric(table["uncertain_fraction"], errors="coerce")
     disagreement = 1.0 - pd.to_numeric(table[agreement], errors="coerce")
-    return (confidence * certain * disagreement).clip(0.0, 1.0).astype("float64")
+    tension = (confidence * certain * disagreement).clip(0.0, 1.0).astype("float64")
+    if "pred_pet_fraction" in table.columns:
+        # A model that finds no pet is failing, not disagreeing with the trimap: its certainty says nothing.
+        empty = pd.to_numeric(table["pred_pet_fraction"], errors="coerce") < EMPTY_PREDICTION
+        tension = tension.where(~empty | tension.isna(), 0.0)
+    return tension
+
+
+def weak_run_warning(view: pd.DataFrame, metric: str = AGREEMENT) -> str | None:
+    """Why the label-error ranking cannot be trusted for this evaluation (a sentence), or None when it can.
+
+    A run whose mean per-image ``metric`` is below ``WEAK_RUN`` mostly disagrees with the ground truth because
+    it is wrong: its confident disagreements are model failures, not label errors.
+    """
+    values = pd.to_numeric(view[metric], errors="coerce").dropna() if metric in view else pd.Series(dtype=float)
+    if values.empty:
+        return None
+    mean = float(values.mean())
+    if mean >= WEAK_RUN:
+        return None
+    return (f"This run is too weak for this ranking to mean much: its mean per-image {metric} is {mean:.2f} "
+            f"(below {WEAK_RUN:.2f}), so most confident disagreements are the model's mistakes, not wrong "
+            "trimaps. Train a stronger run before trusting the order.")
 
 
 def view_table(

@@ -295,3 +295,17 @@ def test_review_restarts_when_order_or_filters_change_and_keeps_its_image_when_t
     assert review_position(at)[0] == 2
     at.multiselect(key="flt_species").set_value(["cat"]).run()
     assert review_position(at)[0] == 1
+
+
+def test_the_label_error_order_warns_when_the_run_is_too_weak_for_it(monkeypatch, trained_copy):
+    path = trained_copy.workspace / "runs" / trained_copy.run / "eval" / "test" / "metrics.parquet"
+    table = pd.read_parquet(path)
+    at = app(monkeypatch, trained_copy, "review")
+    at.radio(key="review_order").set_value("tension").run()
+    strong = not any("too weak" in w.value for w in at.warning)
+    table["iou_pet"] = table["iou_pet"] * 0.3  # the same run, made weak: mean IoU below 0.5
+    table.to_parquet(path, index=False)
+    weak = app(monkeypatch, trained_copy, "review")
+    weak.radio(key="review_order").set_value("tension").run()
+    assert any("too weak for this ranking" in w.value for w in weak.warning)
+    assert strong == (eval_table(trained_copy)["iou_pet"].mean() / 0.3 >= 0.5)

@@ -396,3 +396,21 @@ def test_worst_breed_is_one_ordering_for_the_summary_table_and_the_boxes():
     summary = breed_summary(table, "iou_pet")
     boxes = views.box_stats(table, "iou_pet")
     assert list(summary["breed"]) == list(boxes.index) == views.group_order(table, "iou_pet") == ["B", "C", "c", "A"]
+
+
+def test_an_empty_prediction_is_a_model_failure_not_a_confident_disagreement():
+    table = pd.DataFrame({
+        "mean_confidence": [0.99, 0.95], "uncertain_fraction": [0.0, 0.01], "iou_pet": [0.0, 0.3],
+        "pred_pet_fraction": [0.002, 0.4],
+    }, index=["empty_1", "wrong_gt_1"])
+    scores = tension_score(table)
+    assert scores["empty_1"] == 0.0  # confident, no pet predicted: the model failed
+    assert scores["wrong_gt_1"] == pytest.approx(0.95 * 0.99 * 0.7)
+    assert math.isnan(tension_score(table.assign(iou_pet=[np.nan, 0.3]))["empty_1"])  # no ground truth: NaN
+
+
+def test_a_weak_run_is_told_its_label_error_ranking_means_little():
+    weak = pd.DataFrame({"iou_pet": [0.1, 0.3, 0.32]})
+    assert "too weak" in views.weak_run_warning(weak) and "0.24" in views.weak_run_warning(weak)
+    assert views.weak_run_warning(pd.DataFrame({"iou_pet": [0.8, 0.9]})) is None
+    assert views.weak_run_warning(pd.DataFrame({"iou_pet": [np.nan]})) is None

@@ -46,10 +46,13 @@ st.plotly_chart(plots.unet(arch), width="stretch", config={"displayModeBar": Fal
 p = arch.params
 cols = st.columns(4)
 cols[0].metric("Parameters", plots.millions(p["total"]))
-cols[1].metric("Encoder (contracting path)", plots.millions(p["encoder"]), f"{p['encoder'] / p['total']:.0%}",
-               delta_color="off")
-cols[2].metric("Decoder (expansive path)", plots.millions(p["decoder"] + p["bottleneck_block"]),
-               f"{(p['decoder'] + p['bottleneck_block']) / p['total']:.0%}", delta_color="off")
+# Shares go in the value, not as a delta: a delta badge reads as an increase ("↑ 90 %").
+cols[1].metric("Encoder (contracting path)", f"{plots.millions(p['encoder'])} · {p['encoder'] / p['total']:.0%}",
+               help="parameters, and their share of the model's")
+cols[2].metric("Decoder (expansive path)",
+               f"{plots.millions(p['decoder'] + p['bottleneck_block'])} · "
+               f"{(p['decoder'] + p['bottleneck_block']) / p['total']:.0%}",
+               help="parameters, and their share of the model's")
 cols[3].metric("Segmentation head", plots.millions(p["head"]))
 st.markdown(explain_text.architecture_text(arch))
 st.divider()

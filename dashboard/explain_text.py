@@ -4,12 +4,18 @@
     >>> st.markdown(explain_text.architecture_text(loaded.architecture))
     >>> explain_text.skip_options(arch)           # {0: "encoder stage 4 → decoder stage 1 (4×4)", ...}
 
-Pure functions (an architecture and numbers in, Markdown out): the numbers are the model's, never free text.
+Pure functions (an architecture and numbers in, Markdown out): the numbers are the model's, never free text, and a
+sentence is only written when its numbers support it (e.g. nothing about what the skips carry when no pet is
+predicted with or without them).
 """
 
 from __future__ import annotations
 
 from core.explain import Architecture, StageInfo, StageMaps
+
+NO_PET = 0.01  # predicted pet fraction below which "the model found no pet"
+IOU_MOVE = 0.02  # a pet IoU change smaller than this "barely moves"
+FEW_CHANGED = 0.02  # share of pixels changing class below which "few pixels change"
 
 
 def architecture_text(arch: Architecture) -> str:
@@ -22,8 +28,25 @@ def architecture_text(arch: Architecture) -> str:
         f"{bottom.channels} channels, 1/{bottom.stride} of the input**; the decoder doubles it back in "
         f"{len(arch.part('decoder'))} stages. {len(skips)} skip connections (dashed) copy the encoder's feature "
         "maps across the U to the decoder stage of the same resolution, where they are concatenated to the "
-        "upsampled features. Most parameters sit deep in the encoder, where there are many channels."
+        f"upsampled features. {_where_parameters_sit(arch)}"
     )
+
+
+def _where_parameters_sit(arch: Architecture) -> str:
+    """Where most parameters are, stated only as far as the per-stage counts show it."""
+    total = arch.params.get("total") or 0
+    encoder = arch.params.get("encoder") or 0
+    if not total:
+        return ""
+    share = encoder / total
+    stages = [s for s in arch.part("encoder") if s.params]
+    if share <= 0.5 or not stages:
+        return f"{share:.0%} of the parameters are in the encoder."
+    deepest = max(stages, key=lambda s: s.stride)
+    deep = deepest.params / max(encoder, 1)
+    where = (f", {deep:.0%} of those in its deepest stage ({deepest.channels} channels)"
+             if deep >= 0.5 else "")
+    return f"Most parameters ({share:.0%}) are in the encoder{where}."
 
 
 def stage_text(s: StageMaps, info: StageInfo, arch: Architecture, prev: StageInfo | None) -> str:
@@ -37,13 +60,14 @@ def stage_text(s: StageMaps, info: StageInfo, arch: Architecture, prev: StageInf
             change = (f" Compared with the {prev.name}: {prev.height * prev.width // (s.height * s.width)}× fewer "
                       f"positions, {s.channels / max(prev.channels, 1):.3g}× the channels.")
         return (f"**{info.name.capitalize()}** is {s.height}×{s.width} with {s.channels} channels, 1/{s.stride} of "
-                f"the input: each position stands for a {s.stride}×{s.stride}-pixel patch of the "
-                f"{arch.image_size}×{arch.image_size} input.{change} {share}; strongest channels {strongest}.")
+                f"the input: neighbouring positions are {s.stride} pixels apart in the "
+                f"{arch.image_size}×{arch.image_size} input (each one sees a larger area around that point, its "
+                f"receptive field).{change} {share}; strongest channels {strongest}.")
     if info.part == "bottleneck":
         return (f"**The bottleneck is {s.height}×{s.width} with {s.channels} channels, 1/{s.stride} of the input**: "
                 f"the whole image as {s.height * s.width} positions of {s.channels} numbers. It holds *what* is where "
-                f"roughly, but one position covers {s.stride}×{s.stride} pixels, so it cannot say where the outline "
-                f"runs to the pixel. {share}.")
+                f"roughly, but its positions are {s.stride} pixels apart, so on its own it cannot place the outline "
+                f"more finely than that grid. {share}.")
     if info.skip_from:
         source = arch.stage(info.skip_from)
         return (f"**{info.name.capitalize()}** upsamples to {s.height}×{s.width} (1/{s.stride}) and concatenates "
@@ -72,11 +96,21 @@ def ablation_text(arch: Architecture, summary: dict, chosen: int, available: int
     iou_n, iou_a = summary["iou_normal"], summary["iou_ablated"]
     if iou_n is None or iou_a is None:
         return text + "Without ground truth there is no IoU to compare."
+    pet_n, pet_a = summary.get("pet_fraction_normal"), summary.get("pet_fraction_ablated")
+    if pet_n is not None and pet_a is not None and pet_n < NO_PET and pet_a < NO_PET:
+        return text + ("The model predicts (almost) no pet on this image, with or without the skips: the IoU "
+                       f"({iou_n:.3f} → {iou_a:.3f}) cannot show what the skips contribute. Pick an image the model "
+                       "gets partly right.")
     delta = iou_a - iou_n
-    if delta < -0.02:
+    if delta < -IOU_MOVE:
         return text + (f"Pet IoU drops by {-delta:.3f}: the detail the decoder needed came through the skips. "
                        "Compare the decoder rows above to see at which resolution it goes missing.")
-    if delta > 0.02:
+    if delta > IOU_MOVE:
         return text + (f"Pet IoU rises by {delta:.3f}: on this image the skips hurt, which happens with weak or "
                        "barely trained models whose decoder has not learned to use them yet.")
-    return text + "Pet IoU barely moves: on this image the bottleneck carries most of what this model uses."
+    if summary["changed_fraction"] > FEW_CHANGED:
+        return text + (f"Pet IoU barely moves ({iou_n:.3f} → {iou_a:.3f}) although "
+                       f"{summary['changed_fraction']:.1%} of the pixels change class: the changes are mostly outside "
+                       "what the IoU counts (border and background), or cancel out.")
+    return text + (f"Pet IoU barely moves ({iou_n:.3f} → {iou_a:.3f}) and few pixels change: on this image the "
+                   "bottleneck carries most of what this model uses.")

@@ -60,6 +60,10 @@ def test_the_page_draws_the_u_and_follows_the_image_through_every_stage(monkeypa
         assert f"concatenates the {stage.skip_channels} channels of the {arch.stage(stage.skip_from).name}" in text
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Parameters"] == f"{arch.params['total'] / 1e6:.2f} M"
+    # Parameter shares are part of the value, never a delta badge that reads as an increase.
+    share = f"{arch.params['encoder'] / arch.params['total']:.0%}"
+    assert metrics["Encoder (contracting path)"].endswith(f" · {share}")
+    assert not any(m.proto.delta for m in at.metric if m.label.startswith(("Encoder", "Decoder")))
 
     # The IoUs shown are the core's, for this image against its effective ground truth.
     ds = open_dataset(trained.settings.data, trained.settings.workspace)

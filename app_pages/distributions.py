@@ -5,7 +5,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import views
-from dashboard import gallery, loaders, plots, sidebar, state
+from dashboard import filters, gallery, loaders, plots, sidebar, state
 from dashboard.markdown import escape
 
 current = state.settings()
@@ -82,9 +82,14 @@ if against:
 selected = [i for i in dict.fromkeys(selected) if i in scored.index]
 if selected:
     st.subheader(f"Selected: {len(selected)} image{'s' if len(selected) != 1 else ''}")
+    if st.button(f"Open these {len(selected)} as a queue in Browse", key="dist_open_selection", type="primary",
+                 help="page through them, tag them in bulk, export the list, or walk them in Compare and Annotate"):
+        filters.select(views.worst_first(scored.loc[selected], metric).index.tolist())
+        st.switch_page("app_pages/browse.py")
     shown = views.worst_first(scored.loc[selected], metric).head(gallery.PAGE_SIZE)
     if len(selected) > len(shown):
-        st.caption(f"The {len(shown)} lowest by {metric} are shown.")
+        st.caption(f"The {len(shown)} lowest by {metric} are shown; open the selection in Browse to page through "
+                   "all of them.")
     gallery.tiles(current, ds, shown, metric, "none", sidebar.evaluation_folder(current, run, split), key="dist_grid")
 
 st.subheader("Per breed")

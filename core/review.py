@@ -2,6 +2,7 @@
 
     >>> from core.review import all_reviews, get_review, review_progress, set_note, set_tag
     >>> set_tag(settings, ds, "Abyssinian_1", "label_error")
+    >>> set_tags(settings, ds, ["beagle_3", "beagle_4"], "fine")   # a selection at once
     >>> set_note(settings, ds, "Abyssinian_1", "left ear marked as background")
     >>> get_review(settings, "Abyssinian_1").tag
     'label_error'
@@ -70,6 +71,17 @@ def set_tag(settings: Settings, ds: Dataset, image_id: str, tag: str | None, *, 
     if tag is not None and tag not in TAGS:
         raise PetSegError(f"review tag {tag!r} is not one of {', '.join(TAGS)}")
     return _write(settings, image_id, {"tag": tag}, author, base_revision)
+
+
+def set_tags(settings: Settings, ds: Dataset, image_ids: Iterable[str], tag: str | None, *,
+             author: str | None = None) -> int:
+    """Tag (or with ``None`` untag) many images, e.g. a selection; returns how many. Every id is checked first."""
+    ids = [ds.require(i) for i in dict.fromkeys(image_ids)]
+    if tag is not None and tag not in TAGS:
+        raise PetSegError(f"review tag {tag!r} is not one of {', '.join(TAGS)}")
+    for image_id in ids:
+        _write(settings, image_id, {"tag": tag}, author, None)
+    return len(ids)
 
 
 def set_note(settings: Settings, ds: Dataset, image_id: str, note: str, *, author: str | None = None,

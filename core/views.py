@@ -71,6 +71,14 @@ _SORT_COLUMN = {
 }
 REVIEW_ORDERS = {"worst": "worst first by the metric", "tension": "suspected label errors (confident disagreement)"}
 MAX_SEARCH = 100
+MAX_SELECTION = 2000  # images a selection may name (a URL of 2,000 ids is ~40 kB, still accepted by browsers)
+MAX_ID_LENGTH = 200
+MAX_QUERY_VALUE = MAX_SELECTION * (MAX_ID_LENGTH + 1)
+# Filters field -> URL parameter (short, and clear of the sidebar's run/split/metric and Compare's image).
+_QUERY = {"split": "in", "species": "species", "breeds": "breeds", "metric_min": "min", "metric_max": "max",
+          "corrected": "corrected", "tags": "tags", "problems_only": "problems", "search": "q", "sort": "sort",
+          "ids": "ids"}
+QUERY_PARAMS = tuple(_QUERY.values())
 # Per-image metrics where higher is better (the deltas of the others would read upside down).
 COMPARABLE_METRICS = ("iou_pet", "iou_pet_border_as_pet", "miou_3class", "pixel_accuracy", "dice_pet")
 # Metrics are float32 in the table: smaller differences are rounding, not a change.
@@ -90,6 +98,7 @@ class Filters:
     problems_only: bool = False
     search: str = ""
     sort: str = "metric_asc"
+    ids: tuple[str, ...] = ()  # a selection (e.g. points picked on Distributions): only these images; () = all
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> Filters:
@@ -119,10 +128,51 @@ class Filters:
             filters = replace(filters, sort=base.sort)
         if filters.metric_min > filters.metric_max:
             filters = replace(filters, metric_min=base.metric_min, metric_max=base.metric_max)
-        return replace(filters, tags=tuple(t for t in filters.tags if t in TAG_CHOICES))
+        ids = tuple(dict.fromkeys(i for i in filters.ids if 0 < len(i) <= MAX_ID_LENGTH))[:MAX_SELECTION]
+        return replace(filters, tags=tuple(t for t in filters.tags if t in TAG_CHOICES), ids=ids)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def to_query(self) -> dict[str, str]:
+        """URL query parameters naming this filter (only what differs from the default), for a shareable queue."""
+        base, query = Filters(), {}
+        for name, param in _QUERY.items():
+            value = getattr(self, name)
+            if value == getattr(base, name):
+                continue
+            if isinstance(value, tuple):
+                query[param] = ",".join(value)
+            elif isinstance(value, bool):
+                query[param] = "1"
+            elif isinstance(value, float):
+                query[param] = f"{value:g}"
+            else:
+                query[param] = value
+        return query
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, Any]) -> Filters | None:
+        """The filter a URL names (see :meth:`to_query`), None when it names none; junk falls back to defaults."""
+        data: dict[str, Any] = {}
+        for name, param in _QUERY.items():
+            raw = query.get(param)
+            if not isinstance(raw, str):
+                continue
+            raw = raw[:MAX_QUERY_VALUE]
+            default = getattr(cls(), name)
+            if isinstance(default, tuple):
+                data[name] = [v for v in raw.split(",") if v]
+            elif isinstance(default, bool):
+                data[name] = raw in ("1", "true")
+            elif isinstance(default, float):
+                try:
+                    data[name] = float(raw)
+                except ValueError:
+                    continue
+            else:
+                data[name] = raw
+        return cls.from_dict(data) if data else None
 
 
 # --- the per-image view ----------------------------------------------------------------------------------------
@@ -264,6 +314,8 @@ def apply_filters(view: pd.DataFrame, filters: Filters, metric: str) -> pd.DataF
     text = filters.search.strip().lower()[:MAX_SEARCH]
     if text:
         keep &= view.index.to_series().str.lower().str.contains(text, regex=False)
+    if filters.ids:
+        keep &= view.index.isin(filters.ids)
     return view[keep.to_numpy()]
 
 

@@ -34,6 +34,7 @@ METRIC = "metric"  # per-image metric the views sort and colour by
 URL_APPLIED = "url_applied"  # {param: the URL value last taken into the session} (a later widget change wins)
 BROWSE_PAGE = "browse_page"
 BROWSE_FILTERS = "browse_filters"
+FILTERS_URL = "filters_url"  # the filter's URL parameters last read or written (a new link is taken once)
 COMPARE_IMAGE = "compare_image"
 BROWSE_OVERLAY = "browse_overlay"  # mask drawn on Browse thumbnails: none | gt | pred | errors
 BROWSE_SIGNATURE = "browse_signature"  # filters of the page number in BROWSE_PAGE (a new filter restarts at page 1)

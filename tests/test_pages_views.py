@@ -309,3 +309,37 @@ def test_the_label_error_order_warns_when_the_run_is_too_weak_for_it(monkeypatch
     weak.radio(key="review_order").set_value("tension").run()
     assert any("too weak for this ranking" in w.value for w in weak.warning)
     assert strong == (eval_table(trained_copy)["iou_pet"].mean() / 0.3 >= 0.5)
+
+
+def test_browse_filters_live_in_the_url_and_a_link_opens_the_same_queue(monkeypatch, trained):
+    from core.views import natural_key
+
+    table = eval_table(trained)
+    at = app(monkeypatch, trained, "browse", species="cat", sort="id")
+    cats = sorted(table.index[table["species"] == "cat"], key=natural_key)
+    assert tile_ids(at) == cats
+    assert at.multiselect(key="flt_species").value == ["cat"]
+    at.selectbox(key="flt_sort").set_value("metric_asc").run()
+    assert at.query_params.get("species") in ("cat", ["cat"])
+    assert "sort" not in at.query_params  # the default sort is not spelled out
+
+
+def test_a_selection_is_a_queue_paged_tagged_in_bulk_and_walked_by_compare(monkeypatch, trained_copy):
+    table = eval_table(trained_copy)
+    picked = list(table.index[:5])
+    at = app(monkeypatch, trained_copy, "browse", ids=",".join(picked))
+    shown = tile_ids(at)
+    assert sorted(shown) == sorted(picked)
+    assert any("Selection of 5 image(s)" in c.value for c in at.caption)
+    at.selectbox(key="browse_bulk_tag").set_value("ambiguous")
+    at.button(key="browse_bulk_apply").click().run()
+    assert not at.exception
+    assert all(get_review(trained_copy.settings, i).tag == "ambiguous" for i in picked)
+    assert get_review(trained_copy.settings, table.index[6]) is None
+    # Compare, opened from the queue, walks the selection in the Browse order.
+    at.query_params.clear()
+    at.query_params["image"] = shown[0]
+    at.switch_page("app_pages/compare.py").run()
+    assert any("1 of 5" in m.value for m in at.markdown)
+    at.button(key="compare_next").click().run()
+    assert at.query_params["image"] in (shown[1], [shown[1]])

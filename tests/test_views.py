@@ -414,3 +414,21 @@ def test_a_weak_run_is_told_its_label_error_ranking_means_little():
     assert "too weak" in views.weak_run_warning(weak) and "0.24" in views.weak_run_warning(weak)
     assert views.weak_run_warning(pd.DataFrame({"iou_pet": [0.8, 0.9]})) is None
     assert views.weak_run_warning(pd.DataFrame({"iou_pet": [np.nan]})) is None
+
+
+def test_a_filter_and_a_selection_round_trip_through_the_url():
+    chosen = Filters(species=("cat",), metric_max=0.5, problems_only=True, sort="id", ids=("b_2", "a_10"))
+    query = chosen.to_query()
+    assert query == {"species": "cat", "max": "0.5", "problems": "1", "sort": "id", "ids": "b_2,a_10"}
+    assert Filters.from_query(query) == chosen
+    assert Filters.from_query({"run": "x", "image": "y"}) is None  # names no filter
+    junk = Filters.from_query({"min": "abc", "sort": "<script>", "in": "nowhere", "tags": "fine,bogus",
+                               "ids": ",".join(["x" * 300, "ok_1"] + [f"i_{n}" for n in range(3000)])})
+    assert junk.sort == "metric_asc" and junk.split == "evaluated" and junk.tags == ("fine",)
+    assert junk.ids[0] == "ok_1" and len(junk.ids) == views.MAX_SELECTION
+
+
+def test_a_selection_keeps_only_its_images(view):
+    picked = ("beagle_3", "Abyssinian_1", "not_an_image")
+    assert sorted(order(view, Filters(split="all", ids=picked, sort="id"), "iou_pet")) == ["Abyssinian_1",
+                                                                                           "beagle_3"]

@@ -11,6 +11,8 @@ from dashboard.markdown import escape
 current = state.settings()
 st.title("PetSeg")
 st.caption("Train U-Net segmentation on Oxford-IIIT Pet, find where it fails, fix the masks, retrain, export.")
+_, why = state.data_source()
+st.caption(f"Dataset in use: {escape(current.data, 400, code=True)} — {escape(why, 400)}.")
 
 ds = loaders.dataset(current)
 if ds is None:

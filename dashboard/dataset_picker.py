@@ -69,19 +69,47 @@ def _download(current: Settings) -> None:
         st.rerun()
 
 
+def dataset_folder_of(path: Path) -> Path | None:
+    """The dataset folder ``path`` lies in when it is one of the layout's own folders (``images/``,
+    ``annotations/``, ``annotations/trimaps/`` or ``annotations/xmls/``), else None."""
+    if path.name in ("images", "annotations"):
+        parent = path.parent
+    elif path.name in ("trimaps", "xmls") and path.parent.name == "annotations":
+        parent = path.parent.parent
+    else:
+        return None
+    return parent if (parent / "images").is_dir() else None
+
+
 def _folder(current: Settings) -> None:
     st.write("A folder in the official layout: `images/`, `annotations/trimaps/`, `annotations/list.txt`, …")
     raw = st.text_input("Dataset folder", value=str(current.data), key=state.FOLDER_CHOICE)
     if st.button("Use this folder", key="folder_use"):
+        st.session_state.pop(state.FOLDER_SUGGESTION, None)
         path = _target(current, raw)
         if path is None:
             return
         if not (path / "images").is_dir():
-            st.error(f"{escape(path, 400, code=True)} has no `images/` folder: it is not a dataset in the official "
-                     "layout.")
-            return
-        state.choose_data(path)
-        st.rerun()
+            parent = dataset_folder_of(path)
+            if parent is not None:
+                st.session_state[state.FOLDER_SUGGESTION] = str(parent)
+            else:
+                st.error(f"{escape(path, 400, code=True)} has no `images/` folder: it is not a dataset in the "
+                         "official layout.")
+                return
+        else:
+            state.choose_data(path)
+            st.rerun()
+    suggestion = st.session_state.get(state.FOLDER_SUGGESTION)
+    if suggestion:
+        st.warning(f"That is a folder *inside* a dataset: the dataset is {escape(suggestion, 400, code=True)}, "
+                   "the folder that holds `images/` and `annotations/`.")
+        if st.button(f"Use {escape(suggestion, 200)}", key="folder_use_parent", type="primary"):
+            path = _target(current, suggestion)
+            if path is not None:
+                st.session_state.pop(state.FOLDER_SUGGESTION, None)
+                state.choose_data(path)
+                st.rerun()
 
 
 def _demo(current: Settings) -> None:

@@ -76,6 +76,7 @@ OVERVIEW_EVAL_SPLIT = "overview_eval_split"  # Overview: split chosen for "Evalu
 TRAIN_RUN = "train_run"  # Train: name of the run to start (deleted after a start: the next gets a fresh name)
 DOWNLOAD_TARGET = "download_target"  # Home: folder the official archives are unpacked into
 FOLDER_CHOICE = "folder_choice"  # Home: dataset folder typed in "Use a folder"
+FOLDER_SUGGESTION = "folder_suggestion"  # Home: the dataset folder around a typed images/ or annotations/ folder
 DEMO_COUNT = "demo_count"  # Home: number of images of the generated demo set
 DEMO_TARGET = "demo_target"  # Home: folder the demo set is generated into
 
@@ -85,13 +86,33 @@ _PREFS = "dashboard.json"
 
 
 def settings() -> Settings:
-    """The folder picked in this session, else $PETSEG_DATA, else the one picked last time (remembered in the
-    workspace, so a restart opens the same dataset), else the default. The roots stay the configured ones: a
+    """The dataset of :func:`data_source` with the configured workspace. The roots stay the configured ones: a
     folder picked in the app never widens where the app may go.
     """
     base = Settings.resolve()
-    chosen = st.session_state.get(DATA_ROOT) or os.environ.get(DATA_ENV) or _remembered_data(base.workspace)
+    chosen, _ = data_source(base)
     return Settings.resolve(data=chosen, workspace=base.workspace, roots=base.roots) if chosen else base
+
+
+def data_source(base: Settings | None = None) -> tuple[str | None, str]:
+    """Which dataset folder to use and why, in words: the folder picked in this session, else $PETSEG_DATA when
+    it exists, else the one picked last time on Home (remembered in the workspace) when it exists, else a
+    $PETSEG_DATA that does not exist (so Home says where it looked), else the default (None).
+    """
+    base = base or Settings.resolve()
+    picked = st.session_state.get(DATA_ROOT)
+    if picked:
+        return picked, "picked in this session"
+    env = os.environ.get(DATA_ENV) or None
+    if env and Path(env).expanduser().is_dir():
+        return env, f"from ${DATA_ENV}"
+    remembered = _remembered_data(base.workspace)
+    if remembered and Path(remembered).is_dir():
+        why = "the folder you picked last time on Home"
+        return remembered, why + (f" (${DATA_ENV} points at {env}, which does not exist)" if env else "")
+    if env:
+        return env, f"from ${DATA_ENV}, which does not exist"
+    return None, "the default location"
 
 
 def choose_data(root: Path) -> None:

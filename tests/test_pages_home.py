@@ -146,3 +146,21 @@ def test_picking_a_folder_does_not_widen_the_roots(monkeypatch, tmp_path):
     at.button(key="demo_start").click().run()
     assert any("outside the folders" in e.value for e in at.error)
     assert not (tmp_path / "sibling").exists()
+
+
+def test_a_remembered_existing_dataset_wins_over_a_missing_petseg_data_and_home_says_why(monkeypatch, tmp_path):
+    demo = generate(tmp_path / "demo", count=20, seed=0, progress=False)
+    at = app(monkeypatch, tmp_path / "nothing-here", tmp_path / "ws").run()
+    # "Use a folder" pointed at the images/ folder suggests the dataset around it.
+    at.text_input(key="folder_choice").set_value(str(demo / "images"))
+    at.button(key="folder_use").click().run()
+    assert not at.exception
+    assert any("folder *inside* a dataset" in w.value and str(demo) in plain(w.value) for w in at.warning)
+    at.button(key="folder_use_parent").click().run()
+    assert at.metric[0].value == "20"
+    # A restart with $PETSEG_DATA still pointing at a folder that does not exist opens the remembered dataset.
+    again = AppTest.from_file(APP, default_timeout=60).run()
+    assert not again.exception
+    assert again.metric[0].value == "20"
+    why = " ".join(plain(c.value) for c in again.caption)
+    assert str(demo) in why and "picked last time on Home" in why and "which does not exist" in why

@@ -5,7 +5,7 @@ import plotly.express as px
 import streamlit as st
 
 from core.dataset import summarize
-from dashboard import dataset_picker, loaders, state
+from dashboard import dataset_picker, loaders, palette, state
 from dashboard.markdown import escape
 
 current = state.settings()
@@ -35,7 +35,8 @@ cols[4].metric("Problems", f"{len(summary['problems']):,}")
 left, right = st.columns([3, 2])
 with left:
     breeds = ds.table.groupby(["breed", "species"]).size().reset_index(name="images")
-    fig = px.bar(breeds.sort_values("images"), x="images", y="breed", color="species", orientation="h", height=720)
+    fig = px.bar(breeds.sort_values("images"), x="images", y="breed", color="species", orientation="h", height=720,
+                 color_discrete_map=palette.SPECIES_HEX)
     fig.update_layout(margin=dict(l=0, r=0, t=30, b=0), title="Images per breed")
     st.plotly_chart(fig, width="stretch")
 with right:

@@ -144,10 +144,10 @@ else:
                 ":blue[blue] is pet predicted as background, :gray[grey] is the ground truth's border band, which "
                 "the IoU leaves out.")
 cols = st.columns(3)
-cols[0].image(colour_mask(normal.mask, PRED_COLOURS), caption="prediction (argmax): magenta pet, orange border",
+cols[0].image(colour_mask(normal.mask, PRED_COLOURS), caption="prediction (argmax): orange pet, yellow border",
               width="stretch")
 if gt is not None and gt.shape == normal.mask.shape:
-    cols[1].image(colour_mask(gt, GT_COLOURS), caption=f"ground truth ({source}): green pet, yellow border",
+    cols[1].image(colour_mask(gt, GT_COLOURS), caption=f"ground truth ({source}): orange pet, yellow border",
                   width="stretch")
     cols[2].image(error_overlay(photo, normal.mask, gt, 0.7), caption="errors on the photo", width="stretch")
 

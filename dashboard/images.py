@@ -30,16 +30,20 @@ from core.dataset import Dataset, load_image, open_photo
 from core.errors import ImageUnreadable
 from core.masks import BACKGROUND, BORDER, PET
 from core.runs import PRED_DIR, read_prediction
+from dashboard import palette
 
 Colour = tuple[int, int, int]
 
 CORRECT, FALSE_PET, MISSED_PET, GT_BORDER = 0, 1, 2, 3
-ERROR_COLOURS: dict[int, Colour] = {FALSE_PET: (230, 40, 40), MISSED_PET: (30, 120, 255), GT_BORDER: (150, 150, 150)}
-GT_COLOURS: dict[int, Colour] = {PET: (40, 200, 90), BORDER: (255, 215, 0)}
-PRED_COLOURS: dict[int, Colour] = {PET: (200, 60, 230), BORDER: (255, 140, 0)}
+ERROR_COLOURS: dict[int, Colour] = {FALSE_PET: palette.ERROR_RGB["false_pet"],
+                                    MISSED_PET: palette.ERROR_RGB["missed_pet"],
+                                    GT_BORDER: palette.ERROR_RGB["gt_border"]}
+# One colour per class (dashboard.palette): ground truth and prediction alike.
+GT_COLOURS: dict[int, Colour] = dict(palette.MASK_RGB)
+PRED_COLOURS: dict[int, Colour] = dict(palette.MASK_RGB)
 THUMB_SIZE = 160
 THUMB_OPACITY = 0.45
-_THUMB_VERSION = "1"  # bump when the thumbnail drawing changes
+_THUMB_VERSION = "2"  # bump when the thumbnail drawing changes
 TILE = 144  # display side of a feature-map tile (maps larger than this are shown at their own size)
 TILE_GAP = 6
 
@@ -78,6 +82,16 @@ def overlay(image: np.ndarray, trimap: np.ndarray, opacity: float = 0.5, colours
 
 def error_overlay(image: np.ndarray, pred: np.ndarray, gt: np.ndarray, opacity: float = 0.6) -> np.ndarray:
     return blend(image, error_codes(pred, gt), ERROR_COLOURS, opacity)
+
+
+def outline(image: np.ndarray, trimap: np.ndarray, colour: Colour = palette.CLASS_RGB[PET]) -> np.ndarray:
+    """``image`` with the outline of the trimap's pet drawn over it (how ground truth is shown on a prediction)."""
+    pet = (trimap == PET).astype(np.uint8)
+    width = max(1, round(max(pet.shape) / 250))
+    edge = cv2.morphologyEx(pet, cv2.MORPH_GRADIENT, np.ones((2 * width + 1, 2 * width + 1), np.uint8)) > 0
+    out = image.copy()
+    out[edge] = colour
+    return out
 
 
 def colour_mask(labels: np.ndarray, colours: dict[int, Colour], background: Colour = (0, 0, 0)) -> np.ndarray:

@@ -21,12 +21,14 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import plotly.graph_objects as go
 
+from dashboard import palette
+
 if TYPE_CHECKING:  # core.explain imports torch, which the other figures do not need
     from core.explain import Architecture
 
 HEIGHT = 380
 _MARGIN = dict(l=10, r=10, t=40, b=10)
-SPECIES_COLOURS = {"cat": "#f28e2b", "dog": "#4e79a7"}
+SPECIES_COLOURS = palette.SPECIES_HEX
 
 
 def histogram(counts: pd.DataFrame, metric: str) -> go.Figure:

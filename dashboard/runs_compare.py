@@ -15,6 +15,8 @@ from urllib.parse import urlencode
 import pandas as pd
 import plotly.graph_objects as go
 
+from dashboard.palette import SPECIES_HEX
+
 
 def compare_url(image_id: str, run: str) -> str:
     """Link to the Compare page for one image under one run (query values URL-encoded)."""
@@ -47,7 +49,7 @@ def scatter_figure(joined: pd.DataFrame, name_a: str, name_b: str, metric: str) 
                 x=part["a"], y=part["b"], mode="markers", name=str(species), text=list(part.index),
                 customdata=part["delta"],
                 hovertemplate="%{text}<br>A %{x:.3f}<br>B %{y:.3f}<br>delta %{customdata:+.3f}<extra></extra>",
-                marker={"size": 7, "opacity": 0.75},
+                marker={"size": 7, "opacity": 0.75, "color": SPECIES_HEX.get(str(species), "#777777")},
             )
         )
     low, high = _range(joined)

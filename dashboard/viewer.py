@@ -22,9 +22,11 @@ from streamlit.errors import StreamlitAPIException
 from core.config import Settings
 from core.dataset import Dataset, load_image
 from core.errors import PetSegError
+from core.masks import PET
 from core.review import MAX_NOTE, TAG_LABELS, TAGS, get_review, set_note, set_tag
 from core.runs import PRED_DIR, read_prediction
-from dashboard import auth, images, loaders, sidebar, state
+from core.views import EMPTY_PREDICTION
+from dashboard import auth, images, loaders, palette, sidebar, state
 from dashboard.markdown import escape
 
 LAYERS = {"gt": "ground truth", "pred": "prediction", "errors": "error map"}
@@ -120,8 +122,11 @@ def pictures(settings: Settings, ds: Dataset, image_id: str, run: str | None, sp
     if "errors" in options.layers and gt is not None and pred is not None:
         layers["errors"] = images.error_overlay(image, pred, gt, max(options.opacity, 0.3))
     gt_caption = f"ground truth: correction v{version}" if version is not None else "ground truth: official trimap"
-    captions = {"gt": gt_caption, "pred": f"prediction ({run})", "errors": "errors: red false pet, blue missed pet, "
-                "grey border"}
+    empty = "" if pred is None else _empty_prediction(pred)
+    captions = {"gt": gt_caption, "pred": f"prediction ({run}){empty}", "errors": "errors: red false pet, blue "
+                "missed pet, grey border"}
+    st.html(palette.legend_html(prediction="gt" in layers and "pred" in layers and options.mode == "overlay",
+                                errors="errors" in layers))
 
     def show(picture: np.ndarray, caption: str, column=st, width: int | str = options.width) -> None:
         shown = images.crop(picture, options.zoom, options.centre)
@@ -129,13 +134,16 @@ def pictures(settings: Settings, ds: Dataset, image_id: str, run: str | None, sp
 
     if options.mode == "overlay":
         merged = image
-        for name in ("gt", "pred"):
-            if name in layers:
-                colours = images.GT_COLOURS if name == "gt" else images.PRED_COLOURS
-                merged = images.overlay(merged, gt if name == "gt" else pred, options.opacity, colours)
+        if "pred" in layers:
+            merged = images.overlay(merged, pred, options.opacity, images.PRED_COLOURS)
+        if "gt" in layers:  # on a prediction, the ground truth is its outline: the class colours are the same
+            merged = (images.outline(merged, gt) if "pred" in layers
+                      else images.overlay(merged, gt, options.opacity, images.GT_COLOURS))
         if "errors" in layers:
             merged = images.error_overlay(merged, pred, gt, max(options.opacity, 0.3))
-        show(merged, " + ".join(captions[n].split(":")[0] for n in layers) or "photo")
+        names = {"gt": "ground truth (outline)" if "pred" in layers else "ground truth", "pred": "prediction",
+                 "errors": "errors"}
+        show(merged, " + ".join(names[n] for n in layers) + ("" if "pred" not in layers else empty) or "photo")
         return
     panels = [("photo", image), *((captions[n], layers[n]) for n in ("gt", "pred", "errors") if n in layers)]
     # Side by side, the width slider sets each panel's width; panels wrap onto new rows when they do not fit.
@@ -144,6 +152,16 @@ def pictures(settings: Settings, ds: Dataset, image_id: str, run: str | None, sp
         cols = st.columns(per_row)
         for col, (caption, picture) in zip(cols, panels[start:start + per_row], strict=False):
             show(picture, caption, col, "stretch")
+
+
+def _empty_prediction(pred: np.ndarray) -> str:
+    """A caption suffix when the model found (almost) no pet: an empty overlay otherwise looks like a bug."""
+    fraction = float((pred == PET).mean()) if pred.size else 0.0
+    if fraction == 0.0:
+        return " — no pet predicted"
+    if fraction < EMPTY_PREDICTION:
+        return f" — almost no pet predicted ({fraction:.2%} of the pixels)"
+    return ""
 
 
 def _fmt(value: object) -> str:

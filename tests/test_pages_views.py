@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from urllib.parse import urlencode
 
+import numpy as np
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -343,3 +344,20 @@ def test_a_selection_is_a_queue_paged_tagged_in_bulk_and_walked_by_compare(monke
     assert any("1 of 5" in m.value for m in at.markdown)
     at.button(key="compare_next").click().run()
     assert at.query_params["image"] in (shown[1], [shown[1]])
+
+
+def test_compare_has_a_legend_and_says_when_no_pet_is_predicted(monkeypatch, trained_copy):
+    import cv2
+
+    from core.dataset import open_dataset
+
+    ds = open_dataset(trained_copy.data, trained_copy.workspace)
+    image_id = eval_table(trained_copy).index[0]
+    path = trained_copy.workspace / "runs" / trained_copy.run / "eval" / "test" / "pred" / f"{image_id}.png"
+    height, width = int(ds.table.loc[image_id, "height"]), int(ds.table.loc[image_id, "width"])
+    cv2.imwrite(str(path), np.full((height, width), 2, np.uint8))  # the model found no pet here
+    at = app(monkeypatch, trained_copy, "compare", image=image_id)
+    legend = " ".join(h.proto.body for h in at.get("html"))
+    assert "pet" in legend and "border" in legend
+    captions = [c for i in at.get("image") for c in i.captions]
+    assert any("no pet predicted" in c for c in captions), captions

@@ -79,7 +79,7 @@ if len(rows):
             except PetSegError as exc:
                 st.error(escape(exc, 1000))
             else:
-                st.toast(f"{count:,} image(s) tagged {TAG_LABELS.get(tag, 'none')}")
+                st.toast(f"{count:,} image(s) tagged {escape(TAG_LABELS.get(tag, 'none'))}")
                 st.rerun()
         columns = [c for c in ("breed", "species", "split", metric, "tag") if c in rows.columns]
         bulk[2].download_button("Download the list (CSV)", rows[columns].rename_axis("image_id").to_csv(),

@@ -98,7 +98,7 @@ st.caption("Mean per-image IoU and dataset IoU are against the official trimaps,
            "pixel accuracy counts all pixels of the split (3 classes). Mean per-image IoU weighs every image the "
            "same.")
 if numbers["corrected_images"]:
-    st.info(f"**With your corrections**: mean per-image IoU {shown(numbers['per_image_iou_corrected'])} "
+    st.info(f"**With your corrections**: mean per-image IoU {numbers['per_image_iou_corrected']:.3f} "
             f"({numbers['corrected_images']:,} image(s) scored against a correction instead of the official "
             "trimap). Border = pet and pixel accuracy above use the corrections too."
             + (" Corrections of test images are evaluation-only: training never uses them." if split != "trainval"

@@ -31,7 +31,7 @@ if ordering == "tension":
                "prediction with (almost) no pet counts as a model failure, not a disagreement (tension 0).")
     weak = views.weak_run_warning(view[view["evaluated"]])
     if weak:
-        st.warning(weak)
+        st.warning(escape(weak))
 
 queue_all = views.review_queue(view, chosen, metric, ordering)
 ranking_column = "tension" if ordering == "tension" else metric

@@ -71,8 +71,8 @@ with col_metric:
 configs = views.compare_configs(read_config(runs[run_a].path), read_config(runs[run_b].path))
 others = views.other_differences(configs)
 if others:
-    st.warning(f"These runs differ in more than the corrections ({', '.join(others)}): B − A below mixes all of "
-               "it, so it is not the effect of the corrections alone.")
+    st.warning(f"These runs differ in more than the corrections ({escape(', '.join(others))}): B − A below "
+               "mixes all of it, so it is not the effect of the corrections alone.")
 with st.expander("The two runs' settings side by side", expanded=bool(others)):
     shown = configs.assign(same=configs["same"].map({True: "", False: "differs"})).set_index("setting")
     st.table(shown.rename(columns={"A": f"A · {run_a}", "B": f"B · {run_b}", "same": ""}))
@@ -95,7 +95,7 @@ def section(rows: pd.DataFrame, what: str, key: str) -> None:
     cols[1].metric(f"B · {escape(run_b)}", f"{h.mean_b:.4f}", help=f"mean per-image {metric} over {h.images} {what}")
     cols[2].metric("B − A", f"{h.delta:+.4f}", delta=f"{h.delta:+.4f}")
     cols[3].metric("Improved / worsened", f"{h.improved} / {h.worsened}", help=f"{h.unchanged} unchanged")
-    st.caption(f"Mean per-image {metric} over the {h.images} {what} scored by both runs on {split}, {AGAINST}.")
+    st.caption(f"Mean per-image {metric} over the {h.images} {what} scored by both runs on {split}, {escape(AGAINST)}.")
     left, right = st.columns(2)
     left.plotly_chart(runs_compare.scatter_figure(rows, run_a, run_b, metric), width="stretch", key=f"{key}_scatter")
     right.plotly_chart(runs_compare.delta_histogram(rows, run_a, run_b, metric), width="stretch", key=f"{key}_hist")
@@ -130,7 +130,7 @@ else:
     if split in ("test", "all"):
         st.caption("Corrections of **test** images are evaluation-only: training never uses test images, so "
                    "correcting one changes no model. The numbers below compare A and B on these images "
-                   f"{AGAINST}.")
+                   f"{escape(AGAINST)}.")
     section(corrected, "corrected images", "corrected")
     if metric == "iou_pet":
         h = comparison.corrected_in_use

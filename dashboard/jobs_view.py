@@ -167,9 +167,9 @@ def _train_view(settings: Settings, current: jobs.JobStatus) -> None:
         best = metrics["val_iou_pet"].max() if len(metrics) else None
         extra = "" if best is None or pd.isna(best) else f": best validation pet IoU {best:.3f}"
         info = run_info(settings, run_dir) if run_dir else None
-        start = "" if info is None or info.pretrained is None else f" Encoder: {escape(info.weights)}."
-        st.success(f"Training {escape(run, code=True)} finished{extra}.{start} Evaluate it to compare it with "
-                   "other runs.")
+        st.success(f"Training {escape(run, code=True)} finished{extra}."
+                   f"{'' if info is None or info.pretrained is None else ' Encoder: ' + escape(info.weights) + '.'}"
+                   " Evaluate it to compare it with other runs.")
         evaluate_button(settings, run, "test", key=f"evaluate_after_{job.id}")
     else:
         _stopped(settings, current, "Training")

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from core import corrections, ledger
+from core.dataset import load_trimap
 from core.errors import PetSegError
 from dashboard import annotate_views, auth, loaders, state
 from dashboard.markdown import escape
@@ -56,6 +57,17 @@ def _revert(version: int) -> None:
     _changed(f"Reverted: v{made.version} has the content of v{version}.", made.rescored)
 
 
+def _revert_to_official() -> None:
+    try:
+        made = corrections.save(current, ds, image_id, load_trimap(ds, image_id),
+                                base_version=latest.version if latest else None, source="revert",
+                                author=auth.current_user(), note="revert to the official trimap")
+    except PetSegError as exc:
+        st.session_state[state.HISTORY_MESSAGE] = f"error: {exc}"
+        return
+    _changed(f"Reverted: v{made.version} has the content of the official trimap.", made.rescored)
+
+
 def _delete(version: int) -> None:
     deleted = corrections.soft_delete(current, ds, image_id, version)
     _changed(f"Deleted v{version} (soft: it stays in the ledger; show deleted versions to restore it).",
@@ -75,8 +87,12 @@ for item in reversed(versions):
             picture.warning(escape(exc, 1000))
         flags = " · **deleted**" if item.deleted else (" · **latest**" if latest and item.version == latest.version
                                                       else "")
-        details.markdown(f"**v{item.version}**{flags} · {escape(item.source)}"
-                         + (f" (from v{item.parent_version})" if item.parent_version else ""))
+        # parent_version is the content's origin only for a revert; for any other save it is the version the edit
+        # was saved over (a mask started from the official trimap, a prediction or nothing still has one).
+        origin = "" if not item.parent_version else (f" (content of v{item.parent_version})"
+                                                     if item.source == "revert"
+                                                     else f" (saved over v{item.parent_version})")
+        details.markdown(f"**v{item.version}**{flags} · {escape(item.source)}{origin}")
         iou = "n/a (no original GT)" if item.iou_gt is None else f"{item.iou_gt:.3f}"
         details.caption(f"IoU vs original GT: {iou} · by {escape(item.author)} · {escape(item.created_at)} · "
                         f"sha256 {item.sha256[:12]}")
@@ -97,3 +113,6 @@ with st.container(border=True):
     else:
         picture.image(official)
     details.markdown("**Original GT** · the official trimap from the dataset (never changed by PetSeg)")
+    if official is not None and latest is not None:
+        details.button("Revert to the official trimap", key="history_revert_official", on_click=_revert_to_official,
+                       help="a new version with the official trimap's content; every version stays in the history")

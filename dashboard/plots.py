@@ -178,8 +178,11 @@ def training_curves(metrics: pd.DataFrame, run: str) -> go.Figure:
                                      yaxis="y2", line={"width": width}))
     fig.update_layout(
         title=f"{run}: per epoch", height=340, margin=_MARGIN,
-        xaxis={"title": "epoch", "dtick": 1}, yaxis={"title": "loss"},
-        yaxis2={"title": "score", "overlaying": "y", "side": "right", "range": [0, 1]},
+        # Whole epochs, at most ~12 labels however long the run; scores on round ticks of their own axis.
+        xaxis={"title": "epoch", "tickformat": "d", **({"dtick": 1} if len(metrics) <= 12 else {"nticks": 12})},
+        yaxis={"title": "loss"},
+        yaxis2={"title": "score", "overlaying": "y", "side": "right", "range": [0, 1], "tickmode": "linear",
+                "tick0": 0, "dtick": 0.2, "tickformat": ".1f", "showgrid": False},
         legend={"orientation": "h", "y": -0.25},
     )
     return fig

@@ -309,3 +309,21 @@ def test_export_writes_inside_the_workspace_and_lists_it(app, trained_copy, ds):
     with zipfile.ZipFile(zips[0]) as archive:
         assert sorted(archive.namelist()) == ["annotations.json", "manifest.csv"]
     assert any(t.value == zips[0].name for t in app.text)  # listed under previous exports
+
+
+def test_history_names_what_a_version_was_saved_over_and_reverts_to_the_official_trimap(app, trained_copy, ds):
+    settings = trained_copy.settings
+    image_id = _test_image(trained_copy)
+    gt = load_trimap(ds, image_id)
+    corrections.save(settings, ds, image_id, _painted(gt), base_version=None, source="gt")
+    # Drawn from an empty mask over v1: not "from v1".
+    corrections.save(settings, ds, image_id, np.full(gt.shape, 2, np.uint8), base_version=1, source="correction")
+    _open(app, "app_pages/history.py", image_id)
+    text = " ".join(m.value for m in app.markdown)
+    assert "(saved over v1)" in text and "from v1" not in text
+    app.button(key="history_revert_official").click().run()
+    assert not app.exception
+    latest = ledger.latest(settings, image_id)
+    assert (latest.version, latest.source, latest.note) == (3, "revert", "revert to the official trimap")
+    assert np.array_equal(groundtruth.current(settings, ds, image_id)[0], gt)
+    assert any("v3 has the content of the official trimap" in s.value for s in app.success)

@@ -54,3 +54,16 @@ def test_regions_of_a_selection_event_are_polygons_and_junk_is_dropped():
     assert plots.selected_regions(event) == [([0.1, 0.5, 0.5, 0.1], [0.2, 0.2, 0.9, 0.9]),
                                              ([0.0, 1.0, 1.0], [0.0, 0.0, 1.0])]
     assert plots.selected_regions(None) == [] and plots.selected_regions({"selection": 3}) == []
+
+
+def test_training_curves_have_readable_epoch_and_score_ticks_for_long_runs():
+    import pandas as pd
+
+    from dashboard.plots import training_curves
+
+    long = pd.DataFrame({"epoch": range(1, 151), "train_loss": 1.0, "val_loss": 1.0, "val_iou_pet": 0.5,
+                         "val_miou_3class": 0.5, "val_pixel_accuracy": 0.5})
+    fig = training_curves(long, "r")
+    assert fig.layout.xaxis.dtick is None and fig.layout.xaxis.nticks == 12 and fig.layout.xaxis.tickformat == "d"
+    assert (fig.layout.yaxis2.tick0, fig.layout.yaxis2.dtick, fig.layout.yaxis2.tickmode) == (0, 0.2, "linear")
+    assert training_curves(long.head(5), "r").layout.xaxis.dtick == 1

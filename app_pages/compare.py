@@ -23,8 +23,11 @@ if image_id not in ds:
     st.stop()
 
 st.session_state[state.COMPARE_IMAGE] = image_id
-# The URL names what is shown, so copying it shares this exact view.
-st.query_params.update({"image": image_id, **({"run": run, "split": split} if run else {})})
+# The URL names what is shown, so copying it shares this exact view. Every change of it is a browser history entry:
+# a link that already names the image is left as it is, so one Back returns to where it came from.
+shown = {"image": image_id, **({"run": run, "split": split} if run else {})}
+if raw is None:
+    st.query_params.update(shown)
 
 view = loaders.view(current, ds, run, split)
 row = view.loc[image_id]
@@ -35,10 +38,10 @@ head = st.columns([4, 1, 1, 1.6])
 info = f"**{escape(image_id)}** · {escape(row['breed'])} ({row['species']}, {row['split']}) · {position}"
 head[0].markdown(info)
 if head[1].button("◀ Previous", disabled=previous_id is None, width="stretch", key="compare_prev"):
-    st.query_params["image"] = previous_id
+    st.query_params.update({**shown, "image": previous_id})
     st.rerun()
 if head[2].button("Next ▶", disabled=next_id is None, width="stretch", key="compare_next"):
-    st.query_params["image"] = next_id
+    st.query_params.update({**shown, "image": next_id})
     st.rerun()
 head[3].page_link("app_pages/annotate.py", label="Correct this mask", icon=":material/edit:",
                   query_params={"image": image_id})

@@ -64,6 +64,10 @@ def test_views_in_a_real_browser(trained_copy, tmp_path):
         assert page.get_by_text(f"1 of {len(table)}").count() >= 1
         assert page.locator('[data-testid="stImage"] img').count() >= 2  # photo and overlay panels
         page.screenshot(path=str(tmp_path / "compare-from-browse.png"), full_page=True)
+        # One Back returns to Browse (opening Compare adds no second history entry).
+        page.go_back()
+        page.get_by_role("heading", name="Browse").wait_for(timeout=20_000)
+        assert "/browse" in page.url
 
         visit(page, f"{url}/compare?image={worst[3]}", "Compare")
         wait_for_images(page, 2)

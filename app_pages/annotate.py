@@ -138,6 +138,11 @@ def workbench() -> None:
 
     previous_id, next_id = edit.neighbours(ids, image_id)
     position = f"{ids.index(image_id) + 1} / {len(ids)}" if image_id in ids else f"not in the queue ({len(ids)})"
+    if session.preview is not None:  # above the editor: below a tall canvas they were out of sight
+        accept, reject, _ = st.columns([1, 1, 4])
+        accept.button("Accept preview", key="annotate_accept", type="primary", on_click=edit.accept_preview,
+                      args=(session,))
+        reject.button("Reject preview", key="annotate_reject", on_click=edit.reject_preview, args=(session,))
     try:
         editor.mask_editor(
             key=state.ANNOTATE_EDITOR, ds=ds, image_id=image_id, mask=session.work, start=session.start_mask,
@@ -161,11 +166,6 @@ def workbench() -> None:
         show = {"success": st.success, "error": st.error, "warning": st.warning}.get(session.status_kind, st.info)
         show(session.status)
 
-    if session.preview is not None:
-        accept, reject, _ = st.columns([1, 1, 4])
-        accept.button("Accept preview", key="annotate_accept", type="primary", on_click=edit.accept_preview,
-                      args=(session,))
-        reject.button("Reject preview", key="annotate_reject", on_click=edit.reject_preview, args=(session,))
     if session.conflict is not None:
         st.warning(escape(session.conflict.message, 1000))
         theirs, mine, _ = st.columns([1, 1, 3])

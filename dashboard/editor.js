@@ -172,7 +172,9 @@ function createEditor(parent) {
     if (!ed.width) return;
     if (ed.fit) {
       const avail = Math.max(200, viewport.clientWidth - 4);
-      const tall = Math.max(240, window.innerHeight * 0.72);
+      // Fit means the whole photo in view: the window's height less the editor's own toolbars and readout.
+      const chrome = toolRow.offsetHeight + actionRow.offsetHeight + 90;
+      const tall = Math.max(240, window.innerHeight - chrome);
       ed.zoom = Math.max(0.25, Math.min(4, avail / ed.width, tall / ed.height));
     }
     const w = Math.round(ed.width * ed.zoom);
@@ -576,7 +578,7 @@ function createEditor(parent) {
     }
     const restored = newImage && replaced && !ed.dirty && restoreDraft();
     root.dataset.savedVersion = data.version == null ? "" : String(data.version);
-    banner.textContent = ed.preview ? `${data.preview_label || "Preview"}: accept or reject it below the editor ` +
+    banner.textContent = ed.preview ? `${data.preview_label || "Preview"}: accept or reject it above the editor ` +
       "(painting is paused meanwhile)." : "";
     banner.style.display = ed.preview ? "block" : "none";
     position.textContent = data.position || "";

@@ -221,6 +221,11 @@ def test_assisted_tools_and_grabcut_preview(app, trained_copy, ds):
     _event(app, "grabcut", session.work, strokes)
     session = app.session_state[state.ANNOTATE_SESSION]
     assert session.preview is not None and session.preview_tool == "grabcut"
+    # Accept and Reject come before the editor on the page: below a tall canvas they were out of sight.
+    order = [getattr(e, "key", None) or getattr(getattr(e, "proto", None), "component_name", "") for e in
+             _walk(app.main)]
+    accept_at = order.index("annotate_accept")
+    assert accept_at < order.index(state.ANNOTATE_EDITOR)
     preview = session.preview.copy()
     app.button(key="annotate_accept").click().run()
     session = app.session_state[state.ANNOTATE_SESSION]
@@ -233,9 +238,9 @@ def test_assisted_tools_and_grabcut_preview(app, trained_copy, ds):
 
 
 def test_next_and_prev_follow_the_browse_queue(app, trained_copy, ds):
-    from core.views import Filters
+    from core.views import Filters, natural_key
 
-    ids = ds.ids("test")
+    ids = sorted(ds.ids("test"), key=natural_key)  # the "id" sort is natural order (issue 18 item 4)
     app.session_state[state.BROWSE_FILTERS] = Filters(split="test", sort="id").to_dict()
     _open(app, "app_pages/annotate.py", ids[0])
     _event(app, "next")
@@ -327,3 +332,13 @@ def test_history_names_what_a_version_was_saved_over_and_reverts_to_the_official
     assert (latest.version, latest.source, latest.note) == (3, "revert", "revert to the official trimap")
     assert np.array_equal(groundtruth.current(settings, ds, image_id)[0], gt)
     assert any("v3 has the content of the official trimap" in s.value for s in app.success)
+
+
+def _walk(node):
+    """Every element under ``node`` in page order (AppTest's tree, depth first)."""
+    children = getattr(node, "children", None)
+    if not children:
+        yield node
+        return
+    for child in children.values():
+        yield from _walk(child)

@@ -9,7 +9,7 @@ import streamlit as st
 from core import views
 from core.errors import PetSegError
 from core.review import TAG_LABELS, TAGS, set_tags
-from dashboard import filters, gallery, loaders, sidebar, state
+from dashboard import auth, filters, gallery, loaders, sidebar, state
 from dashboard.markdown import escape
 
 current = state.settings()
@@ -75,7 +75,7 @@ if len(rows):
                                 format_func=lambda t: "no tag (clear)" if t is None else TAG_LABELS[t])
         if bulk[1].button(f"Tag {len(ids):,}", key="browse_bulk_apply", width="stretch"):
             try:
-                count = set_tags(current, ds, ids, tag)
+                count = set_tags(current, ds, ids, tag, author=auth.current_user())
             except PetSegError as exc:
                 st.error(escape(exc, 1000))
             else:

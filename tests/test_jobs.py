@@ -219,7 +219,9 @@ def test_a_job_trains_the_run_with_exactly_its_stored_config(trained_copy):
         jobs.cancel(settings, job.id)
     assert final.state == "succeeded", jobs.log_tail(settings, job.id)
     written = json.loads((settings.run_dir("from-config") / "config.json").read_text())
-    assert written["train"] == config.resolved().to_dict()
+    # config.json's train section is the config, plus what the encoder was actually loaded with (issue 18 item 2).
+    assert {k: v for k, v in written["train"].items() if k != "pretrained"} == config.resolved().to_dict()
+    assert written["train"]["pretrained"] is False
     assert written["dataset"]["root"] == str(settings.data)
     log = jobs.log_tail(settings, job.id)
     assert '"min_lr": 2e-05' in log.splitlines()[1]  # the log names what the command line cannot say

@@ -89,10 +89,9 @@ for item in reversed(versions):
                                                       else "")
         # parent_version is the content's origin only for a revert; for any other save it is the version the edit
         # was saved over (a mask started from the official trimap, a prediction or nothing still has one).
-        origin = "" if not item.parent_version else (f" (content of v{item.parent_version})"
-                                                     if item.source == "revert"
-                                                     else f" (saved over v{item.parent_version})")
-        details.markdown(f"**v{item.version}**{flags} · {escape(item.source)}{origin}")
+        details.markdown(f"**v{item.version}**{flags} · {escape(item.source)}"
+                         + ("" if not item.parent_version else f" (content of v{item.parent_version})"
+                            if item.source == "revert" else f" (saved over v{item.parent_version})"))
         iou = "n/a (no original GT)" if item.iou_gt is None else f"{item.iou_gt:.3f}"
         details.caption(f"IoU vs original GT: {iou} · by {escape(item.author)} · {escape(item.created_at)} · "
                         f"sha256 {item.sha256[:12]}")

@@ -59,6 +59,7 @@ from core.errors import ImageUnreadable, PetSegError
 from core.masks import encode_png_fast, resize_image
 from core.metrics import prediction_metrics
 from core.model import ModelConfig, file_sha256, load_checkpoint, to_input
+from core.quality import IN_SAMPLE, Probabilities
 from core.run_folder import lock_evaluation
 from core.runs import (
     EVAL_COLUMNS,
@@ -538,7 +539,8 @@ def _predict_all(
             mask, confidence, _ = at_original_size(item, height, width)
             values = prediction_metrics(mask, confidence)
             mask = mask.numpy()
-            values.update(score(truth, image_id, mask, border=not cfg.binary))
+            values.update(score(truth, image_id, mask, Probabilities.from_logits(item, IN_SAMPLE),
+                                border=not cfg.binary))
             written = writer.submit(atomic_write_bytes, pred_dir / f"{image_id}.png", encode_png_fast(mask))
             out.append((image_id, values, written))
         return out

@@ -31,6 +31,7 @@ from core.errors import ImageUnreadable, PetSegError
 from core.masks import decode_label_png
 from core.metrics import GT_METRICS, PREDICTION_METRICS
 from core.process import is_process
+from core.quality import PROBS_FILE, PROBS_INDEX, QUALITY_COLUMNS
 
 # --- the layout of a run folder -------------------------------------------------
 
@@ -62,7 +63,9 @@ PROVENANCE_COLUMNS = ("gt_version", "checkpoint", "checkpoint_sha", "dataset_fin
 # ground truth (gt_version set), so a view can show both scores of a corrected image and the headline numbers stay
 # the benchmark's (core.views.evaluation_headline).
 OFFICIAL_COLUMNS = ("iou_pet_official", "pet_tp_official", "pet_fp_official", "pet_fn_official", "pet_tn_official")
-EVAL_COLUMNS = ID_COLUMNS + GT_METRICS + OFFICIAL_COLUMNS + PREDICTION_METRICS + PROVENANCE_COLUMNS
+# Label quality against the ground truth (core.quality); tables written before these columns read them as empty.
+EVAL_COLUMNS = ID_COLUMNS + GT_METRICS + OFFICIAL_COLUMNS + PREDICTION_METRICS + QUALITY_COLUMNS + PROVENANCE_COLUMNS
+PROBABILITY_FILES = (PROBS_FILE, PROBS_INDEX)  # in eval/<split>/ of a cross-validation: see core.quality
 # progress.json older than this while "training" means the trainer died without saying so.
 STALE_AFTER_S = 120.0
 
@@ -115,6 +118,7 @@ def read_eval_table(folder: Path) -> pd.DataFrame | None:
         table = pd.read_parquet(path)
     except (OSError, ValueError) as exc:
         raise PetSegError(f"{path} cannot be read ({exc}): delete it and evaluate again") from exc
+    _fill_quality(table)
     return table.set_index("image_id", drop=False).rename_axis(None)
 
 
@@ -144,9 +148,20 @@ def write_eval_table(folder: Path, rows: dict[str, dict[str, Any]] | pd.DataFram
     for name in ("pet_tp", "pet_fp", "pet_fn", "pet_tn", *OFFICIAL_COLUMNS[1:]):
         table[name] = table[name].astype("Int64")
     table["has_gt"] = table["has_gt"].astype(bool)
+    _fill_quality(table)
     with atomic_open(Path(folder) / METRICS_FILE) as handle:
         table.to_parquet(handle, index=False)
     return table.set_index("image_id", drop=False).rename_axis(None)
+
+
+def _fill_quality(table: pd.DataFrame) -> None:
+    """The label-quality columns in their types, empty where a row (or an older table) has none."""
+    for name in QUALITY_COLUMNS:
+        if name == "label_quality_source":
+            values = table[name] if name in table else pd.Series("", index=table.index)
+            table[name] = values.where(values.notna(), "").astype(str)
+        else:
+            table[name] = pd.to_numeric(table[name], errors="coerce") if name in table else np.nan
 
 
 def read_prediction(folder: Path, image_id: str) -> np.ndarray | None:

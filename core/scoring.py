@@ -30,6 +30,7 @@ from core.dataset import Dataset, load_trimap
 from core.errors import ImageUnreadable
 from core.groundtruth import GroundTruth
 from core.metrics import BORDER_METRICS, empty_gt_metrics, image_metrics
+from core.quality import Probabilities, ProbabilityStore, label_quality
 from core.runs import (
     EVAL_COLUMNS,
     EVAL_SPLITS,
@@ -43,10 +44,12 @@ from core.runs import (
 )
 
 
-def score(truth: GroundTruth, image_id: str, pred: np.ndarray, *, border: bool = True) -> dict[str, Any]:
+def score(truth: GroundTruth, image_id: str, pred: np.ndarray, probabilities: Probabilities | None = None, *,
+          border: bool = True) -> dict[str, Any]:
     """The ground-truth columns of one prediction: metrics (NaN without a usable ground truth), the official
     trimap's ``iou_pet_official`` and pet counts (``pet_*_official``), the ``gt_version`` scored against and
-    ``scored_at``.
+    ``scored_at``; with the prediction's class probabilities, the label quality of the mask (:mod:`core.quality`;
+    empty without them).
 
     ``border=False`` for a model that cannot predict the border class (a binary pet-vs-background model): the
     metrics that count border as a class of its own (:data:`core.metrics.BORDER_METRICS`) are not applicable, NaN.
@@ -63,7 +66,7 @@ def score(truth: GroundTruth, image_id: str, pred: np.ndarray, *, border: bool =
         official_gt = _usable(lambda: load_trimap(truth.ds, image_id), pred)
         official = empty_gt_metrics() if official_gt is None else image_metrics(pred, official_gt)
     return {**metrics, **{f"{name}_official": official[name] for name in _OFFICIAL},
-            "gt_version": version, "scored_at": time.time()}
+            "gt_version": version, "scored_at": time.time(), **label_quality(probabilities, gt)}
 
 
 _OFFICIAL = ("iou_pet", "pet_tp", "pet_fp", "pet_fn", "pet_tn")  # core.runs.OFFICIAL_COLUMNS without the suffix
@@ -107,14 +110,20 @@ def rescore(settings: Settings, ds: Dataset, run: str, split: str, image_ids: It
 def rescore_rows(folder: Path, truth: GroundTruth, rows: dict[str, dict[str, Any]], image_ids: Iterable[str],
                  fingerprint: str) -> list[str]:
     """Rescore ``rows`` (of ``eval/<split>/`` in ``folder``) of these ids in place from their stored predictions;
-    returns the ids rescored (those with a prediction and a place in the snapshot)."""
+    returns the ids rescored (those with a prediction and a place in the snapshot).
+
+    The label quality follows the new mask where the folder stores the probabilities (a cross-validation's);
+    elsewhere it is left empty, since the old score judged a mask the image no longer has.
+    """
     changed = []
     border = predicts_border(Path(folder).parent.parent)
+    store = ProbabilityStore.open(folder)
     for image_id in image_ids:
         pred = read_prediction(folder, image_id)
         if pred is None or image_id not in truth.versions:
             continue
-        rows[image_id].update(score(truth, image_id, pred, border=border))
+        probabilities = store.probabilities(image_id) if store is not None else None
+        rows[image_id].update(score(truth, image_id, pred, probabilities, border=border))
         rows[image_id]["dataset_fingerprint"] = fingerprint
         changed.append(image_id)
     return changed

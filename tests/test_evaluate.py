@@ -25,6 +25,7 @@ from core.errors import ImageUnreadable, PetSegError
 from core.evaluate import evaluate, load_predictor
 from core.masks import encode_png_fast, resize_image
 from core.metrics import prediction_metrics
+from core.quality import IN_SAMPLE, Probabilities
 from core.runs import EVAL_COLUMNS as COLUMNS
 from core.runs import eval_dir, evaluated_splits, list_runs, load_eval, read_metrics_csv, read_prediction
 from core.scoring import rescore, score
@@ -317,7 +318,9 @@ def _one_image_at_a_time(settings: Settings, folder: Path) -> tuple[dict[str, di
             small = resize_image(image, predictor.cfg.image_size)[None]
             [logits] = evaluation._logits_batch(predictor.model, predictor.cfg, predictor.runtime, small)
             mask, confidence, _ = evaluation.at_original_size(logits, *image.shape[:2])
-            rows[image_id] = {**prediction_metrics(mask, confidence), **score(truth, image_id, mask.numpy())}
+            probabilities = Probabilities.from_logits(logits, IN_SAMPLE)
+            rows[image_id] = {**prediction_metrics(mask, confidence),
+                              **score(truth, image_id, mask.numpy(), probabilities)}
             pngs[image_id] = encode_png_fast(mask.numpy())
     finally:
         torch.set_num_threads(threads)
@@ -390,10 +393,10 @@ def test_a_failure_mid_loop_keeps_every_finished_image_with_its_png(settings, sa
     ordered = [i for i in ds.ids(None) if ds.table.loc[i, "readable"]]
     real_score = evaluation.score
 
-    def failing_score(truth, image_id, pred, **kwargs):
+    def failing_score(truth, image_id, pred, *args, **kwargs):
         if image_id == ordered[9]:
             raise RuntimeError("disk on fire")
-        return real_score(truth, image_id, pred, **kwargs)
+        return real_score(truth, image_id, pred, *args, **kwargs)
 
     monkeypatch.setattr(evaluation, "score", failing_score)
     with pytest.raises(RuntimeError, match="disk on fire"):

@@ -53,6 +53,28 @@ def _positive_int(text: str) -> int:
 # --- commands ---------------------------------------------------------------
 
 
+def _add_training_flags(p: argparse.ArgumentParser) -> None:
+    """The recipe flags of ``train`` (and of every fold of ``crossval``)."""
+    p.add_argument(
+        "--preset", choices=["quick", "full"], help="quick: small CPU model in minutes; full: resnet34 at 256 px"
+    )
+    p.add_argument("--epochs", type=_positive_int)
+    p.add_argument("--image-size", type=_positive_int, help="input size, a multiple of 32")
+    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--encoder", help="smp encoder name (default resnet34)")
+    p.add_argument("--encoder-weights", help="'imagenet' or 'none'")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--device", help="cpu, cuda, mps or auto")
+    p.add_argument("--max-images", type=_positive_int, help="train on at most this many trainval images")
+    p.add_argument("--resume", action="store_true", help="continue from the run's last.pt")
+    p.add_argument(
+        "--use-corrections", action="store_true",
+        help="train on the latest corrections of trainval images instead of their official trimaps",
+    )
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from core.dataset import format_summary, open_dataset, summarize
 
@@ -83,6 +105,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     from core.train import config_from_args, train
 
     train(_settings(args), config_from_args(args))
+    return 0
+
+
+def cmd_crossval(args: argparse.Namespace) -> int:
+    from core.crossval import crossval
+    from core.train import config_from_args
+
+    summary = crossval(_settings(args), config_from_args(args), folds=args.folds)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{summary['run']}: {summary['folds_done']}/{summary['folds']} folds, {summary['images']} out-of-fold "
+              f"predictions, probabilities {summary['probabilities_bytes'] / 1e6:.1f} MB\n"
+              f"metrics: {summary['metrics_path']}")
     return 0
 
 
@@ -319,25 +355,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a U-Net on the trimaps")
     _add_paths(p)
     p.add_argument("--run", required=True, help="run name (folder under <workspace>/runs)")
-    p.add_argument(
-        "--preset", choices=["quick", "full"], help="quick: small CPU model in minutes; full: resnet34 at 256 px"
-    )
-    p.add_argument("--epochs", type=_positive_int)
-    p.add_argument("--image-size", type=_positive_int, help="input size, a multiple of 32")
-    p.add_argument("--batch-size", type=_positive_int)
-    p.add_argument("--encoder", help="smp encoder name (default resnet34)")
-    p.add_argument("--encoder-weights", help="'imagenet' or 'none'")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"])
-    p.add_argument("--device", help="cpu, cuda, mps or auto")
-    p.add_argument("--max-images", type=_positive_int, help="train on at most this many trainval images")
-    p.add_argument("--resume", action="store_true", help="continue from the run's last.pt")
-    p.add_argument(
-        "--use-corrections", action="store_true",
-        help="train on the latest corrections of trainval images instead of their official trimaps",
-    )
+    _add_training_flags(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("crossval", help="train K fold models and store every trainval image's out-of-fold "
+                                        "prediction and label quality")
+    _add_paths(p)
+    p.add_argument("--run", required=True, help="parent run name; the folds are <run>-fold1 .. <run>-foldK")
+    p.add_argument("--folds", type=_positive_int, default=5, help="number of folds (2-20, default 5)")
+    _add_training_flags(p)
+    p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    p.set_defaults(func=cmd_crossval)
 
     p = sub.add_parser("evaluate", help="predict every image of a split and store per-image metrics")
     _add_paths(p)

@@ -170,8 +170,11 @@ class TrainResult:
     history: list[dict[str, Any]]
 
 
-def train(settings: Settings, cfg: TrainConfig) -> TrainResult:
-    """Train (or resume) the run described by ``cfg``; see the module docstring for what is written."""
+def train(settings: Settings, cfg: TrainConfig, split: tuple[list[str], list[str]] | None = None) -> TrainResult:
+    """Train (or resume) the run described by ``cfg``; see the module docstring for what is written.
+
+    ``split``: train on these ids and validate on those (cross-validation folds) instead of the fixed split.
+    """
     run_dir = settings.run_dir(cfg.run)
     device = resolve_device(cfg.device)
     with distributed.session(device) as dist, contextlib.ExitStack() as held:
@@ -190,7 +193,7 @@ def train(settings: Settings, cfg: TrainConfig) -> TrainResult:
             log.info("no CUDA GPU: the default preset is %s (%s at %d px); --preset %s trains the published recipe",
                      cfg.preset, cfg.encoder, cfg.image_size, DEFAULT_PRESET)
         try:
-            return _train(settings, cfg, run_dir, progress, held, dist, distributed.device_for(dist, device))
+            return _train(settings, cfg, run_dir, progress, held, dist, distributed.device_for(dist, device), split)
         except KeyboardInterrupt:
             distributed.failing()
             progress.update(force=True, status="interrupted")
@@ -215,7 +218,8 @@ class _NoProgress:
 
 
 def _train(settings: Settings, cfg: TrainConfig, run_dir: Path, progress: run_folder.Progress | _NoProgress,
-           held: contextlib.ExitStack, dist: distributed.Context, device: str) -> TrainResult:
+           held: contextlib.ExitStack, dist: distributed.Context, device: str,
+           split: tuple[list[str], list[str]] | None = None) -> TrainResult:
     runtime = select_runtime(device, cfg.precision)
     torch.manual_seed(cfg.seed)
     numpy_rng = np.random.default_rng(cfg.seed)
@@ -227,7 +231,7 @@ def _train(settings: Settings, cfg: TrainConfig, run_dir: Path, progress: run_fo
     usable, left_out = trainable_ids(ds, [i for i, v in truth.versions.items() if v is not None])
     if left_out:
         log.warning("%d trainval images are unreadable or have no trimap: left out of training", left_out)
-    train_ids, val_ids = split_trainval(usable, cfg.val_fraction, cfg.max_images)
+    train_ids, val_ids = split_trainval(usable, cfg.val_fraction, cfg.max_images) if split is None else split
     if not train_ids:
         raise PetSegError(f"no trainable images in {ds.root}: the trainval split has no readable image with a trimap")
     progress.update(force=True, status="caching")

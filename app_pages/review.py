@@ -6,6 +6,7 @@ from core import views
 from core.review import review_progress
 from dashboard import filters, loaders, sidebar, state, viewer
 from dashboard.markdown import escape
+from dashboard.viewer import quality_caption
 
 current = state.settings()
 ds = loaders.dataset_or_stop(current)
@@ -25,16 +26,14 @@ top = st.columns([2.2, 1.2])
 ordering = top[0].radio("Order", list(views.REVIEW_ORDERS), key=state.REVIEW_ORDER,
                          format_func=views.REVIEW_ORDERS.get, horizontal=True)
 skip_done = top[1].toggle("Hide reviewed", key=state.REVIEW_SKIP_DONE)
+ranking_column = views.suspect_order(view)[0] if ordering == "tension" else metric
 if ordering == "tension":
-    st.caption("Tension = mean confidence × (1 − uncertain fraction) × (1 − IoU pet): high when the model is "
-               "sure of itself yet disagrees with the ground truth, which often means the trimap is wrong. A "
-               "prediction with (almost) no pet counts as a model failure, not a disagreement (tension 0).")
+    st.caption(quality_caption(view, ranking_column))
     weak = views.weak_run_warning(view[view["evaluated"]])
     if weak:
         st.warning(escape(weak))
 
 queue_all = views.review_queue(view, chosen, metric, ordering)
-ranking_column = "tension" if ordering == "tension" else metric
 done, total = review_progress(current, list(queue_all.index))
 st.progress(done / total if total else 0.0, text=f"Reviewed {done} of {total} in this queue")
 queue = queue_all[queue_all["tag"].isna()] if skip_done else queue_all
@@ -74,14 +73,18 @@ def advance() -> None:
         st.session_state[state.REVIEW_POS] = {"queue": ranked_by, "id": ids[position + 1], "index": position + 1}
 
 
+if ordering == "tension" and (reason := viewer.suspicion_sentence(row)):
+    st.info(reason)
 viewer.review_box(current, ds, image_id, on_tag=advance)
 viewer.metrics(row, split)
 
 upcoming = queue.iloc[position + 1:position + 21]
 with st.expander(f"Next in the queue ({len(upcoming)} after this one)"):
-    head = upcoming[["breed", "species", metric, "tension", "tag"]].copy()
+    head = upcoming[["breed", "species", metric, ranking_column if ordering == "tension" else "tension",
+                     "tag"]].copy()
     head.insert(0, "image", head.index)
     head["tag"] = head["tag"].map(views.tag_label)
     st.dataframe(head, hide_index=True, width="stretch",
                  column_config={metric: st.column_config.NumberColumn(format="%.3f"),
-                                "tension": st.column_config.NumberColumn(format="%.3f")})
+                                "tension": st.column_config.NumberColumn(format="%.3f"),
+                                "label_quality": st.column_config.NumberColumn(format="%.3f")})

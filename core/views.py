@@ -15,12 +15,13 @@
 Pure pandas over DataFrames (no Streamlit); only :func:`load_view` and :func:`compare_runs` read the workspace.
 The dashboard pages and the CLI (``python -m core review``, ``python -m core compare``) call the same functions.
 
-Suspected label errors. ``tension = mean_confidence * (1 - uncertain_fraction) * (1 - iou_pet)``, in [0, 1]:
-high only when the model is confident on average, has few uncertain pixels *and* disagrees with the ground
-truth. A confident disagreement is more often a wrong trimap than a wrong model, so this ordering puts the
-trimaps worth checking first. Images without ground truth or prediction have no tension (NaN, sorted last); a
+Suspected label errors: lowest ``label_quality`` first (:mod:`core.quality`; out-of-fold after a cross-validation,
+in-sample otherwise), when the table has it. Tables without it fall back to the older heuristic
+``tension = mean_confidence * (1 - uncertain_fraction) * (1 - iou_pet)``, in [0, 1]: high only when the model is
+confident on average, has few uncertain pixels *and* disagrees with the ground truth (on planted errors it
+finds far fewer than an out-of-fold label quality: benchmarks/label_errors.py). Images without a score are last; a
 prediction with (almost) no pet (``EMPTY_PREDICTION``) has tension 0: it is a model failure. For a weak run
-(:func:`weak_run_warning`) the whole ranking mostly lists model failures, and the pages say so.
+(:func:`weak_run_warning`) either ranking mostly lists model failures, and the pages say so.
 
 Run against run: only images that both runs scored against a ground truth take part; ``delta`` is B minus A.
 
@@ -61,6 +62,7 @@ SORTS = {
     "gt_pet_desc": "GT pet fraction, largest first",
     "confidence_desc": "confidence, highest first",
     "confidence_asc": "confidence, lowest first",
+    "quality_asc": "label quality, most suspect first",
 }
 _SORT_COLUMN = {
     "gt_pet_asc": ("gt_pet_fraction", True),
@@ -68,8 +70,10 @@ _SORT_COLUMN = {
     "confidence_desc": ("mean_confidence", False),
     "confidence_asc": ("mean_confidence", True),
     "tension": ("tension", False),
+    "quality_asc": ("label_quality", True),
 }
-REVIEW_ORDERS = {"worst": "worst first by the metric", "tension": "suspected label errors (confident disagreement)"}
+REVIEW_ORDERS = {"worst": "worst first by the metric", "tension": "suspected label errors (lowest label quality)"}
+QUALITY = "label_quality"
 MAX_SEARCH = 100
 MAX_SELECTION = 2000  # images a selection may name (a URL of 2,000 ids is ~40 kB, still accepted by browsers)
 MAX_ID_LENGTH = 200
@@ -96,6 +100,7 @@ class Filters:
     corrected: str = "any"
     tags: tuple[str, ...] = ()
     problems_only: bool = False
+    quality_max: float = 1.0  # label quality at most this (below 1: images without a label quality drop out)
     search: str = ""
     sort: str = "metric_asc"
     ids: tuple[str, ...] = ()  # a selection (e.g. points picked on Distributions): only these images; () = all
@@ -299,6 +304,9 @@ def apply_filters(view: pd.DataFrame, filters: Filters, metric: str) -> pd.DataF
         values = pd.to_numeric(view[metric], errors="coerce")
         # A narrowed range means "images scored in this range": unscored images drop out.
         keep &= values.between(filters.metric_min, filters.metric_max) & values.notna()
+    if filters.quality_max < 1.0 and QUALITY in view:
+        quality = pd.to_numeric(view[QUALITY], errors="coerce")
+        keep &= (quality <= filters.quality_max) & quality.notna()
     if filters.corrected == "corrected":
         keep &= view["corrected"].astype(bool)
     elif filters.corrected == "not corrected":
@@ -347,7 +355,7 @@ def sort_table(view: pd.DataFrame, sort: str, metric: str) -> pd.DataFrame:
         if metric not in view:
             return _sorted(view, [])
         return worst_first(view, metric, ascending=sort == "metric_asc")
-    column, ascending = _SORT_COLUMN[sort]
+    column, ascending = suspect_order(view) if sort == "tension" else _SORT_COLUMN[sort]
     return _sorted(view, [(column, ascending)] if column in view else [])
 
 
@@ -370,6 +378,14 @@ def _sorted(view: pd.DataFrame, keys: Sequence[tuple[str, bool]]) -> pd.DataFram
     return view.iloc[ordered.to_numpy()]
 
 
+def suspect_order(view: pd.DataFrame) -> tuple[str, bool]:
+    """``(column, ascending)`` of "suspected label errors first": label quality where the table has it, else the
+    tension heuristic."""
+    if QUALITY in view and pd.to_numeric(view[QUALITY], errors="coerce").notna().any():
+        return QUALITY, True
+    return "tension", False
+
+
 def order(view: pd.DataFrame, filters: Filters, metric: str) -> list[str]:
     """Ids in ``filters``' filter and sort."""
     return list(sort_table(apply_filters(view, filters, metric), filters.sort, metric).index)
@@ -385,15 +401,16 @@ def neighbours(ids: Sequence[str], image_id: str) -> tuple[str | None, str | Non
 
 
 def review_queue(view: pd.DataFrame, filters: Filters, metric: str, ordering: str = "worst") -> pd.DataFrame:
-    """The images of ``filters`` to review: worst ``metric`` first, or (``"tension"``) suspected label errors first.
+    """The images of ``filters`` to review: worst ``metric`` first, or (``"tension"``) suspected label errors first
+    (:func:`suspect_order`).
 
     Images without a value for the ranking (not evaluated, no ground truth) are not in the queue; the filter's
     own sort is ignored.
     """
     if ordering not in REVIEW_ORDERS:
         raise PetSegError(f"unknown review order {ordering!r}: use one of {', '.join(REVIEW_ORDERS)}")
-    ranking = "tension" if ordering == "tension" else metric
     candidates = apply_filters(view, filters, metric)
+    ranking = suspect_order(candidates)[0] if ordering == "tension" else metric
     if ranking not in candidates:
         return candidates.iloc[0:0]
     candidates = candidates[pd.to_numeric(candidates[ranking], errors="coerce").notna()]

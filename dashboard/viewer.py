@@ -23,13 +23,15 @@ from core.config import Settings
 from core.dataset import Dataset, load_image
 from core.errors import PetSegError
 from core.masks import PET
+from core.quality import OUT_OF_FOLD, PROBS_FILE, explain
 from core.review import MAX_NOTE, TAG_LABELS, TAGS, get_review, set_note, set_tag
 from core.runs import PRED_DIR, read_prediction
 from core.views import EMPTY_PREDICTION
 from dashboard import auth, images, loaders, palette, sidebar, state
 from dashboard.markdown import escape
 
-LAYERS = {"gt": "ground truth", "pred": "prediction", "errors": "error map"}
+LAYERS = {"gt": "ground truth", "pred": "prediction", "errors": "error map", "suspect": "suspect pixels"}
+SUSPECT_COLOUR = {1: (255, 0, 255)}  # magenta: labelled one way, predicted the other by the out-of-fold model
 MODES = ("overlay", "side by side")
 ZOOMS = (1.0, 1.5, 2.0, 3.0, 4.0)
 METRIC_LABELS = {
@@ -37,6 +39,7 @@ METRIC_LABELS = {
     "pixel_accuracy": "pixel accuracy", "dice_pet": "Dice pet", "mean_confidence": "mean confidence",
     "uncertain_fraction": "uncertain pixels", "gt_pet_fraction": "GT pet fraction",
     "pred_pet_fraction": "predicted pet fraction", "tension": "label-error tension",
+    "label_quality": "label quality",
 }
 
 
@@ -98,6 +101,43 @@ def load(settings: Settings, ds: Dataset, image_id: str, run: str | None, split:
                    str(folder) if folder else None, stamp)
 
 
+@st.cache_data(show_spinner=False, max_entries=24)
+def _suspect(pred_folder: str, image_id: str, _gt: np.ndarray, stamp: tuple) -> np.ndarray | None:
+    from core.quality import ProbabilityStore, suspect_map
+
+    store = ProbabilityStore.open(Path(pred_folder))
+    probabilities = store.probabilities(image_id) if store is not None else None
+    return None if probabilities is None else suspect_map(probabilities, _gt)
+
+
+def suspect_pixels(settings: Settings, image_id: str, gt: np.ndarray | None, version: int | None, run: str | None,
+                   split: str) -> np.ndarray | None:
+    """(H, W) bool: pixels whose label the stored out-of-fold probabilities contradict; None without them."""
+    folder = sidebar.evaluation_folder(settings, run, split)
+    if gt is None or folder is None:
+        return None
+    return _suspect(str(folder), image_id, gt, (images.file_key(folder / PROBS_FILE), version, gt.shape))
+
+
+def suspicion_sentence(row: pd.Series | None) -> str:
+    """Why this image is suspected, in one sentence (core.quality.explain); "" without a label quality."""
+    return "" if row is None else explain(row)
+
+
+def quality_caption(view: pd.DataFrame, column: str) -> str:
+    """What the "suspected label errors" order ranks by in this table, and how much to trust it."""
+    if column != "label_quality":
+        return ("No label quality in this evaluation (evaluated before it existed): ranked by tension = mean "
+                "confidence × (1 − uncertain fraction) × (1 − IoU pet). Evaluate again, or better, run "
+                "cross-validation on the Train page.")
+    sources = set(view.get("label_quality_source", pd.Series(dtype=str)).dropna()) - {""}
+    if sources == {OUT_OF_FOLD}:
+        return ("Lowest label quality first: how much a model that never saw the mask believes it (out-of-fold "
+                "self-confidence, softmin-pooled, border band left out).")
+    return ("Lowest label quality first, **in-sample**: the model was trained on these very masks and has partly "
+            "learnt their mistakes. Run cross-validation on the Train page for an out-of-fold score.")
+
+
 def pictures(settings: Settings, ds: Dataset, image_id: str, run: str | None, split: str, options: ViewOptions
              ) -> None:
     try:
@@ -112,8 +152,6 @@ def pictures(settings: Settings, ds: Dataset, image_id: str, run: str | None, sp
         missing.append("ground truth (no usable trimap)")
     if pred is None and ("pred" in options.layers or "errors" in options.layers):
         missing.append(f"prediction (not evaluated on {split})" if run else "prediction (no run yet)")
-    if missing:
-        st.caption("Not available: " + "; ".join(missing))
     layers = {}
     if "gt" in options.layers and gt is not None:
         layers["gt"] = images.overlay(image, gt, options.opacity)
@@ -121,10 +159,18 @@ def pictures(settings: Settings, ds: Dataset, image_id: str, run: str | None, sp
         layers["pred"] = images.overlay(image, pred, options.opacity, images.PRED_COLOURS)
     if "errors" in options.layers and gt is not None and pred is not None:
         layers["errors"] = images.error_overlay(image, pred, gt, max(options.opacity, 0.3))
+    suspect = suspect_pixels(settings, image_id, gt, version, run, split) if "suspect" in options.layers else None
+    if "suspect" in options.layers and suspect is None:
+        missing.append("suspect pixels (need out-of-fold probabilities: run cross-validation and pick its run)")
+    if suspect is not None:
+        layers["suspect"] = images.blend(image, suspect.astype(np.uint8), SUSPECT_COLOUR, max(options.opacity, 0.5))
+    if missing:
+        st.caption("Not available: " + "; ".join(missing))
     gt_caption = f"ground truth: correction v{version}" if version is not None else "ground truth: official trimap"
     empty = "" if pred is None else _empty_prediction(pred)
     captions = {"gt": gt_caption, "pred": f"prediction ({run}){empty}", "errors": "errors: red false pet, blue "
-                "missed pet, grey border"}
+                "missed pet, grey border",
+                "suspect": "suspect pixels: magenta, label contradicted by the out-of-fold model"}
     st.html(palette.legend_html(prediction="gt" in layers and "pred" in layers and options.mode == "overlay",
                                 errors="errors" in layers))
 
@@ -141,11 +187,13 @@ def pictures(settings: Settings, ds: Dataset, image_id: str, run: str | None, sp
                       else images.overlay(merged, gt, options.opacity, images.GT_COLOURS))
         if "errors" in layers:
             merged = images.error_overlay(merged, pred, gt, max(options.opacity, 0.3))
+        if "suspect" in layers:
+            merged = images.blend(merged, suspect.astype(np.uint8), SUSPECT_COLOUR, max(options.opacity, 0.5))
         names = {"gt": "ground truth (outline)" if "pred" in layers else "ground truth", "pred": "prediction",
-                 "errors": "errors"}
+                 "errors": "errors", "suspect": "suspect pixels"}
         show(merged, " + ".join(names[n] for n in layers) + ("" if "pred" not in layers else empty) or "photo")
         return
-    panels = [("photo", image), *((captions[n], layers[n]) for n in ("gt", "pred", "errors") if n in layers)]
+    panels = [("photo", image), *((captions[n], layers[n]) for n in ("gt", "pred", "errors", "suspect") if n in layers)]
     # Side by side, the width slider sets each panel's width; panels wrap onto new rows when they do not fit.
     per_row = max(1, min(len(panels), 1200 // max(options.width, 1)))
     for start in range(0, len(panels), per_row):
@@ -174,7 +222,7 @@ def metrics(row: pd.Series | None, split: str) -> None:
         st.info(f"This image has no row in the `{split}` evaluation: pick its split in the sidebar or evaluate it.")
         return
     names = ["iou_pet", "iou_pet_border_as_pet", "miou_3class", "pixel_accuracy", "dice_pet", "mean_confidence",
-             "uncertain_fraction", "gt_pet_fraction", "pred_pet_fraction", "tension"]
+             "uncertain_fraction", "gt_pet_fraction", "pred_pet_fraction", "tension", "label_quality"]
     cols = st.columns(5)
     for i, name in enumerate(names):
         cols[i % 5].metric(METRIC_LABELS[name], _fmt(row.get(name)))

@@ -4,12 +4,14 @@ import streamlit as st
 
 from core import store
 from core.config import Settings
+from core.crossval import STATE_FILE
 from core.dataset import Dataset
 from core.distributed import default_processes, max_processes
 from core.ledger import latest_versions
 from core.runs import EVAL_SPLITS, list_runs
 from core.train import PRESETS, TrainConfig
 from dashboard import jobs_view, loaders, state
+from dashboard.markdown import escape
 
 ENCODERS = ("resnet18", "resnet34", "resnet50", "mobilenet_v2", "efficientnet-b0")
 SIZES = (64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512)
@@ -105,6 +107,32 @@ with left:
         jobs_view.evaluate_button(current, chosen, split, key="evaluate_start", label="Start evaluation")
 with right:
     jobs_view.job_panel(current, "evaluate")
+
+st.divider()
+st.subheader("Cross-validation (label quality)")
+st.caption("Trains one model per fold of trainval with the recipe above and stores, for every trainval image, the "
+           "prediction of the model that never saw it. Review → suspected label errors then ranks the masks by how "
+           "little that model believes them. K folds cost about K − 1 trainings.")
+left, right = st.columns([2, 3], gap="large")
+with left:
+    folds = st.number_input("Folds", min_value=2, max_value=20, value=4, key="crossval_folds")
+    cv_run = st.text_input("Cross-validation name", value=f"cv-{run}" if run else "cv", key="crossval_run",
+                           max_chars=56, help="the folds become runs <name>-fold1 … <name>-foldK").strip()
+    cv_problem = jobs_view.run_name_problem(current, cv_run)
+    if not cv_problem and (current.run_dir(cv_run) / STATE_FILE).exists():
+        cv_problem = f"a cross-validation named {escape(cv_run, code=True)} exists: resume it from its job"
+    if cv_problem:
+        st.error(cv_problem)
+    cv_busy = jobs_view.busy_message(current, "crossval")
+    if cv_busy:
+        st.info(cv_busy)
+    if st.button("Start cross-validation", key="crossval_start", disabled=bool(cv_problem or cv_busy)):
+        recipe = TrainConfig(run=cv_run, preset=preset, encoder=encoder, image_size=int(size), epochs=int(epochs),
+                             use_corrections=use_corrections, encoder_weights="imagenet" if pretrained else None)
+        if jobs_view.start_job(current, "crossval", {**recipe.to_dict(), "folds": int(folds)}):
+            st.rerun()
+with right:
+    jobs_view.job_panel(current, "crossval")
 
 with st.expander("Recent jobs"):
     recent = jobs_view.recent_jobs(current)

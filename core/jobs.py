@@ -1,4 +1,4 @@
-"""Background jobs (train, evaluate): processes that outlive the page that started them, started from a
+"""Background jobs (train, evaluate, crossval): processes that outlive the page that started them, started from a
 structured config stored in ``job.json``.
 
     >>> from core import jobs
@@ -163,10 +163,43 @@ def _evaluate_flags(config: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
     return ["--run", config["run"], "--split", config["split"], "--checkpoint", config["checkpoint"]], {}
 
 
-# A new kind (cross-validation) is one more row; the kinds in _DISTRIBUTED_KINDS may also run through torchrun.
+def _crossval_check(config: dict[str, Any]) -> dict[str, Any]:
+    from core.crossval import MAX_FOLDS, MIN_FOLDS, fold_run
+
+    if not isinstance(config, dict):
+        raise PetSegError(f"a crossval job's config must be a dict, not {type(config).__name__}")
+    folds = config.get("folds", 5)
+    if isinstance(folds, bool) or not isinstance(folds, int) or not MIN_FOLDS <= folds <= MAX_FOLDS:
+        raise PetSegError(f"folds must be a whole number {MIN_FOLDS}-{MAX_FOLDS}, not {str(folds)[:20]}")
+    train_config = _train_check({k: v for k, v in config.items() if k != "folds"})
+    fold_run(train_config["run"], folds)  # the fold runs' names must be valid too
+    return {**train_config, "folds": folds}
+
+
+def _crossval_run(settings: Settings, config: dict[str, Any]) -> None:
+    from core.crossval import crossval
+    from core.train import TrainConfig
+
+    train_config = {k: v for k, v in config.items() if k != "folds"}
+    summary = crossval(settings, TrainConfig.from_dict(train_config), folds=int(config["folds"]))
+    print(json.dumps(summary), flush=True)
+
+
+def _crossval_flags(config: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+    args, rest = _train_flags({k: v for k, v in config.items() if k != "folds"})
+    return [*args, "--folds", str(config["folds"])], rest
+
+
+def _crossval_again(settings: Settings, config: dict[str, Any]) -> dict[str, Any]:
+    # Finished folds are kept; an interrupted one continues from its last.pt (core.crossval).
+    return {**config, "resume": (settings.run_dir(config["run"]) / "crossval.json").is_file()}
+
+
+# A new kind is one more row; the kinds in _DISTRIBUTED_KINDS may also run through torchrun.
 KINDS: dict[str, Kind] = {
     "train": Kind(check=_train_check, run=_train_run, flags=_train_flags, again=_train_again),
     "evaluate": Kind(check=_evaluate_check, run=_evaluate_run, flags=_evaluate_flags),
+    "crossval": Kind(check=_crossval_check, run=_crossval_run, flags=_crossval_flags, again=_crossval_again),
 }
 
 

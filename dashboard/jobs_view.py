@@ -145,6 +145,8 @@ def _panel(settings: Settings, kind: str, run: str | None, quiet: bool, every: f
         return
     if kind == "train":
         _train_view(settings, current)
+    elif kind == "crossval":
+        _crossval_view(settings, current)
     else:
         _evaluate_view(settings, current)
     with st.expander("Log", expanded=current.state == "failed"):
@@ -212,6 +214,43 @@ def train_fraction(progress: dict) -> tuple[float, str]:
     if status == "validating":
         parts.append("validating")
     return min(max(done / total, 0.0), 1.0), " · ".join(parts)
+
+
+def crossval_fraction(progress: dict, fold_progress: dict) -> tuple[float, str]:
+    """Overall progress of a cross-validation (its progress.json and the current fold run's), and a line."""
+    folds, done = int(progress.get("folds") or 0), int(progress.get("folds_done") or 0)
+    if not folds:
+        return 0.0, "starting…"
+    status = progress.get("status") or "starting"
+    if status == "done":
+        return 1.0, f"{folds} of {folds} folds"
+    fold_share, fold_text = train_fraction(fold_progress) if status == "training" else (1.0, "out-of-fold predictions")
+    text = f"fold {progress.get('fold') or done + 1}/{folds} · {fold_text}"
+    return min(max((done + 0.95 * fold_share) / folds, 0.0), 1.0), text
+
+
+def _crossval_view(settings: Settings, current: jobs.JobStatus) -> None:
+    job, run = current.job, current.job.run or "?"
+    progress = (read_progress(settings.run_dir(run)) if job.run else None) or {}
+    fold = progress.get("fold_run")
+    fold_progress = (read_progress(settings.run_dir(fold)) if isinstance(fold, str) and fold else None) or {}
+    if current.state == "running":
+        st.info(f"Cross-validation {escape(run, code=True)}: {escape(progress.get('status', 'starting'))}; it keeps "
+                "running if you close this tab.")
+        fraction, text = crossval_fraction(progress, fold_progress)
+        st.progress(fraction, text=escape(text))
+        _cancel_button(settings, job)
+    elif current.state == "succeeded":
+        st.success(f"Cross-validation {escape(run, code=True)} finished: pick run {escape(run, code=True)}, split "
+                   "trainval, and open Review → suspected label errors.")
+        st.page_link("app_pages/review.py", label="Review suspected label errors", icon=":material/rule:")
+    else:
+        _stopped(settings, current, "Cross-validation")
+        busy = busy_message(settings, "crossval")
+        if st.button("Resume", key=f"again_{job.id}", type="primary", disabled=busy is not None,
+                     help=busy or "keeps the finished folds; an interrupted fold continues after its last epoch"):
+            if restart_job(settings, job.id):
+                st.rerun()
 
 
 def _evaluate_view(settings: Settings, current: jobs.JobStatus) -> None:

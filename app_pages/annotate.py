@@ -5,7 +5,7 @@ import streamlit as st
 from core import corrections, ledger, store
 from core.errors import PetSegError
 from dashboard import annotate_session as edit
-from dashboard import auth, editor, loaders, sidebar, state
+from dashboard import auth, editor, filters, loaders, sidebar, state
 from dashboard.markdown import escape
 
 current = state.settings()
@@ -18,6 +18,14 @@ try:
     ids = edit.queue(current, ds)
 except store.StoreUnavailable:  # the Browse order needs the database; walk the dataset's order meanwhile
     ids = ds.ids()
+if filters.current_filters().sort != "tension" and st.button(
+        "Queue: suspected label errors first", key="annotate_suspects",
+        help="walk the images in order of label quality (lowest first; see Review) with Browse's filter"):
+    filters.sort_suspects_first()
+    ids = edit.queue(current, ds)
+    if ids:
+        st.query_params["image"] = ids[0]
+    st.rerun()
 editor.forget_sent()  # a run of the whole page may mount a new editor
 
 

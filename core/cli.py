@@ -225,6 +225,8 @@ def cmd_review(args: argparse.Namespace) -> int:
     if args.json:
         rows = [{"image_id": str(i), "breed": r["breed"], "species": r["species"],
                  args.metric: _json_number(r[args.metric]), "tension": _json_number(r["tension"]),
+                 "label_quality": _json_number(r.get("label_quality")),
+                 "label_quality_source": r.get("label_quality_source") or None,
                  "tag": r["tag"], "correction_version": _json_number(r["correction_version"])}
                 for i, r in shown.iterrows()]
         print(json.dumps({"run": args.run, "split": args.split, "order": args.order, "metric": args.metric,

@@ -13,6 +13,8 @@ whose Next walks it.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 import streamlit as st
 
@@ -84,6 +86,12 @@ def _write_url(filters: Filters) -> None:
     st.session_state[state.FILTERS_URL] = {param: wanted.get(param) for param in QUERY_PARAMS}
 
 
+def sort_suspects_first() -> None:
+    """Make the shared filter's sort "suspected label errors first" (Annotate starts its queue from it)."""
+    set_filters(replace(current_filters(), sort="tension"))
+    st.session_state[f"{state.FILTER_WIDGET_PREFIX}sort"] = "tension"  # Browse's widget would restore the old one
+
+
 def current_order(
     settings: Settings, ds: Dataset, run: str | None = None, split: str | None = None, metric: str | None = None
 ) -> list[str]:
@@ -130,11 +138,13 @@ def panel(view: pd.DataFrame, metric: str, *, show_sort: bool = True, url: bool 
     row[3].slider(f"{metric} range", 0.0, 1.0, step=0.01, key=range_key)
     if show_sort:
         row[4].selectbox("Sort", list(SORTS), key=keys["sort"], format_func=lambda s: SORTS[s])
-    row = st.columns([1.2, 2.4, 1, 2.8])
+    row = st.columns([1.2, 2.4, 1, 1.6, 2.8])
     row[0].selectbox("Corrections", CORRECTED_CHOICES, key=keys["corrected"])
     row[1].multiselect("Review tags", TAG_CHOICES, key=keys["tags"], format_func=tag_label, placeholder="any")
     row[2].checkbox("Problem files", key=keys["problems_only"], help="only images with a problem in the index")
-    row[3].text_input("Id contains", key=keys["search"], max_chars=MAX_SEARCH, placeholder="e.g. Abyssinian")
+    row[3].slider("Label quality at most", 0.0, 1.0, step=0.01, key=keys["quality_max"],
+                  help="below 1: only images with a label quality this low or lower (suspected label errors)")
+    row[4].text_input("Id contains", key=keys["search"], max_chars=MAX_SEARCH, placeholder="e.g. Abyssinian")
 
     if saved.ids:
         note, clear = st.columns([5, 1])

@@ -13,7 +13,7 @@ from core.cli import main
 from core.config import Settings
 from core.corrections import save
 from core.dataset import load_trimap, open_dataset
-from core.runs import load_eval
+from core.runs import eval_dir, load_eval
 from tests.conftest import SECOND_RUN, TRAINED_RUN
 
 
@@ -44,7 +44,25 @@ def test_review_lists_the_worst_images_first(trained, capsys):
     assert [line.split()[1] for line in lines[2:]] == list(worst.index[:3])
 
 
-def test_review_by_tension_puts_confident_disagreement_first(trained, capsys):
+def test_review_of_suspected_errors_puts_the_lowest_label_quality_first(trained, capsys):
+    table = load_eval(trained.settings, trained.run, "trainval")
+    quality = table["label_quality"].astype(float).dropna()
+    expected = pd.DataFrame({"q": quality, "id": quality.index}).sort_values(["q", "id"])
+    code, out, _ = run_cli(capsys, "review", *paths(trained), "--run", trained.run, "--split", "trainval",
+                           "--order", "tension", "--limit", 4, "--json")
+    assert code == 0
+    images = json.loads(out)["images"]
+    assert [r["image_id"] for r in images] == list(expected["id"][:4])
+    assert images[0]["label_quality"] == pytest.approx(float(expected["q"].iloc[0]))
+    assert images[0]["label_quality_source"] == "in-sample"
+
+
+def test_review_by_tension_puts_confident_disagreement_first(trained_copy, capsys):
+    """A table without label quality (evaluated before it existed) falls back to the tension heuristic."""
+    trained = trained_copy
+    folder = eval_dir(trained.settings, trained.run, "trainval")
+    old = load_eval(trained.settings, trained.run, "trainval").drop(columns=["label_quality"])
+    old.to_parquet(folder / "metrics.parquet", index=False)
     table = load_eval(trained.settings, trained.run, "trainval")
     numbers = table[["mean_confidence", "uncertain_fraction", "iou_pet"]].astype(float)
     tension = (numbers["mean_confidence"] * (1 - numbers["uncertain_fraction"]) * (1 - numbers["iou_pet"])).dropna()

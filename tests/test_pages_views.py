@@ -154,9 +154,11 @@ def test_review_queue_orders_worst_first_or_by_label_error_tension(monkeypatch, 
     worst = table.sort_values(["iou_pet", "image_id"]).index[0]
     assert any(worst.replace("_", "\\_") in m.value and "1 / " in m.value for m in at.markdown)
     at.radio(key="review_order").set_value("tension").run()
-    tension = table["mean_confidence"] * (1 - table["uncertain_fraction"]) * (1 - table["iou_pet"])
-    top = tension.sort_values(ascending=False, kind="stable").index[0]
+    # Suspected label errors: the lowest label quality first (in-sample here, and the page says so)
+    top = table.sort_values(["label_quality", "image_id"]).index[0]
     assert any(top.replace("_", "\\_") in m.value and "1 / " in m.value for m in at.markdown)
+    assert any("in-sample" in c.value for c in at.caption)
+    assert any("to the model trained on this very mask" in i.value for i in at.info)
     # Tagging in the queue moves on to the next image.
     at.button(key="review_tag_fine").click().run()
     assert get_review(trained_copy.settings, top).tag == "fine"

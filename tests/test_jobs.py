@@ -198,7 +198,9 @@ def test_start_stores_the_structured_config_and_its_cli_twin_means_the_same(sett
     ("evaluate", {"run": "x", "split": "val"}, "unknown split"),
     ("evaluate", {"run": "x", "checkpoint": "../../etc/passwd"}, "unknown checkpoint"),
     ("evaluate", {"split": "test"}, "not allowed"),
-    ("crossval", {"run": "x"}, "unknown job kind"),
+    ("crossval", {"run": "x", "folds": 1}, "folds must be"),
+    ("crossval", {"run": "x", "folds": 3, "epoch": 3}, "unknown train setting"),
+    ("nonsense", {"run": "x"}, "unknown job kind"),
 ])
 def test_a_bad_config_is_refused_before_anything_starts(settings, kind, config, message):
     with pytest.raises(jobs.PetSegError, match=message):

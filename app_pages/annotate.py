@@ -5,7 +5,7 @@ import streamlit as st
 from core import corrections, ledger, store
 from core.errors import PetSegError
 from dashboard import annotate_session as edit
-from dashboard import auth, editor, filters, loaders, sidebar, state
+from dashboard import auth, editor, filters, loaders, sidebar, state, viewer
 from dashboard.markdown import escape
 
 current = state.settings()
@@ -92,6 +92,12 @@ def _handle(session: edit.EditSession, payload: dict) -> None:
 # The editor's events (save, tools, prev/next) rerun only this fragment, not the sidebar and the page around it:
 # a save is confirmed and the next image drawn without the whole app being rebuilt in the browser.
 @st.fragment
+def _suspicion(image_id: str) -> str:
+    """Why the label-quality order suspects this mask (Review, Compare say the same), "" when it does not."""
+    view = loaders.view(current, ds, run, split)
+    return viewer.suspicion_sentence(view.loc[image_id]) if image_id in view.index else ""
+
+
 def workbench() -> None:
     session: edit.EditSession | None = st.session_state.get(state.ANNOTATE_SESSION)
     payload = editor.pop_event()
@@ -134,6 +140,8 @@ def workbench() -> None:
         versions = "database unreachable"
     st.caption(f"**{escape(image_id)}** · {escape(row['breed'])} ({escape(row['species'])}) · "
                f"{escape(row['split'])} · {int(row['width'])}×{int(row['height'])} px · {versions}")
+    if run and (reason := _suspicion(image_id)):
+        st.info(reason)
     left, middle, right = st.columns([3, 2, 3])
     left.radio("Start from", starts, key=state.ANNOTATE_START, format_func=edit.START_LABELS.get, horizontal=True,
                help="Switching discards unsaved edits (undo in the editor brings them back).")

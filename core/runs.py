@@ -237,6 +237,8 @@ def run_status(run_dir: Path, epochs_done: int, epochs_planned: int | None) -> s
         return "training" if fresh and alive else "interrupted"
     if state in ("failed", "interrupted"):
         return state
+    if state == "done" and progress.get("folds"):
+        return "done"  # a cross-validation (core.crossval): its epochs are its fold runs
     if epochs_planned and epochs_done >= epochs_planned:
         return "done"
     return "interrupted" if epochs_done else "empty"

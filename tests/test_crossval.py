@@ -225,3 +225,23 @@ def test_compare_says_why_an_image_is_suspected(monkeypatch, cv) -> None:
     assert not at.exception
     info = "\n".join(i.value for i in at.info)
     assert "to a model that never saw this mask" in info
+
+
+def test_the_cross_validation_is_a_finished_run_in_the_run_list(cv) -> None:
+    parent = {r.name: r for r in list_runs(cv.settings)}[RUN]
+    assert parent.status == "done" and parent.evaluated_splits == ("trainval",)
+
+
+def test_annotate_starts_its_queue_from_the_suspected_label_errors(monkeypatch, cv) -> None:
+    table = load_eval(cv.settings, RUN, "trainval")
+    worst = table.sort_values(["label_quality", "image_id"]).index[0]
+    monkeypatch.setenv("PETSEG_DATA", str(cv.data))
+    monkeypatch.setenv("PETSEG_HOME", str(cv.workspace))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update({"run": RUN, "split": "trainval"})
+    at.switch_page("app_pages/annotate.py").run()
+    assert not at.exception
+    at.button(key="annotate_suspects").click().run()
+    assert not at.exception
+    assert at.query_params["image"] == [worst] or at.query_params["image"] == worst
+    assert any("to a model that never saw this mask" in i.value for i in at.info)

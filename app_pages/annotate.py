@@ -141,7 +141,7 @@ def workbench() -> None:
     st.caption(f"**{escape(image_id)}** · {escape(row['breed'])} ({escape(row['species'])}) · "
                f"{escape(row['split'])} · {int(row['width'])}×{int(row['height'])} px · {versions}")
     if run and (reason := _suspicion(image_id)):
-        st.info(reason)
+        st.info(escape(reason))
     left, middle, right = st.columns([3, 2, 3])
     left.radio("Start from", starts, key=state.ANNOTATE_START, format_func=edit.START_LABELS.get, horizontal=True,
                help="Switching discards unsaved edits (undo in the editor brings them back).")

@@ -51,6 +51,6 @@ if str(row.get("problem") or ""):
 options = viewer.controls()
 viewer.pictures(current, ds, image_id, run, split, options)
 if reason := viewer.suspicion_sentence(row):
-    st.info(reason)
+    st.info(escape(reason))
 viewer.metrics(row, split)
 viewer.review_box(current, ds, image_id)

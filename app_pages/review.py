@@ -28,7 +28,7 @@ ordering = top[0].radio("Order", list(views.REVIEW_ORDERS), key=state.REVIEW_ORD
 skip_done = top[1].toggle("Hide reviewed", key=state.REVIEW_SKIP_DONE)
 ranking_column = views.suspect_order(view)[0] if ordering == "tension" else metric
 if ordering == "tension":
-    st.caption(quality_caption(view, ranking_column))
+    st.caption(escape(quality_caption(view, ranking_column)))
     weak = views.weak_run_warning(view[view["evaluated"]])
     if weak:
         st.warning(escape(weak))
@@ -74,7 +74,7 @@ def advance() -> None:
 
 
 if ordering == "tension" and (reason := viewer.suspicion_sentence(row)):
-    st.info(reason)
+    st.info(escape(reason))
 viewer.review_box(current, ds, image_id, on_tag=advance)
 viewer.metrics(row, split)
 

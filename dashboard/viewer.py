@@ -134,7 +134,7 @@ def quality_caption(view: pd.DataFrame, column: str) -> str:
     if sources == {OUT_OF_FOLD}:
         return ("Lowest label quality first: how much a model that never saw the mask believes it (out-of-fold "
                 "self-confidence, softmin-pooled, border band left out).")
-    return ("Lowest label quality first, **in-sample**: the model was trained on these very masks and has partly "
+    return ("Lowest label quality first, in-sample: the model was trained on these very masks and has partly "
             "learnt their mistakes. Run cross-validation on the Train page for an out-of-fold score.")
 
 

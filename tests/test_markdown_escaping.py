@@ -41,7 +41,7 @@ SAFE_NAMES = {
     "parent_version", "sha256", "in_trainval", "in_test", "missing", "scored_as", "help_text", "base_version",
     "who",
     # Messages that dashboard.jobs_view builds from escaped parts (run_name_problem, busy_message).
-    "problem", "busy", "busy_eval",
+    "problem", "busy", "busy_eval", "cv_problem", "cv_busy",
 }
 
 

@@ -157,7 +157,7 @@ def test_review_queue_orders_worst_first_or_by_label_error_tension(monkeypatch, 
     # Suspected label errors: the lowest label quality first (in-sample here, and the page says so)
     top = table.sort_values(["label_quality", "image_id"]).index[0]
     assert any(top.replace("_", "\\_") in m.value and "1 / " in m.value for m in at.markdown)
-    assert any("in-sample" in c.value for c in at.caption)
+    assert any("the model was trained on these very masks" in c.value for c in at.caption)  # in-sample
     assert any("to the model trained on this very mask" in i.value for i in at.info)
     # Tagging in the queue moves on to the next image.
     at.button(key="review_tag_fine").click().run()

@@ -122,12 +122,15 @@ def damage(pet: np.ndarray, kind: str, rng: np.random.Generator, other: np.ndarr
     raise ValueError(kind)
 
 
-def plant(root: Path, share: float, seed: int) -> dict[str, str]:
-    """Damage ``share`` of the trainval trimaps in place; returns ``{image_id: kind}``."""
+def plant(root: Path, share: float, seed: int, write: bool = True) -> dict[str, str]:
+    """Damage ``share`` of the trainval trimaps in place (``write=False``: only say which, for a resumed run);
+    returns ``{image_id: kind}``."""
     rng = np.random.default_rng(seed)
     lines = (root / ANNOTATIONS_DIR / TRAINVAL_FILE).read_text().splitlines()
     trainval = [line.split()[0] for line in lines if line.strip()]
     chosen = rng.choice(len(trainval), size=max(len(KINDS), round(share * len(trainval))), replace=False)
+    if not write:
+        return {trainval[at]: KINDS[n % len(KINDS)] for n, at in enumerate(sorted(chosen))}
     planted = {}
     trimaps = root / TRIMAPS_DIR
     for n, at in enumerate(sorted(chosen)):
@@ -202,13 +205,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temporary one)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--resume", action="store_true", help="continue a stopped run in --keep (same flags): "
+                        "reuses its data, in-sample model and finished folds (times then cover this part only)")
     args = parser.parse_args()
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="petseg-label-errors-"))
     try:
         started = time.perf_counter()
-        data = generate(work / "data", count=args.count, seed=args.seed, progress=False)
-        planted = plant(data, args.damage, args.seed)
+        resume = args.resume and (work / "data").is_dir()
+        data = work / "data" if resume else generate(work / "data", count=args.count, seed=args.seed, progress=False)
+        planted = plant(data, args.damage, args.seed, write=not resume)
         settings = Settings.resolve(data=data, workspace=work / "workspace")
         print(f"{args.count} images, {len(planted)} damaged trimaps ({', '.join(KINDS)}), "
               f"generated in {time.perf_counter() - started:.0f} s", flush=True)
@@ -216,13 +222,15 @@ def main() -> None:
                   "progress": False}
 
         started = time.perf_counter()
-        train(settings, TrainConfig(run="in-sample", val_fraction=0.0, **recipe))
-        evaluate(settings, "in-sample", "trainval", progress=False)
+        if not (resume and load_eval(settings, "in-sample", "trainval") is not None):
+            train(settings, TrainConfig(run="in-sample", val_fraction=0.0, **recipe))
+            evaluate(settings, "in-sample", "trainval", progress=False)
         in_sample_s = time.perf_counter() - started
         print(f"in-sample model: trained and evaluated in {in_sample_s:.0f} s, peak RSS {rss_mb():.0f} MB", flush=True)
 
         started = time.perf_counter()
-        summary = crossval(settings, TrainConfig(run="cv", **recipe), folds=args.folds)
+        resume_cv = resume and (settings.run_dir("cv") / "crossval.json").is_file()
+        summary = crossval(settings, TrainConfig(run="cv", resume=resume_cv, **recipe), folds=args.folds)
         crossval_s = time.perf_counter() - started
         print(f"cross-validation ({args.folds} folds): {crossval_s:.0f} s, peak RSS {rss_mb():.0f} MB; "
               f"probabilities {summary['probabilities_bytes'] / 1e6:.1f} MB for {summary['images']} images", flush=True)

@@ -1,5 +1,8 @@
 """``python -m core <command>``: argument parsing only; each command calls one core function.
 
+Identity: every command acts as ``--as EMAIL`` (given before the command), or as the OS user; its role in the
+store decides what it may do (:mod:`core.users`), exactly as in the app.
+
 User errors (``PetSegError``) and the file-system errors a user can fix (a path that is too long,
 unwritable, read-only, missing, or a full disk) print one line and exit 2; anything else is a bug and
 keeps its traceback.
@@ -19,6 +22,7 @@ from core.config import Settings
 from core.errors import PetSegError
 from core.interop import EXPORT_FORMATS, IMPORT_FORMATS, PREDICTION_ENCODINGS
 from core.runs import EVAL_SPLITS
+from core.store.schema import ROLES
 
 
 def _add_paths(parser: argparse.ArgumentParser, data: bool = True) -> None:
@@ -38,9 +42,20 @@ def _add_db(parser: argparse.ArgumentParser, default: object = None) -> None:
                              "(default: $PETSEG_DB or the SQLite file in the workspace)")
 
 
+def _add_policy(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    parser.add_argument("--corrections", choices=["accepted", "latest"], default=default,
+                        help="which correction version is the ground truth: accepted (default: the latest accepted) "
+                             "or latest (the latest not rejected)")
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     return Settings.resolve(data=getattr(args, "data", None), workspace=getattr(args, "workspace", None),
                             db=getattr(args, "db", None))
+
+
+def _actor(args: argparse.Namespace) -> str | None:
+    """``--as``, or None: the OS user (core resolves it)."""
+    return getattr(args, "actor", None)
 
 
 def _positive_int(text: str) -> int:
@@ -71,8 +86,9 @@ def _add_training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the run's last.pt")
     p.add_argument(
         "--use-corrections", action="store_true",
-        help="train on the latest corrections of trainval images instead of their official trimaps",
+        help="train on the corrections of trainval images (see --corrections) instead of their official trimaps",
     )
+    _add_policy(p)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -104,7 +120,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from core.train import config_from_args, train
 
-    train(_settings(args), config_from_args(args))
+    train(_settings(args), config_from_args(args), actor=_actor(args))
     return 0
 
 
@@ -112,7 +128,7 @@ def cmd_crossval(args: argparse.Namespace) -> int:
     from core.crossval import crossval
     from core.train import config_from_args
 
-    summary = crossval(_settings(args), config_from_args(args), folds=args.folds)
+    summary = crossval(_settings(args), config_from_args(args), folds=args.folds, actor=_actor(args))
     if args.json:
         print(json.dumps(summary))
     else:
@@ -123,10 +139,12 @@ def cmd_crossval(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from core import users
     from core.distributed import current
     from core.evaluate import CHECKPOINTS, evaluate
 
     settings = _settings(args)
+    users.require(settings, _actor(args), "evaluate")  # before a checkpoint from outside becomes a run
     checkpoint = args.checkpoint
     if checkpoint not in CHECKPOINTS:  # a file or folder from outside: becomes the run's best.pt first
         if current().active:
@@ -142,7 +160,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"{checkpoint} imported as run {args.run}: {cfg.describe()}"
               + (" (1-class: evaluated as pet vs background)" if cfg.binary else ""), file=sys.stderr)
         checkpoint = "best"
-    summary = evaluate(settings, run=args.run, split=args.split, checkpoint=checkpoint)
+    summary = evaluate(settings, run=args.run, split=args.split, checkpoint=checkpoint,
+                       corrections=args.corrections, actor=_actor(args))
     if not current().is_main:
         return 0  # under torchrun every rank has the summary: rank 0 prints it
     if args.json:
@@ -167,11 +186,14 @@ def cmd_corrections_import(args: argparse.Namespace) -> int:
     from core.interop import read_masks
 
     settings = _settings(args)
+    if args.author and _actor(args) and args.author != _actor(args):
+        raise PetSegError("--author and --as name different people; the author of an import is the one acting: "
+                          "use --as alone")
+    author = _actor(args) or args.author
     if args.format:
-        report = import_masks(settings, read_masks(args.format, Path(args.source)), author=args.author,
-                              note=args.note)
+        report = import_masks(settings, read_masks(args.format, Path(args.source)), author=author, note=args.note)
     else:
-        report = import_folder(settings, Path(args.source), author=args.author, note=args.note)
+        report = import_folder(settings, Path(args.source), author=author, note=args.note)
     for result in report.results:
         print(result.line())
     total, refused, imported = len(report.results), report.refused, len(report.imported)
@@ -186,7 +208,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     settings = _settings(args)
     out = Path(args.out) if args.out else None
     report = export_archive(settings, fmt=args.format, out=out, only_corrected=args.only_corrected, run=args.run,
-                            split=args.split)
+                            split=args.split, corrections=args.corrections, actor=_actor(args))
     print(report.path)
     print(report.summary(), file=sys.stderr)
     return 0
@@ -206,6 +228,54 @@ def cmd_predictions_import(args: argparse.Namespace) -> int:
         for line in report.refused:
             print(f"refused: {line}")
         print(report.summary())
+    return 0
+
+
+def cmd_corrections_review(args: argparse.Namespace) -> int:
+    from core import corrections
+    from core.dataset import open_dataset
+
+    settings = _settings(args)
+    ds = open_dataset(settings.data, settings.workspace)
+    decide = corrections.accept if args.corrections_command == "accept" else corrections.reject
+    row = decide(settings, ds, args.image, args.version, actor=_actor(args), reason=args.reason or "")
+    print(f"{row.image_id} v{row.version} {row.state} by {row.reviewer}"
+          + (f": {row.reason}" if row.reason else "")
+          + f"; {row.rescored} stored evaluation rows rescored")
+    return 0
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    from core import users
+
+    settings = _settings(args)
+    if args.users_command == "add":
+        user = users.add_user(settings, _actor(args), args.email, args.role)
+        print(f"{user.email} is now {user.role}")
+    elif args.users_command == "set-role":
+        user = users.set_role(settings, _actor(args), args.email, args.role)
+        print(f"{user.email} is now {user.role}")
+    else:
+        listed = users.list_users(settings)
+        if not listed:
+            print(f"no users: this store is single-user (whoever runs PetSeg is its admin); "
+                  f"add the first admin with `users add EMAIL --role admin` or set {users.ADMIN_ENV}")
+        for user in listed:
+            origin = f"configured by {users.ADMIN_ENV}" if user.configured else f"set by {user.updated_by}"
+            print(f"{user.email:<40} {user.role:<10} ({origin}{' at ' + user.updated_at if user.updated_at else ''})")
+    return 0
+
+
+def cmd_workflow(args: argparse.Namespace) -> int:
+    from core.corrections import review_mode, set_review_mode
+
+    settings = _settings(args)
+    if args.review is not None:
+        set_review_mode(settings, args.review, actor=_actor(args))
+    mode = review_mode(settings)
+    print(f"review {mode}: " + ("every new correction version is submitted and counts as ground truth (under "
+                                 "--corrections accepted) once a reviewer accepts it" if mode == "required" else
+                                 "every saved correction is accepted at once"))
     return 0
 
 
@@ -331,6 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m core", description="PetSeg: U-Net segmentation on Oxford-IIIT Pet."
     )
     _add_db(parser)
+    parser.add_argument("--as", dest="actor", metavar="EMAIL",
+                        help="act as this user: their role decides what the command may do (default: the OS user)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
 
     p = sub.add_parser("info", help="index the dataset and report what was found")
@@ -388,6 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-range", choices=["0-1", "0-255"], default="0-1",
                    help="pixel range an outside model was trained on before mean/std (Lightning example: 0-255)")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    _add_policy(p, default="accepted")
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -417,6 +490,35 @@ def build_parser() -> argparse.ArgumentParser:
     pi.add_argument("--author", help="recorded author (default: the OS user)")
     pi.add_argument("--note", default="", help="note recorded with every imported version")
     pi.set_defaults(func=cmd_corrections_import)
+    for name, what in (("accept", "accept a submitted correction as ground truth (a reviewer's action; not your own)"),
+                       ("reject", "reject a submitted correction with a reason (a reviewer's action)")):
+        pr = csub.add_parser(name, help=what)
+        _add_paths(pr)
+        pr.add_argument("image", metavar="IMAGE", help="image id, e.g. Abyssinian_1")
+        pr.add_argument("--version", type=_positive_int, help="the version to review (default: the newest)")
+        pr.add_argument("--reason", required=name == "reject", help="why (shown in History)")
+        pr.set_defaults(func=cmd_corrections_review)
+
+    p = sub.add_parser("users", help="who may do what: annotator < reviewer < admin")
+    usub = p.add_subparsers(dest="users_command", required=True, metavar="<subcommand>")
+    for name, what in (("add", "give a user a role"), ("set-role", "change a user's role")):
+        pu = usub.add_parser(name, help=what)
+        _add_paths(pu, data=False)
+        pu.add_argument("email", metavar="EMAIL")
+        if name == "add":
+            pu.add_argument("--role", required=True, choices=ROLES)
+        else:
+            pu.add_argument("role", metavar="ROLE", choices=ROLES)
+        pu.set_defaults(func=cmd_users)
+    pu = usub.add_parser("list", help="list users and their roles")
+    _add_paths(pu, data=False)
+    pu.set_defaults(func=cmd_users)
+
+    p = sub.add_parser("workflow", help="show or set the store's review workflow")
+    _add_paths(p, data=False)
+    p.add_argument("--review", choices=["required", "off"],
+                   help="required: new corrections wait for a reviewer; off: saves are accepted at once")
+    p.set_defaults(func=cmd_workflow)
 
     p = sub.add_parser("export", help="export the latest masks as a zip")
     _add_paths(p)
@@ -425,6 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only-corrected", action="store_true", help="only images with a correction")
     p.add_argument("--run", help="export this run's stored predictions (of --split) instead of the corrections")
     p.add_argument("--split", choices=EVAL_SPLITS, default="test", help="with --run: the evaluated split")
+    _add_policy(p, default="accepted")
     p.set_defaults(func=cmd_export)
 
     # views (core.views): the review queue and run against run

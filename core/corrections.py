@@ -16,6 +16,13 @@ Concurrency is optimistic: a save names the version it started from (``base_vers
 correction yet). If the latest is another one, nothing is written and :class:`core.ledger.ConflictError` says
 which version landed meanwhile; the caller reloads it or saves again on top (``base_version=err.current_version``).
 
+Review. ``python -m core workflow --review required|off`` (:func:`set_review_mode`) is a store-wide setting, off
+by default: every save is accepted at once, as in a solo workspace. With review required each saved, reverted or
+imported version starts ``submitted``; a reviewer accepts it (:func:`accept`; never their own) or rejects it
+with a reason (:func:`reject`), and which state counts as ground truth is :mod:`core.groundtruth`'s policy.
+Accepting and rejecting rescore like a save does. Every function here takes the acting identity (``author`` /
+``actor``; None = the OS user) and checks its role first (:func:`core.users.require`).
+
 Imports (:func:`import_folder`) take ``<image_id>.png`` files coded as trimaps (1 pet, 2 background,
 3 border) or as binary masks (0 background, 255 pet). A binary mask becomes pet = 1 / background = 2 with
 the border band regenerated around its outline the way the dataset's trimaps have it
@@ -31,8 +38,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import sqlalchemy as sa
 
-from core import ledger, store
+from core import ledger, store, users
 from core.config import Settings
 from core.dataset import Dataset, load_trimap, open_dataset
 from core.errors import ImageUnreadable, PetSegError
@@ -40,8 +48,11 @@ from core.ledger import Correction
 from core.masks import decode_label_png, encode_png, sha256_hex, to_trimap, validate_trimap
 from core.metrics import pet_iou
 from core.scoring import rescore_everywhere
+from core.store.schema import store_settings
 
 MAX_NOTE = 2000
+MAX_REASON = 500
+REVIEW_MODES = ("required", "off")
 MAX_IMPORT_BYTES = 32 * 1024 * 1024
 
 
@@ -92,8 +103,9 @@ def save(
         not isinstance(base_version, int) or isinstance(base_version, bool) or base_version < 1
     ):
         raise PetSegError(f"base version must be a version number >= 1 or None, got {base_version!r}")
+    author = _actor(settings, author, "annotate")
     saved = _store(settings, ds, image_id, mask, base_version=base_version, parent=base_version, source=source,
-                   author=author, note=note)
+                   author=author, note=note, state=_new_state(settings))
     return _rescored(settings, ds, saved)
 
 
@@ -101,18 +113,55 @@ def revert(
     settings: Settings, ds: Dataset, image_id: str, version: int, author: str | None = None, note: str = ""
 ) -> Correction:
     """A new version whose content equals ``version`` (which may be soft-deleted), on top of the latest."""
+    author = _actor(settings, author, "annotate")
     image_id = ds.require(image_id)
     old = ledger.get_version(settings, image_id, version)
     mask = ledger.load_mask(settings, old)
     saved = _store(settings, ds, image_id, mask, base_version=ledger.ANY, parent=old.version, source="revert",
-                   author=author, note=note or f"revert to v{old.version}")
+                   author=author, note=note or f"revert to v{old.version}", state=_new_state(settings))
     return _rescored(settings, ds, saved)
 
 
-def soft_delete(settings: Settings, ds: Dataset, image_id: str, version: int) -> Correction:
+def soft_delete(settings: Settings, ds: Dataset, image_id: str, version: int, actor: str | None = None
+                ) -> Correction:
     """Hide one version from history and from the ground truth (its row and file stay), then rescore."""
+    _actor(settings, actor, "delete")
     image_id = ds.require(image_id)
     return _rescored(settings, ds, ledger.mark_deleted(settings, image_id, version))
+
+
+def accept(settings: Settings, ds: Dataset, image_id: str, version: int | None = None, *, actor: str | None = None,
+           reason: str = "") -> Correction:
+    """Accept a submitted version (default: the newest) as ground truth, then rescore; never one's own."""
+    return _review(settings, ds, image_id, version, actor, "accepted", reason)
+
+
+def reject(settings: Settings, ds: Dataset, image_id: str, version: int | None = None, *, actor: str | None = None,
+           reason: str) -> Correction:
+    """Reject a submitted version (default: the newest) with a reason the author will read, then rescore."""
+    return _review(settings, ds, image_id, version, actor, "rejected", reason)
+
+
+def review_mode(settings: Settings) -> str:
+    """``required`` or ``off`` (the default; also for a store not created yet)."""
+    if not store.exists(settings):
+        return "off"
+    with store.reading(settings) as conn:
+        value = conn.execute(sa.select(store_settings.c.value).where(store_settings.c.key == "review")).scalar()
+    return value if value in REVIEW_MODES else "off"
+
+
+def set_review_mode(settings: Settings, mode: str, actor: str | None = None) -> str:
+    """Turn review on (``required``) or off for the whole store (an admin's action). Turning it off accepts
+    nothing by itself: versions submitted before stay submitted until reviewed."""
+    actor = _actor(settings, actor, "workflow")
+    if mode not in REVIEW_MODES:
+        raise PetSegError(f"review mode {str(mode)[:40]!r} is not one of {', '.join(REVIEW_MODES)}")
+    with store.writing(settings) as conn:
+        store.insert_ignore(conn, store_settings, {"key": "review", "value": mode, "updated_by": actor,
+                                                   "updated_at": store.utc_now()},
+                            overwrite=("value", "updated_by", "updated_at"))
+    return mode
 
 
 def import_folder(
@@ -126,9 +175,10 @@ def import_folder(
     if not entries:
         raise PetSegError(f"import folder {folder} is empty; put <image_id>.png masks in it")
     ds = ds if ds is not None else open_dataset(settings.data, settings.workspace)
-    author = store.clean_author(author)
+    author = _actor(settings, author, "annotate")
     note = _clean_note(note)
-    results = [_import_one(settings, ds, entry, author, note) for entry in entries]
+    state = _new_state(settings)
+    results = [_import_one(settings, ds, entry, author, note, state) for entry in entries]
     imported = [r.image_id for r in results if r.new_version and r.image_id]
     return ImportReport(results, rescore_everywhere(settings, ds, imported) if imported else 0)
 
@@ -151,6 +201,39 @@ def import_masks(
 # --- internals -------------------------------------------------------------------------------------------
 
 
+def _actor(settings: Settings, actor: str | None, action: str) -> str:
+    """The recorded identity of ``actor`` (None = the OS user), once its role allows ``action``."""
+    actor = store.clean_author(actor)
+    users.require(settings, actor, action)
+    return actor
+
+
+def _new_state(settings: Settings) -> str:
+    return "submitted" if review_mode(settings) == "required" else "accepted"
+
+
+def _review(settings: Settings, ds: Dataset, image_id: str, version: int | None, actor: str | None, state: str,
+            reason: str) -> Correction:
+    actor = _actor(settings, actor, "accept" if state == "accepted" else "reject")
+    image_id = ds.require(image_id)
+    reason = store.clean_text(reason, "reason", MAX_REASON)
+    if state == "rejected" and not reason:
+        raise PetSegError("say why the correction is rejected (--reason): its author reads it in History")
+    if version is None:
+        newest = ledger.latest(settings, image_id)
+        if newest is None:
+            raise PetSegError(f"{image_id} has no correction to review")
+        version = newest.version
+    elif isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise PetSegError(f"version must be a version number >= 1, got {version!r}")
+    row = ledger.get_version(settings, image_id, version)
+    if state == "accepted" and users.normalize(row.author) == users.normalize(actor):
+        raise users.PermissionDenied(f"{image_id} v{version} is your own correction: another reviewer must accept "
+                                     "it")
+    reviewed = ledger.set_state(settings, image_id, version, state, reviewer=actor, reason=reason)
+    return _rescored(settings, ds, reviewed)
+
+
 def _rescored(settings: Settings, ds: Dataset, row: Correction) -> Correction:
     return replace(row, rescored=rescore_everywhere(settings, ds, [row.image_id]))
 
@@ -166,6 +249,7 @@ def _store(
     source: str,
     author: str | None,
     note: str,
+    state: str,
 ) -> Correction:
     image_id = ds.require(image_id)
     size = _known_size(ds, image_id)
@@ -175,6 +259,7 @@ def _store(
     return ledger.add_version(
         settings, image_id, mask, base_version=base_version, parent=parent, source=source,
         author=store.clean_author(author), note=_clean_note(note), iou_gt=_iou_against_official(ds, image_id, mask),
+        state=state,
     )
 
 
@@ -194,7 +279,8 @@ def _iou_against_official(ds: Dataset, image_id: str, mask: np.ndarray) -> float
     return pet_iou(mask, reference)
 
 
-def _import_one(settings: Settings, ds: Dataset, entry: os.DirEntry, author: str, note: str) -> ImportResult:
+def _import_one(settings: Settings, ds: Dataset, entry: os.DirEntry, author: str, note: str, state: str
+                ) -> ImportResult:
     name = entry.name
     stem, dot, suffix = name.rpartition(".")
     if entry.is_symlink():
@@ -234,7 +320,8 @@ def _import_mask(settings: Settings, ds: Dataset, name: str, stem: str,
                 if official is not None and np.array_equal(official, trimap):
                     return ImportResult(name, True, "unchanged: identical to the official trimap", image_id)
         saved = _store(settings, ds, image_id, trimap, base_version=current.version if current else None,
-                       parent=current.version if current else None, source="import", author=author, note=note)
+                       parent=current.version if current else None, source="import", author=author, note=note,
+                       state=state)
     except PetSegError as exc:
         return ImportResult(name, False, str(exc), image_id)
     return ImportResult(name, True, f"imported as v{saved.version} ({how})", image_id, saved.version, new_version=True)

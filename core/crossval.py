@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core import groundtruth, locks
+from core import groundtruth, locks, users
 from core.atomic import atomic_write_bytes, atomic_write_text
 from core.config import Settings, check_run_name
 from core.data import trainable_ids
@@ -73,12 +73,15 @@ def assign_folds(ids: list[str], folds: int) -> dict[str, int]:
 
 
 def crossval(settings: Settings, cfg: TrainConfig, folds: int = 5,
-             on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+             on_progress: Callable[[dict[str, Any]], None] | None = None, *, actor: str | None = None
+             ) -> dict[str, Any]:
     """Train the folds of ``cfg.run`` and store every trainval image's out-of-fold prediction (module doc).
 
     ``cfg`` is the training recipe of every fold (its ``run`` names the parent); ``cfg.resume`` continues a
     cross-validation that stopped. Returns a summary (folds done, images, seconds, bytes of probabilities).
+    An admin's action (``actor``, None = the OS user), who is also the one training every fold.
     """
+    users.require(settings, actor, "crossval")
     if not isinstance(folds, int) or not MIN_FOLDS <= folds <= MAX_FOLDS:
         raise PetSegError(f"--folds must be {MIN_FOLDS}-{MAX_FOLDS}, not {folds}")
     parent = settings.run_dir(cfg.run)
@@ -91,7 +94,7 @@ def crossval(settings: Settings, cfg: TrainConfig, folds: int = 5,
                           f"(pid {locks.holder(parent / LOCK_FILE) or 'unknown'}): wait for it to finish")
     progress = Progress(parent, cfg.run, folds)
     try:
-        return _crossval(settings, recipe, folds, parent, progress, on_progress)
+        return _crossval(settings, recipe, folds, parent, progress, on_progress, actor)
     except BaseException as exc:
         progress.update(force=True, status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
                         error=str(exc).splitlines()[0] if str(exc) else repr(exc))
@@ -101,7 +104,7 @@ def crossval(settings: Settings, cfg: TrainConfig, folds: int = 5,
 
 
 def _crossval(settings: Settings, cfg: TrainConfig, folds: int, parent: Path, progress: Progress,
-              on_progress: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
+              on_progress: Callable[[dict[str, Any]], None] | None, actor: str | None) -> dict[str, Any]:
     started = time.perf_counter()
     ds = open_dataset(settings.data, settings.workspace)
     training_truth = groundtruth.snapshot(settings, ds, ds.table.index, corrections=cfg.use_corrections)
@@ -149,7 +152,7 @@ def _crossval(settings: Settings, cfg: TrainConfig, folds: int, parent: Path, pr
         log.info("cross-validation %s: fold %d/%d, %d images to train on, %d to predict", cfg.run, fold, folds,
                  len(kept), len(held_out))
         resume = (settings.run_dir(name) / "last.pt").is_file()
-        train(settings, dataclasses.replace(cfg, run=name, resume=resume), split=(kept, held_out))
+        train(settings, dataclasses.replace(cfg, run=name, resume=resume), split=(kept, held_out), actor=actor)
         report(status="predicting", fold=fold, fold_run=name)
         _predict_fold(settings, ds, name, held_out, store, folder, cfg)
         state["done"] = sorted({*state["done"], fold})

@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from core import distributed, groundtruth
+from core import distributed, groundtruth, users
 from core.atomic import atomic_open, atomic_write_bytes, atomic_write_text
 from core.config import Settings
 from core.dataset import Dataset, load_image, open_dataset
@@ -227,13 +227,18 @@ def evaluate(
     progress: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
     image_ids: Iterable[str] | None = None,
+    corrections: str = groundtruth.DEFAULT_POLICY,
+    actor: str | None = None,
 ) -> dict[str, Any]:
     """Predict every image of ``split`` (or only ``image_ids`` of it) with the run's checkpoint; write PNGs and
-    the metrics table. Returns the summary printed by ``python -m core evaluate --json``.
+    the metrics table, scored against the ground truth under the ``corrections`` policy. Returns the summary
+    printed by ``python -m core evaluate --json``. An admin's action (``actor``, None = the OS user).
 
     One process at a time evaluates a run's split: a second is refused (``PetSegError``) while the first writes.
     Under torchrun the ranks share the work (see the module docstring) and all return rank 0's summary.
     """
+    users.require(settings, actor, "evaluate")
+    groundtruth.check_policy(corrections)
     checkpoint_path(settings, run, checkpoint)  # an unknown run is refused before a folder is made for it
     folder = eval_dir(settings, run, split)
     device = resolve_device(device)
@@ -245,7 +250,8 @@ def evaluate(
         dist.from_main(hold)
         return _evaluate(settings, run, split, checkpoint, batch_size=batch_size,
                          device=distributed.device_for(dist, device), precision=precision,
-                         progress=progress and dist.is_main, on_progress=on_progress, image_ids=image_ids, dist=dist)
+                         progress=progress and dist.is_main, on_progress=on_progress, image_ids=image_ids, dist=dist,
+                         policy=corrections)
 
 
 def _evaluate(
@@ -261,6 +267,7 @@ def _evaluate(
     on_progress: Callable[[int, int], None] | None,
     image_ids: Iterable[str] | None,
     dist: distributed.Context,
+    policy: str,
 ) -> dict[str, Any]:
     started = time.perf_counter()
     folder = eval_dir(settings, run, split)
@@ -271,11 +278,11 @@ def _evaluate(
     ds = open_dataset(settings.data, settings.workspace)
     table = ds.table.loc[ds.ids(None if split == "all" else split)]
     plan: dict[str, Any] = {}
-    todo = dist.from_main(lambda: _plan(settings, ds, folder, table, sha, image_ids, plan))
+    todo = dist.from_main(lambda: _plan(settings, ds, folder, table, sha, image_ids, plan, policy))
     predictor = load_predictor(settings, run, checkpoint, device, precision) if todo else None
     # The batches one process would make, dealt out to the ranks: the same batch composition for every image.
     mine = _batches(todo, batch_size, predictor)[dist.rank :: dist.world_size] if predictor else []
-    truth = groundtruth.snapshot(settings, ds, [i for batch in mine for i in batch])
+    truth = groundtruth.snapshot(settings, ds, [i for batch in mine for i in batch], policy=policy)
     if not dist.is_main:
         _predict_part(settings, ds, folder, predictor, mine, truth, checkpoint, sha, dist)
         return dist.from_main(dict)  # rank 0's summary, once it has merged the parts
@@ -286,7 +293,7 @@ def _evaluate(
 
 
 def _plan(settings: Settings, ds: Dataset, folder: Path, table: pd.DataFrame, sha: str,
-          image_ids: Iterable[str] | None, plan: dict[str, Any]) -> list[str]:
+          image_ids: Iterable[str] | None, plan: dict[str, Any], policy: str) -> list[str]:
     """Rank 0 (or the one process): reuse and rescore what is stored, return what must be predicted; what
     :func:`_finish` needs besides goes into ``plan``."""
     old = read_eval_table(folder)
@@ -300,7 +307,7 @@ def _plan(settings: Settings, ds: Dataset, folder: Path, table: pd.DataFrame, sh
         table = table[table.index.isin(wanted)]
     readable = table[table["readable"]]
     skipped = len(table) - len(readable)
-    truth = groundtruth.snapshot(settings, ds, readable.index)
+    truth = groundtruth.snapshot(settings, ds, readable.index, policy=policy)
     todo: list[str] = []
     rescored = 0
     for image_id in readable.index:

@@ -53,7 +53,7 @@ from typing import BinaryIO
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from core import groundtruth
+from core import groundtruth, users
 from core.atomic import atomic_create, atomic_open
 from core.cleanup import sweep_stale
 from core.config import Settings
@@ -104,11 +104,14 @@ def export_archive(
     ds: Dataset | None = None,
     run: str | None = None,
     split: str = "test",
+    corrections: str = groundtruth.DEFAULT_POLICY,
+    actor: str | None = None,
 ) -> ExportReport:
-    """Write ``out`` (default ``<workspace>/exports/<fmt>-<time>.zip``) and report what went in.
-
-    With ``run``, the masks are that run's stored predictions of ``split`` instead of the corrections.
+    """Write ``out`` (default ``<workspace>/exports/<fmt>-<time>.zip``) and report what went in: the ground truth
+    under the ``corrections`` policy, or with ``run`` that run's stored predictions of ``split``. An admin's action
+    (``actor``, None = the OS user).
     """
+    users.require(settings, actor, "export")
     if fmt not in FORMATS:
         raise PetSegError(f"export format {fmt!r} is not one of {', '.join(FORMATS)}")
     ds = ds if ds is not None else open_dataset(settings.data, settings.workspace)
@@ -120,7 +123,7 @@ def export_archive(
     if masks is not None:
         ids, truth = list(masks), None
     else:
-        truth = groundtruth.snapshot(settings, ds, ds.ids())  # one ledger query for the whole export
+        truth = groundtruth.snapshot(settings, ds, ds.ids(), policy=corrections)  # one ledger query for the export
         ids = [i for i in ds.ids() if truth.versions[i] is not None] if only_corrected else ds.ids()
         if only_corrected and not ids:
             raise PetSegError("no image of this dataset has a correction; export without --only-corrected")

@@ -35,7 +35,7 @@ from core import store
 from core.config import Settings
 from core.errors import ImageUnreadable, PetSegError
 from core.masks import decode_label_png, encode_png, sha256_hex
-from core.store.schema import SOURCES, corrections, masks
+from core.store.schema import SOURCES, STATES, corrections, masks
 
 ANY = object()  # base_version of a write that lands on top of whatever is latest (a revert)
 _RETRIES = 5  # a write on top of ANY retries when a concurrent writer took its version number
@@ -80,6 +80,10 @@ class Correction:
     width: int
     iou_gt: float | None
     deleted: bool
+    state: str = "accepted"  # submitted | accepted | rejected (core.corrections: the review workflow)
+    reviewer: str | None = None  # who accepted or rejected it; None while submitted, or accepted with review off
+    reviewed_at: str | None = None
+    reason: str = ""  # why it was rejected (or a reviewer's remark on accepting)
     # Stored evaluation rows the operation that returned this row rescored (core.corrections); not a column.
     rescored: int = field(default=0, compare=False)
 
@@ -99,6 +103,10 @@ class Correction:
             width=int(m["width"]),
             iou_gt=None if m["iou_gt"] is None else float(m["iou_gt"]),
             deleted=bool(m["deleted"]),
+            state=str(m["state"]),
+            reviewer=None if m["reviewer"] is None else str(m["reviewer"]),
+            reviewed_at=None if m["reviewed_at"] is None else str(m["reviewed_at"]),
+            reason=str(m["reason"]),
         )
 
 
@@ -165,15 +173,26 @@ def latest_table(settings: Settings) -> pd.DataFrame:
     return frame.set_index("image_id", drop=False)
 
 
-def latest_rows(settings: Settings, image_ids: Iterable[str] | None = None) -> dict[str, Correction]:
-    """The latest non-deleted row of each corrected image (of ``image_ids``, or all): one connection, one query."""
-    return {image_id: row for image_id, (row, _png) in _latest_query(settings, image_ids, with_png=False).items()}
+def latest_rows(settings: Settings, image_ids: Iterable[str] | None = None, *,
+                states: Iterable[str] = STATES) -> dict[str, Correction]:
+    """The latest non-deleted row in one of ``states`` of each corrected image (of ``image_ids``, or all): one
+    connection, one query."""
+    return {image_id: row for image_id, (row, _png)
+            in _latest_query(settings, image_ids, with_png=False, states=states).items()}
 
 
-def latest_with_masks(settings: Settings, image_ids: Iterable[str] | None = None
-                      ) -> dict[str, tuple[Correction, bytes]]:
+def latest_with_masks(settings: Settings, image_ids: Iterable[str] | None = None, *,
+                      states: Iterable[str] = STATES) -> dict[str, tuple[Correction, bytes]]:
     """Like :func:`latest_rows` plus each row's mask PNG bytes, in the same single query (bulk readers)."""
-    return _latest_query(settings, image_ids, with_png=True)
+    return _latest_query(settings, image_ids, with_png=True, states=states)
+
+
+def submitted(settings: Settings) -> list[Correction]:
+    """Every non-deleted version waiting for review, oldest first (the review queue)."""
+    query = (sa.select(*_COLUMNS).where(corrections.c.state == "submitted", corrections.c.deleted == 0)
+             .order_by(corrections.c.created_at, corrections.c.id))
+    with store.reading(settings) as conn:
+        return [Correction.from_row(row) for row in conn.execute(query)]
 
 
 def load_mask(settings: Settings, correction: Correction) -> np.ndarray:
@@ -214,8 +233,10 @@ def stamp(settings: Settings) -> tuple:
     from core.store.schema import reviews
 
     with store.reading(settings) as conn:
+        # A review changes a state, not the count: the weighted sum moves with every accept or reject.
+        reviewed = sa.case((corrections.c.state == "accepted", 1), (corrections.c.state == "rejected", 2), else_=0)
         ledger_part = conn.execute(sa.select(sa.func.count(), sa.func.max(corrections.c.id),
-                                             sa.func.sum(corrections.c.deleted))).one()
+                                             sa.func.sum(corrections.c.deleted), sa.func.sum(reviewed))).one()
         review_part = conn.execute(sa.select(sa.func.count(), sa.func.sum(reviews.c.revision))).one()
     return (settings.db_url, *ledger_part, *review_part)
 
@@ -234,6 +255,7 @@ def add_version(
     author: str,
     note: str,
     iou_gt: float | None,
+    state: str = "accepted",
 ) -> Correction:
     """Store ``mask`` (a validated trimap) as the next version of ``image_id`` and return its row.
 
@@ -242,6 +264,8 @@ def add_version(
     """
     if source not in SOURCES:
         raise PetSegError(f"source {source!r} is not one of {', '.join(SOURCES)}")
+    if state not in ("submitted", "accepted"):
+        raise PetSegError(f"a new version is submitted or accepted, not {state!r}")
     data = encode_png(mask)
     digest = sha256_hex(data)
     height, width = mask.shape
@@ -263,7 +287,8 @@ def add_version(
                 # UNIQUE (image_id, version): of two writers that read the same latest, one insert fails here.
                 row = Correction(image_id=image_id, version=version, parent_version=parent, source=source,
                                  author=author, note=note, created_at=now, sha256=digest, height=int(height),
-                                 width=int(width), iou_gt=None if iou_gt is None else float(iou_gt), deleted=False)
+                                 width=int(width), iou_gt=None if iou_gt is None else float(iou_gt), deleted=False,
+                                 state=state)
                 values = {k: v for k, v in vars(row).items() if k not in ("rescored", "deleted")}
                 conn.execute(corrections.insert().values(**values, deleted=0))
             return row
@@ -284,25 +309,62 @@ def mark_deleted(settings: Settings, image_id: str, version: int) -> Correction:
         return _version(conn, image_id, version)
 
 
+def set_state(settings: Settings, image_id: str, version: int, state: str, *, reviewer: str, reason: str
+              ) -> Correction:
+    """Accept or reject one submitted version; :class:`ReviewConflict` when it is no longer submitted (another
+    reviewer was first, or it was deleted). The check and the update are one statement."""
+    if state not in ("accepted", "rejected"):
+        raise PetSegError(f"a review accepts or rejects, not {state!r}")
+    with store.writing(settings) as conn:
+        done = conn.execute(corrections.update()
+                            .where(corrections.c.image_id == image_id, corrections.c.version == int(version),
+                                   corrections.c.state == "submitted", corrections.c.deleted == 0)
+                            .values(state=state, reviewer=reviewer, reviewed_at=store.utc_now(), reason=reason))
+        row = _version(conn, image_id, version)
+    if done.rowcount != 1:
+        raise ReviewConflict(row)
+    return row
+
+
+class ReviewConflict(PetSegError):
+    """The version is not waiting for review (any more)."""
+
+    def __init__(self, row: Correction) -> None:
+        self.row = row
+        label = f"{row.image_id} v{row.version}"
+        if row.deleted:
+            now = "it was deleted"
+        elif row.state == "submitted":
+            now = "it changed meanwhile"
+        else:
+            by = f" by {row.reviewer}" if row.reviewer else " (saved while review was off)"
+            now = f"it was {row.state}{by}" + (f" at {row.reviewed_at}" if row.reviewed_at else "")
+        super().__init__(f"{label} is not waiting for review: {now}; nothing was changed")
+
+
 # --- internals -------------------------------------------------------------------------------------------
 
 _PUBLIC = [c for c in _COLUMNS if c.name not in ("deleted", "deleted_at")]
 
 
-def _newest(*, with_count: bool = False) -> sa.Subquery:
-    """Per image: its latest non-deleted version (and how many non-deleted versions it has)."""
+def _newest(*, with_count: bool = False, states: Iterable[str] = STATES) -> sa.Subquery:
+    """Per image: its latest non-deleted version in ``states`` (and how many non-deleted versions it has)."""
     columns = [corrections.c.image_id, sa.func.max(corrections.c.version).label("version")]
     if with_count:
         columns.append(sa.func.count().label("versions"))
-    return sa.select(*columns).where(corrections.c.deleted == 0).group_by(corrections.c.image_id).subquery()
+    query = sa.select(*columns).where(corrections.c.deleted == 0)
+    states = tuple(states)
+    if set(states) != set(STATES):
+        query = query.where(corrections.c.state.in_(states))
+    return query.group_by(corrections.c.image_id).subquery()
 
 
-def _latest_query(settings: Settings, image_ids: Iterable[str] | None, *, with_png: bool
-                  ) -> dict[str, tuple[Correction, bytes | None]]:
+def _latest_query(settings: Settings, image_ids: Iterable[str] | None, *, with_png: bool,
+                  states: Iterable[str] = STATES) -> dict[str, tuple[Correction, bytes | None]]:
     wanted = None if image_ids is None else set(image_ids)
     if wanted is not None and not wanted:
         return {}
-    newest = _newest()
+    newest = _newest(states=states)
     query = sa.select(*_COLUMNS, *([masks.c.png] if with_png else [])).join(
         newest, sa.and_(corrections.c.image_id == newest.c.image_id, corrections.c.version == newest.c.version))
     if with_png:

@@ -27,7 +27,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy import exc
 
-from core import store
+from core import store, users
 from core.config import Settings
 from core.dataset import Dataset
 from core.errors import PetSegError
@@ -70,6 +70,7 @@ def set_tag(settings: Settings, ds: Dataset, image_id: str, tag: str | None, *, 
     image_id = ds.require(image_id)
     if tag is not None and tag not in TAGS:
         raise PetSegError(f"review tag {tag!r} is not one of {', '.join(TAGS)}")
+    users.require(settings, author, "tag")
     return _write(settings, image_id, {"tag": tag}, author, base_revision)
 
 
@@ -89,6 +90,7 @@ def set_note(settings: Settings, ds: Dataset, image_id: str, note: str, *, autho
     """Replace an image's review note (an empty string clears it)."""
     image_id = ds.require(image_id)
     text = store.clean_text(note, "review note", MAX_NOTE)
+    users.require(settings, author, "note")
     return _write(settings, image_id, {"note": text}, author, base_revision)
 
 

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from core import distributed, groundtruth, run_folder
+from core import distributed, groundtruth, run_folder, users
 from core.cleanup import sweep_stale
 from core.config import Settings, check_run_name
 from core.data import ArrayCache, augment, batches, shard, split_trainval, steps_per_epoch, trainable_ids
@@ -114,6 +114,7 @@ class TrainConfig:
     augment: bool = True
     resume: bool = False
     use_corrections: bool = False
+    corrections: str = "accepted"  # with use_corrections: which version counts (core.groundtruth.POLICIES)
     progress: bool = True  # tqdm bars on stderr
 
     def resolved(self) -> TrainConfig:
@@ -153,7 +154,7 @@ def config_from_args(args: Any) -> TrainConfig:
               for name in ("preset", "epochs", "image_size", "batch_size", "encoder", "lr", "max_images")}
     fields.update({name: bool(getattr(args, name, False)) for name in ("resume", "use_corrections")})
     # Flags whose default lives in TrainConfig: only a given value overrides it.
-    fields.update({name: value for name in ("encoder_weights", "seed", "precision", "device")
+    fields.update({name: value for name in ("encoder_weights", "seed", "precision", "device", "corrections")
                    if (value := getattr(args, name, None)) is not None})
     return TrainConfig(run=args.run, **fields)
 
@@ -170,11 +171,14 @@ class TrainResult:
     history: list[dict[str, Any]]
 
 
-def train(settings: Settings, cfg: TrainConfig, split: tuple[list[str], list[str]] | None = None) -> TrainResult:
-    """Train (or resume) the run described by ``cfg``; see the module docstring for what is written.
+def train(settings: Settings, cfg: TrainConfig, split: tuple[list[str], list[str]] | None = None, *,
+          actor: str | None = None) -> TrainResult:
+    """Train (or resume) the run described by ``cfg`` as ``actor`` (None = the OS user; an admin's action); see the
+    module docstring for what is written.
 
     ``split``: train on these ids and validate on those (cross-validation folds) instead of the fixed split.
     """
+    users.require(settings, actor, "train")
     run_dir = settings.run_dir(cfg.run)
     device = resolve_device(cfg.device)
     with distributed.session(device) as dist, contextlib.ExitStack() as held:
@@ -227,7 +231,8 @@ def _train(settings: Settings, cfg: TrainConfig, run_dir: Path, progress: run_fo
 
     # Data: usable trainval images, a fixed validation slice, and the array cache.
     ds = open_dataset(settings.data, settings.workspace)
-    truth = groundtruth.snapshot(settings, ds, ds.table.index, corrections=cfg.use_corrections)
+    truth = groundtruth.snapshot(settings, ds, ds.table.index, corrections=cfg.use_corrections,
+                                 policy=cfg.corrections)
     usable, left_out = trainable_ids(ds, [i for i, v in truth.versions.items() if v is not None])
     if left_out:
         log.warning("%d trainval images are unreadable or have no trimap: left out of training", left_out)

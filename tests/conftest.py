@@ -51,6 +51,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PETSEG_DATA", raising=False)
     monkeypatch.delenv("PETSEG_HOME", raising=False)
     monkeypatch.delenv("PETSEG_DB", raising=False)
+    monkeypatch.delenv("PETSEG_ADMIN", raising=False)
 
 
 # --- the store on both engines ---------------------------------------------------------------------------------

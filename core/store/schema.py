@@ -14,6 +14,8 @@ import sqlalchemy as sa
 
 SOURCES = ("gt", "prediction", "correction", "import", "revert")
 TAGS = ("model_error", "label_error", "ambiguous", "fine")
+STATES = ("submitted", "accepted", "rejected")  # review state of a correction version
+ROLES = ("annotator", "reviewer", "admin")  # lowest first
 
 metadata = sa.MetaData()
 
@@ -47,8 +49,16 @@ corrections = sa.Table(
     sa.Column("iou_gt", sa.Float),
     sa.Column("deleted", sa.Integer, sa.CheckConstraint("deleted IN (0, 1)"), nullable=False, server_default="0"),
     sa.Column("deleted_at", sa.Text),
+    # Review (revision 0003): a version is accepted at once unless the store requires review; then it is submitted
+    # and a reviewer (never its author) accepts or rejects it. Versions from before review existed are accepted.
+    sa.Column("state", sa.Text, sa.CheckConstraint(f"state IN {STATES}", name="corrections_state"),
+              nullable=False, server_default="accepted"),
+    sa.Column("reviewer", sa.Text),
+    sa.Column("reviewed_at", sa.Text),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
     sa.UniqueConstraint("image_id", "version"),
     sa.Index("corrections_sha256", "sha256"),
+    sa.Index("corrections_by_state", "state"),
 )
 
 # Review tag and note per image. ``revision`` counts the writes: a write names the revision it started from and
@@ -62,4 +72,25 @@ reviews = sa.Table(
     sa.Column("author", sa.Text, nullable=False),
     sa.Column("updated_at", sa.Text, nullable=False),
     sa.Column("revision", sa.Integer, nullable=False, server_default="1"),
+)
+
+# Who may do what (core.users). Emails are stored lower-case. A store with no rows here (and no PETSEG_ADMIN)
+# is a single-user store: whoever runs PetSeg is its admin.
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("email", sa.Text, primary_key=True),
+    sa.Column("role", sa.Text, sa.CheckConstraint(f"role IN {ROLES}", name="users_role"), nullable=False),
+    sa.Column("updated_by", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.Text, nullable=False),
+)
+
+# Store-wide settings, one row per key (today: "review" = "required" | "off"; no row = the default).
+store_settings = sa.Table(
+    "store_settings",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("updated_by", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.Text, nullable=False),
 )

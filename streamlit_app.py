@@ -8,6 +8,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from core.errors import PetSegError
+from core.users import rank
 from dashboard import auth, heap, sidebar, state
 
 st.set_page_config(page_title="PetSeg", page_icon=":material/pets:", layout="wide")
@@ -35,6 +37,16 @@ _SECTIONS = {
     ],
     "Train": [("train", "Train", ":material/model_training:"), ("runs", "Runs", ":material/compare_arrows:")],
 }
+# Pages shown only from a role up (each page checks the role again: a hidden page is not a protected one).
+_ROLE_PAGES = {"Correct": [("review_corrections", "Review corrections", ":material/fact_check:", "reviewer")],
+               "Team": [("admin", "Admin", ":material/admin_panel_settings:", "admin")]}
+try:
+    _role = auth.role(state.settings())
+except PetSegError:  # the store is unreachable: pages say so themselves
+    _role = None
+for _section, _entries in _ROLE_PAGES.items():
+    _SECTIONS.setdefault(_section, []).extend((name, title, icon) for name, title, icon, needed in _entries
+                                              if _role is not None and rank(_role) >= rank(needed))
 PAGES = {
     section: [
         st.Page(_PAGES / f"{name}.py", title=title, icon=icon, url_path=name, default=name == "home")

@@ -9,8 +9,9 @@ from core import ledger
 from core.errors import PetSegError
 from core.export import FORMATS, export_archive
 from core.runs import list_runs
-from dashboard import corrections_import, loaders, state
+from dashboard import auth, corrections_import, loaders, state
 from dashboard.markdown import escape
+from dashboard.review_views import policy_choice
 
 FORMAT_HELP = {
     "trimap": "`annotations/trimaps/<id>.png`, 1 pet / 2 background / 3 border: a drop-in replacement for the "
@@ -49,6 +50,7 @@ if what == "predictions" and evaluated:
 only_corrected = st.toggle("Only corrected images", key=state.EXPORT_ONLY_CORRECTED,
                            disabled=corrected == 0 or run is not None,
                            help="Leave out images that still have only the official trimap")
+policy = policy_choice(state.EXPORT_POLICY, disabled=run is not None)
 
 
 def _download(path: Path, key: str, primary: bool = False) -> None:
@@ -60,7 +62,8 @@ if st.button("Export", type="primary", key="export_run"):
     try:
         with st.spinner("Writing the zip…"):
             report = export_archive(current, fmt=fmt, only_corrected=only_corrected and corrected > 0 and run is None,
-                                    ds=ds, run=run, split=split or "test")
+                                    ds=ds, run=run, split=split or "test", corrections=policy,
+                                    actor=auth.current_user())
     except PetSegError as exc:
         st.error(escape(exc, 1000))
     else:

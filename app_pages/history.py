@@ -1,8 +1,9 @@
-"""History: every saved version of an image's mask, with revert and soft delete (`/history?image=Abyssinian_1`)."""
+"""History: every saved version of an image's mask with its review (state, author, reviewer, time, reason), revert
+and soft delete (`/history?image=Abyssinian_1`)."""
 
 import streamlit as st
 
-from core import corrections, ledger
+from core import corrections, groundtruth, ledger
 from core.dataset import load_trimap
 from core.errors import PetSegError
 from dashboard import annotate_views, auth, loaders, state
@@ -36,9 +37,11 @@ if chosen != image_id:
 show_deleted = st.toggle("Show deleted versions", key=state.HISTORY_SHOW_DELETED)
 versions = ledger.history(current, image_id, include_deleted=show_deleted)
 latest = ledger.latest(current, image_id)
+in_force = groundtruth.snapshot(current, ds, [image_id]).versions[image_id]  # the default policy: accepted
 left, right = st.columns([3, 1])
 left.caption(f"{len(versions)} version{'s' if len(versions) != 1 else ''} of **{escape(image_id)}** · effective "
-             f"ground truth: {f'v{latest.version}' if latest else 'the official trimap'}")
+             f"ground truth (accepted): {f'v{in_force}' if in_force else 'the official trimap'} · review "
+             f"{corrections.review_mode(current)}")
 right.page_link("app_pages/annotate.py", label="Edit in Annotate", icon=":material/edit:",
                 query_params={"image": image_id})
 
@@ -69,9 +72,25 @@ def _revert_to_official() -> None:
 
 
 def _delete(version: int) -> None:
-    deleted = corrections.soft_delete(current, ds, image_id, version)
+    try:
+        deleted = corrections.soft_delete(current, ds, image_id, version, actor=auth.current_user())
+    except PetSegError as exc:
+        st.session_state[state.HISTORY_MESSAGE] = f"error: {exc}"
+        return
     _changed(f"Deleted v{version} (soft: it stays in the ledger; show deleted versions to restore it).",
              deleted.rescored)
+
+
+def _review_line(item: ledger.Correction) -> str:
+    if item.state == "submitted":
+        return ":orange[**submitted**] · waiting for a reviewer"
+    if item.state == "rejected":
+        return (f":red[**rejected**] by {escape(item.reviewer or '?')} · {escape(item.reviewed_at or '')} · "
+                f"reason: {escape(item.reason, 500)}")
+    if item.reviewer is None:
+        return ":green[**accepted**] · saved while review was off"
+    return (f":green[**accepted**] by {escape(item.reviewer)} · {escape(item.reviewed_at or '')}"
+            + (f" · {escape(item.reason, 500)}" if item.reason else ""))
 
 
 message = st.session_state.pop(state.HISTORY_MESSAGE, None)
@@ -95,6 +114,7 @@ for item in reversed(versions):
         iou = "n/a (no original GT)" if item.iou_gt is None else f"{item.iou_gt:.3f}"
         details.caption(f"IoU vs original GT: {iou} · by {escape(item.author)} · {escape(item.created_at)} · "
                         f"sha256 {item.sha256[:12]}")
+        details.markdown(_review_line(item))
         if item.note:
             details.text(item.note)
         if not (latest and item.version == latest.version):

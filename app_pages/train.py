@@ -12,6 +12,7 @@ from core.runs import EVAL_SPLITS, list_runs
 from core.train import PRESETS, TrainConfig
 from dashboard import jobs_view, loaders, state
 from dashboard.markdown import escape
+from dashboard.review_views import policy_choice
 
 ENCODERS = ("resnet18", "resnet34", "resnet50", "mobilenet_v2", "efficientnet-b0")
 SIZES = (64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512)
@@ -60,6 +61,7 @@ with form:
              "the processes share the cores. The batch is split over them, so the recipe (and the result) stays "
              "the same")
     use_corrections = st.checkbox("Use corrections", key="train_use_corrections")
+    policy = policy_choice(state.TRAIN_POLICY, disabled=not use_corrections)
     in_trainval, in_test = corrected_counts(current, ds)
     st.caption(
         "With corrections, the latest correction of a trainval image replaces its official trimap for training "
@@ -77,7 +79,8 @@ with form:
         st.info(busy)
     if st.button("Start training", key="train_start", type="primary", disabled=bool(problem or busy)):
         config = TrainConfig(run=run, preset=preset, encoder=encoder, image_size=int(size), epochs=int(epochs),
-                             use_corrections=use_corrections, encoder_weights="imagenet" if pretrained else None)
+                             use_corrections=use_corrections, corrections=policy,
+                             encoder_weights="imagenet" if pretrained else None)
         if jobs_view.start_job(current, "train", {**config.to_dict(), "processes": int(processes)}):
             del st.session_state[state.TRAIN_RUN]  # the next run gets a fresh suggested name
             st.rerun()

@@ -142,6 +142,33 @@ def reject(settings: Settings, ds: Dataset, image_id: str, version: int | None =
     return _review(settings, ds, image_id, version, actor, "rejected", reason)
 
 
+@dataclass(frozen=True)
+class Change:
+    """What one version changed (the review queue's before/after): ``before`` is the version it was made from, else
+    the official trimap (None when there is none); ``iou`` is the pet IoU of ``after`` against ``before``."""
+
+    row: Correction
+    before: np.ndarray | None
+    before_label: str
+    after: np.ndarray
+    iou: float | None
+
+
+def change_of(settings: Settings, ds: Dataset, row: Correction) -> Change:
+    """The before/after of ``row`` (masks verified as they are read)."""
+    after = ledger.load_mask(settings, row)
+    before, label = None, "the official trimap"
+    if row.parent_version is not None:
+        parent = ledger.get_version(settings, row.image_id, row.parent_version)
+        before, label = ledger.load_mask(settings, parent), f"v{parent.version}"
+    else:
+        with contextlib.suppress(ImageUnreadable):
+            before = load_trimap(ds, row.image_id)
+    if before is not None and before.shape != after.shape:
+        before = None
+    return Change(row, before, label, after, None if before is None else pet_iou(after, before))
+
+
 def review_mode(settings: Settings) -> str:
     """``required`` or ``off`` (the default; also for a store not created yet)."""
     if not store.exists(settings):

@@ -49,7 +49,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core import locks
+from core import locks, users
 from core.atomic import atomic_write_text
 from core.config import Settings, check_run_name
 from core.errors import PetSegError
@@ -74,7 +74,7 @@ class Kind:
     """A job kind: how its config is checked, what the worker calls, its CLI twin, and how it starts again."""
 
     check: Callable[[dict[str, Any]], dict[str, Any]]  # the complete config, or PetSegError
-    run: Callable[[Settings, dict[str, Any]], None]  # in the worker: call the core function
+    run: Callable[[Settings, dict[str, Any], str | None], None]  # in the worker: call the core function as the actor
     flags: Callable[[dict[str, Any]], tuple[list[str], dict[str, Any]]]  # CLI arguments, values without a flag
     again: Callable[[Settings, dict[str, Any]], dict[str, Any]] = lambda _settings, config: config
 
@@ -92,7 +92,7 @@ def _refuse_unknown(kind: str, config: object, known: set[str]) -> dict[str, Any
 _TRAIN_FLAGS = {"preset": "--preset", "epochs": "--epochs", "image_size": "--image-size",
                 "batch_size": "--batch-size", "encoder": "--encoder", "encoder_weights": "--encoder-weights",
                 "lr": "--lr", "seed": "--seed", "precision": "--precision", "device": "--device",
-                "max_images": "--max-images"}
+                "max_images": "--max-images", "corrections": "--corrections"}
 _TRAIN_SWITCHES = {"resume": "--resume", "use_corrections": "--use-corrections"}
 _TRAIN_CLI_ONLY = {"run", "progress"}  # the run is always named; tqdm bars are a matter of the terminal
 
@@ -111,10 +111,10 @@ def _train_check(config: dict[str, Any]) -> dict[str, Any]:
     return cfg.to_dict()
 
 
-def _train_run(settings: Settings, config: dict[str, Any]) -> None:
+def _train_run(settings: Settings, config: dict[str, Any], actor: str | None) -> None:
     from core.train import TrainConfig, train
 
-    train(settings, TrainConfig.from_dict(config))
+    train(settings, TrainConfig.from_dict(config), actor=actor)
 
 
 def _train_flags(config: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
@@ -135,7 +135,7 @@ def _train_again(settings: Settings, config: dict[str, Any]) -> dict[str, Any]:
     return {**config, "resume": (settings.run_dir(config["run"]) / "last.pt").is_file()}
 
 
-EVALUATE_DEFAULTS = {"split": "test", "checkpoint": "best"}
+EVALUATE_DEFAULTS = {"split": "test", "checkpoint": "best", "corrections": "accepted"}
 
 
 def _evaluate_check(config: dict[str, Any]) -> dict[str, Any]:
@@ -150,17 +150,19 @@ def _evaluate_check(config: dict[str, Any]) -> dict[str, Any]:
     return full
 
 
-def _evaluate_run(settings: Settings, config: dict[str, Any]) -> None:
+def _evaluate_run(settings: Settings, config: dict[str, Any], actor: str | None) -> None:
     from core.distributed import current
     from core.evaluate import evaluate
 
-    summary = evaluate(settings, run=config["run"], split=config["split"], checkpoint=config["checkpoint"])
+    summary = evaluate(settings, run=config["run"], split=config["split"], checkpoint=config["checkpoint"],
+                       corrections=config.get("corrections", "accepted"), actor=actor)
     if current().is_main:  # under torchrun every rank has it
         print(json.dumps(summary), flush=True)
 
 
 def _evaluate_flags(config: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
-    return ["--run", config["run"], "--split", config["split"], "--checkpoint", config["checkpoint"]], {}
+    return ["--run", config["run"], "--split", config["split"], "--checkpoint", config["checkpoint"],
+            "--corrections", config.get("corrections", "accepted")], {}
 
 
 def _crossval_check(config: dict[str, Any]) -> dict[str, Any]:
@@ -176,12 +178,12 @@ def _crossval_check(config: dict[str, Any]) -> dict[str, Any]:
     return {**train_config, "folds": folds}
 
 
-def _crossval_run(settings: Settings, config: dict[str, Any]) -> None:
+def _crossval_run(settings: Settings, config: dict[str, Any], actor: str | None) -> None:
     from core.crossval import crossval
     from core.train import TrainConfig
 
     train_config = {k: v for k, v in config.items() if k != "folds"}
-    summary = crossval(settings, TrainConfig.from_dict(train_config), folds=int(config["folds"]))
+    summary = crossval(settings, TrainConfig.from_dict(train_config), folds=int(config["folds"]), actor=actor)
     print(json.dumps(summary), flush=True)
 
 
@@ -218,6 +220,7 @@ class Job:
     command: list[str] = field(default_factory=list)  # the CLI twin (``python -m core <kind> ...``)
     pid: int | None = None  # the runner; its process group is the job's
     pid_start: str | None = None  # the runner's process_token, to tell it from a later process with its pid
+    actor: str | None = None  # who started it (core.users: the job runs with their role); None = the OS user
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Job:
@@ -240,18 +243,21 @@ def jobs_dir(settings: Settings) -> Path:
     return settings.workspace / "jobs"
 
 
-def start(settings: Settings, kind: str, config: dict[str, Any]) -> Job:
-    """Start a ``kind`` job from its structured config (checked first); raise JobBusy if one is running.
+def start(settings: Settings, kind: str, config: dict[str, Any], actor: str | None = None) -> Job:
+    """Start a ``kind`` job from its structured config (checked first) as ``actor`` (its role is checked now and
+    again when the job runs); raise JobBusy if one is running.
 
     ``config["processes"]`` (train and evaluate; default 1): more than one runs the job through torchrun.
     """
     from core.distributed import launch_command  # torch: only for the process that starts a job
 
     spec = _kind(kind)
+    users.require(settings, actor, kind)
     processes, config = _processes(kind, config)
     config = spec.check(config)
     args, _ = spec.flags(config)
-    cli = ["core", kind, "--data", str(settings.data), "--workspace", str(settings.workspace), *args]
+    cli = ["core", *(["--as", actor] if actor else []), kind, "--data", str(settings.data),
+           "--workspace", str(settings.workspace), *args]
     if processes == 1:
         command = ["python", "-m", *cli]
         argv_for = lambda folder: [sys.executable, "-m", "core.jobs", "work", str(folder)]  # noqa: E731
@@ -260,7 +266,7 @@ def start(settings: Settings, kind: str, config: dict[str, Any]) -> Job:
         argv_for = lambda folder: launch_command(processes, ["core.jobs", "work", str(folder)],  # noqa: E731
                                                  python=sys.executable)
         config = {**config, PROCESSES: processes}
-    return _launch(settings, kind, argv_for, run=config.get("run"), config=config, command=command)
+    return _launch(settings, kind, argv_for, run=config.get("run"), config=config, command=command, actor=actor)
 
 
 PROCESSES = "processes"  # in a job's config: how many torchrun ranks run it (absent: one process)
@@ -286,12 +292,12 @@ def spawn(settings: Settings, kind: str, argv: list[str], run: str | None = None
     return _launch(settings, kind, lambda _folder: list(argv), run=run, config={}, command=list(argv))
 
 
-def restart(settings: Settings, job_id: str) -> Job:
+def restart(settings: Settings, job_id: str, actor: str | None = None) -> Job:
     """Start a stopped job again from its stored config (a train job resumes from its last finished epoch)."""
     job = status(settings, job_id).job
     if not job.config:
         raise PetSegError(f"job {job.id} was not started from a config: start it again from the form")
-    return start(settings, job.kind, _kind(job.kind).again(settings, job.config))
+    return start(settings, job.kind, _kind(job.kind).again(settings, job.config), actor=actor)
 
 
 def _kind(kind: str) -> Kind:
@@ -301,7 +307,7 @@ def _kind(kind: str) -> Kind:
 
 
 def _launch(settings: Settings, kind: str, argv_for: Callable[[Path], list[str]], *, run: str | None,
-            config: dict[str, Any], command: list[str]) -> Job:
+            config: dict[str, Any], command: list[str], actor: str | None = None) -> Job:
     running = active(settings, kind)
     if running is not None:
         raise JobBusy(
@@ -326,7 +332,7 @@ def _launch(settings: Settings, kind: str, argv_for: Callable[[Path], list[str]]
         if job_lock is None:  # a new folder nobody else knows: cannot happen unless something else is very wrong
             raise PetSegError(f"the lock of the new job {job_id} is taken")
         job = Job(id=job_id, kind=kind, run=run, argv=argv_for(folder), started_at=time.time(),
-                  data=str(settings.data), config=config, command=command)
+                  data=str(settings.data), config=config, command=command, actor=actor)
         _write_job(folder, job)  # before the runner starts: it reads the config from here
         # SIGTERM stays blocked in the runner until it can pass it on: a cancel at once is a clean cancel.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
@@ -509,7 +515,7 @@ def _worker(folder: Path) -> int:
     settings = Settings.resolve(data=job.data, workspace=folder.parents[1])
 
     def work() -> int:
-        KINDS[job.kind].run(settings, _processes(job.kind, job.config)[1])
+        KINDS[job.kind].run(settings, _processes(job.kind, job.config)[1], job.actor)
         return 0
 
     return run_command(work)

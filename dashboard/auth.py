@@ -4,6 +4,9 @@
     >>> auth.gate()                 # in streamlit_app.py, before any page: refuse, ask to sign in, or let through
     >>> auth.current_user()         # the author of every save, revert, tag and note made in the app
     'ana@example.org'
+    >>> auth.role(settings)          # their role in the store (core.users), None = none
+    'annotator'
+    >>> auth.require_role(settings, "accept")   # at the top of a page: the refusal shown and the page stopped
 
 Sign-in is on when ``.streamlit/secrets.toml`` has an ``[auth]`` section (README, "Working as a team: signing in"); the
 identity is the ``email`` claim of the ID token, which Streamlit keeps in a signed cookie and exposes as
@@ -22,7 +25,8 @@ from collections.abc import Mapping
 
 import streamlit as st
 
-from core import store
+from core import store, users
+from core.config import Settings
 from core.errors import PetSegError
 from dashboard.markdown import escape
 
@@ -133,6 +137,27 @@ def current_user() -> str:
     if email is None:
         raise NotSignedIn("sign in to make changes")
     return email
+
+
+def role(settings: Settings) -> str | None:
+    """The current user's role in the store (core.users.role_of); None when they have none."""
+    return users.role_of(settings, current_user())
+
+
+def may(settings: Settings, action: str) -> bool:
+    """Whether the current user's role allows ``action`` (to decide what a page offers; core checks again)."""
+    return users.allowed(settings, current_user(), action)
+
+
+def require_role(settings: Settings, action: str) -> str:
+    """The current user if their role allows ``action``; else the refusal is shown and the page stops."""
+    user = current_user()
+    try:
+        users.require(settings, user, action)
+    except PetSegError as exc:
+        st.error(escape(exc, 1000))
+        st.stop()
+    return user
 
 
 def gate() -> None:

@@ -93,6 +93,7 @@ def _review_line(item: ledger.Correction) -> str:
             + (f" · {escape(item.reason, 500)}" if item.reason else ""))
 
 
+can_delete = auth.may(current, "delete")  # a reviewer's action; core refuses it to others anyway
 message = st.session_state.pop(state.HISTORY_MESSAGE, None)
 if message:
     (st.error if message.startswith("error: ") else st.success)(message.removeprefix("error: "))
@@ -120,7 +121,7 @@ for item in reversed(versions):
         if not (latest and item.version == latest.version):
             actions.button("Restore as new version" if item.deleted else f"Revert to v{item.version}",
                            key=f"history_revert_{item.version}", on_click=_revert, args=(item.version,))
-        if not item.deleted:
+        if not item.deleted and can_delete:
             actions.button(f"Delete v{item.version}", key=f"history_delete_{item.version}", on_click=_delete,
                            args=(item.version,), help="Soft delete: hidden from history and from the ground truth")
 

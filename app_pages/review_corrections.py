@@ -1,6 +1,6 @@
 """Review corrections: others' submitted versions, oldest first, before/after with the difference; accept or reject.
 
-Keyboard: a = accept, r = reject (with the reason typed), s = skip to the next.
+Keyboard: a = accept, x = reject (with the reason typed), n = skip to the next (r is Streamlit's rerun).
 """
 
 import streamlit as st
@@ -30,7 +30,7 @@ if others and not queue:  # everything skipped: go round again
 mode = corrections.review_mode(current)
 st.caption(f"Review is **{mode}** · {len(others)} version{'s' if len(others) != 1 else ''} waiting for you, oldest "
            f"first" + (f" · {len(own)} of your own wait for another reviewer" if own else "")
-           + " · keys: **a** accept, **r** reject, **s** skip")
+           + " · keys: **a** accept, **x** reject, **n** skip")
 if not queue:
     st.info("Nothing waits for your review." + ("" if mode == "required" else
             " Review is off, so saves are accepted at once; an admin turns it on on the Admin page."))
@@ -88,8 +88,8 @@ st.text_input("Reason (required to reject, optional to accept)", key=state.REVIE
 accept_col, reject_col, skip_col, history_col = st.columns(4)
 accept_col.button("Accept", key="review_accept", type="primary", icon=":material/check:", shortcut="a",
                   on_click=_decide, args=(True,))
-reject_col.button("Reject", key="review_reject", icon=":material/close:", shortcut="r", on_click=_decide,
+reject_col.button("Reject", key="review_reject", icon=":material/close:", shortcut="x", on_click=_decide,
                   args=(False,))
-skip_col.button("Skip", key="review_skip", icon=":material/skip_next:", shortcut="s", on_click=_skip)
+skip_col.button("Skip", key="review_skip", icon=":material/skip_next:", shortcut="n", on_click=_skip)
 history_col.page_link("app_pages/history.py", label="History", icon=":material/history:",
                       query_params={"image": row.image_id})

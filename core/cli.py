@@ -487,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     pi.add_argument("--format", choices=IMPORT_FORMATS,
                     help="read another tool's export: CVAT Segmentation mask 1.1, Label Studio JSON, FiftyOne "
                          "ImageSegmentationDirectory, or PetSeg's trimap/binary zips")
-    pi.add_argument("--author", help="recorded author (default: the OS user)")
+    pi.add_argument("--author", help="the same as --as for this import (kept for older scripts)")
     pi.add_argument("--note", default="", help="note recorded with every imported version")
     pi.set_defaults(func=cmd_corrections_import)
     for name, what in (("accept", "accept a submitted correction as ground truth (a reviewer's action; not your own)"),

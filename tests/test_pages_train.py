@@ -100,7 +100,8 @@ def test_start_train_then_evaluate_from_the_page(monkeypatch, trained_copy):
     at.button(key=f"evaluate_after_{job.job.id}").click().run()
     evaluation = jobs.list_jobs(settings, "evaluate")[0]
     assert evaluation.job.run == "quick-1"
-    assert evaluation.job.config == {"run": "quick-1", "split": "test", "checkpoint": "best"}
+    assert evaluation.job.config == {"run": "quick-1", "split": "test", "checkpoint": "best",
+                                     "corrections": "accepted"}
     assert wait_until_done(settings, evaluation.job.id).state == "succeeded"
     at.run()
     table = load_eval(settings, "quick-1", "test")
@@ -189,7 +190,8 @@ def test_overview_follows_and_starts_evaluations_with_the_same_job_panel(monkeyp
     assert not at.exception
     evaluation = jobs.list_jobs(settings, "evaluate")[0]
     assert evaluation.job.id != other.id
-    assert evaluation.job.config == {"run": run, "split": "test", "checkpoint": "best"}
+    assert evaluation.job.config == {"run": run, "split": "test", "checkpoint": "best",
+                                     "corrections": "accepted"}
     assert wait_until_done(settings, evaluation.job.id).state == "succeeded", jobs.log_tail(settings, evaluation.job.id)
     at.run()  # the tab watched it end: the cached "not evaluated" answer is dropped
     assert not at.exception

@@ -216,6 +216,29 @@ def test_imports_are_submitted_under_review(reviewed: Settings, ds, tmp_path):
         corrections.import_folder(reviewed, folder, author="stranger@example.org", ds=ds)
 
 
+def test_db_copy_carries_users_the_workflow_and_review_states_and_later_reviews(settings: Settings, ds, engine,
+                                                                              postgres, team):
+    from core.store.copy import copy_store, digest
+    from tests.conftest import new_pg_database
+
+    if engine == "postgresql":
+        pytest.skip("copies the SQLite store into PostgreSQL: once is enough")
+    corrections.set_review_mode(team, "required", actor=ADMIN)
+    corrections.save(team, ds, ID, _mask(ds), base_version=None, source="gt", author=ANNOTATOR)
+    target = new_pg_database(postgres)
+    copy_store(team.workspace, team.db_url, target)
+    there = Settings(team.data, team.workspace, db=target)
+    assert users.role_of(there, REVIEWER) == "reviewer" and corrections.review_mode(there) == "required"
+    assert ledger.latest(there, ID).state == "submitted"
+    corrections.accept(team, ds, ID, actor=REVIEWER)  # reviewed in the source after the first copy
+    users.set_role(team, ADMIN, ANNOTATOR, "reviewer")
+    report = copy_store(team.workspace, team.db_url, target)
+    assert report.copied["corrections"] == 1 and report.copied["users"] == 1
+    assert (ledger.latest(there, ID).state, ledger.latest(there, ID).reviewer) == ("accepted", REVIEWER)
+    assert users.role_of(there, ANNOTATOR) == "reviewer"
+    assert digest(team) == digest(there)
+
+
 # --- the CLI ---------------------------------------------------------------------------------------------------
 
 

@@ -6,9 +6,11 @@
 
 Idempotent and resumable: rows are keyed by content (a mask by its SHA-256, a correction by image and version,
 a review by image) and copied in batches of one transaction each, so a run that was interrupted, or a second
-run, copies only what is missing. A destination that holds another correction under the same image and version
-is refused (two ledgers cannot be merged silently). At the end both sides are read again and compared: row
-counts, and a SHA-256 over every correction row, every review and every mask's bytes.
+run, copies only what is missing, plus what changed on a version since (deleted, accepted or rejected). Users
+with their roles and the store settings (the review workflow) are copied whole, the source winning. A
+destination that holds another correction under the same image and version is refused (two ledgers cannot be
+merged silently). At the end both sides are read again and compared: row counts, and a SHA-256 over every
+correction row, every review, user and setting, and every mask's bytes.
 """
 
 from __future__ import annotations
@@ -23,12 +25,15 @@ from core import store
 from core.config import Settings
 from core.errors import PetSegError
 from core.masks import sha256_hex
-from core.store.schema import corrections, masks, reviews
+from core.store.schema import corrections, masks, reviews, store_settings, users
 
 BATCH = 200
 
 _LEDGER = [c for c in corrections.c if c.name != "id"]  # ids are each database's own numbering
 _REVIEW = list(reviews.c)
+# What may change on a version after it is saved: its deletion and its review.
+_MUTABLE = ("deleted", "deleted_at", "state", "reviewer", "reviewed_at", "reason")
+_SMALL = (users, store_settings)  # copied whole, keyed by their primary key; the source wins
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,7 @@ def copy_store(workspace: Path, source: str, target: str) -> CopyReport:
     if store.parse_url(source) == store.parse_url(target):
         raise PetSegError("--from and --to are the same database; name another target")
     copied = {"masks": _copy_masks(src, dst), "corrections": _copy_corrections(src, dst),
-              "reviews": _copy_reviews(src, dst)}
+              "reviews": _copy_reviews(src, dst), **{table.name: _copy_small(src, dst, table) for table in _SMALL}}
     before, after = digest(src), digest(dst)
     if before != after:
         raise PetSegError(f"the copy does not match its source (source {before}, target {after}): the target held "
@@ -79,6 +84,9 @@ def digest(settings: Settings) -> Digest:
         review_rows = conn.execute(sa.select(*_REVIEW).order_by(reviews.c.image_id)).all()
         for row in review_rows:
             total.update(repr(_canonical(row)).encode())
+        for table in _SMALL:
+            for row in conn.execute(sa.select(table).order_by(*table.primary_key)):
+                total.update(repr(_canonical(row)).encode())
         count = 0
         for sha, png in conn.execute(sa.select(masks.c.sha256, masks.c.png).order_by(masks.c.sha256)):
             if sha256_hex(bytes(png)) != sha:
@@ -124,11 +132,11 @@ def _copy_corrections(src: Settings, dst: Settings) -> int:
         elif (there.sha256, there.created_at, there.author) != (row.sha256, row.created_at, row.author):
             raise PetSegError(f"the target already has another v{row.version} of {row.image_id} "
                               f"(saved by {there.author} at {there.created_at}); copy into an empty database")
-        elif (there.deleted, there.deleted_at) != (row.deleted, row.deleted_at):
-            with store.writing(dst) as conn:  # deleted in the source since the last copy
+        elif any(getattr(there, name) != getattr(row, name) for name in _MUTABLE):
+            with store.writing(dst) as conn:  # deleted or reviewed in the source since the last copy
                 conn.execute(corrections.update().where(corrections.c.image_id == row.image_id,
                                                         corrections.c.version == row.version)
-                             .values(deleted=row.deleted, deleted_at=row.deleted_at))
+                             .values(**{name: getattr(row, name) for name in _MUTABLE}))
             changed += 1
     for start in range(0, len(todo), BATCH):
         with store.writing(dst) as conn:
@@ -151,3 +159,17 @@ def _copy_reviews(src: Settings, dst: Settings) -> int:
         with store.writing(dst) as conn:
             conn.execute(reviews.update().where(reviews.c.image_id == values["image_id"]).values(**values))
     return len(todo) + len(newer)
+
+
+def _copy_small(src: Settings, dst: Settings, table: sa.Table) -> int:
+    with store.reading(src) as conn:
+        rows = [r._asdict() for r in conn.execute(sa.select(table))]
+    with store.reading(dst) as conn:
+        have = {tuple(r[c.name] for c in table.primary_key): r for r in
+                (r._asdict() for r in conn.execute(sa.select(table)))}
+    keys = [c.name for c in table.primary_key]
+    todo = [r for r in rows if have.get(tuple(r[k] for k in keys)) != r]
+    with store.writing(dst) as conn:
+        for values in todo:
+            store.insert_ignore(conn, table, values, overwrite=tuple(k for k in values if k not in keys))
+    return len(todo)

@@ -218,7 +218,8 @@ def save(settings: Settings, ds: Dataset, session: EditSession, *, base_version:
     session.saved += 1
     iou = "" if saved.iou_gt is None else f" · IoU vs original GT {saved.iou_gt:.3f}"
     rows = f" · {saved.rescored} stored evaluation row{'s' if saved.rescored != 1 else ''} rescored"
-    _say(session, f"Saved v{saved.version} of {session.image_id}{iou}{rows}", "success")
+    review = " · submitted for review" if saved.state == "submitted" else ""
+    _say(session, f"Saved v{saved.version} of {session.image_id}{iou}{rows}{review}", "success")
     return saved
 
 

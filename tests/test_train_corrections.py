@@ -175,3 +175,29 @@ def test_a_mapped_corrected_cache_survives_another_process_building_and_pruning(
     # Once nobody maps it, the corrected cache is pruned like any other.
     ArrayCache.open(settings, ds, snapshot(settings, ds, usable, corrections=False), usable, 64).close()
     assert not held.exists()
+
+
+def test_training_with_accepted_corrections_leaves_out_versions_under_review(trained_copy):
+    """``--corrections accepted`` (the default) trains on accepted versions only; ``latest`` also on submitted ones;
+    config.json records the choice and the versions used."""
+    from core import corrections
+
+    settings = trained_copy.settings
+    ds = open_dataset(settings.data, settings.workspace)
+    usable, _ = trainable_ids(ds)
+    accepted_id, submitted_id = usable[0], usable[1]
+    save(settings, ds, accepted_id, box_mask(load_trimap(ds, accepted_id).shape), base_version=None, source="gt",
+         author="ana@example.org")
+    corrections.set_review_mode(settings, "required")  # a single-user store: the OS user is its admin
+    save(settings, ds, accepted_id, np.fliplr(box_mask(load_trimap(ds, accepted_id).shape)).copy(), base_version=1,
+         source="correction", author="ana@example.org")  # v2, submitted: not used under "accepted"
+    save(settings, ds, submitted_id, box_mask(load_trimap(ds, submitted_id).shape), base_version=None, source="gt",
+         author="ana@example.org")
+
+    for policy, expected in (("accepted", {accepted_id: 1}), ("latest", {accepted_id: 2, submitted_id: 1})):
+        run = f"policy-{policy}"
+        train(settings, TrainConfig(run=run, preset="quick", epochs=1, image_size=64, encoder_weights=None,
+                                    use_corrections=True, corrections=policy, progress=False))
+        config = json.loads((settings.run_dir(run) / "config.json").read_text())
+        assert config["train"]["corrections"] == policy
+        assert config["corrections"] == expected

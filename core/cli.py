@@ -156,7 +156,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         low, _, high = args.input_range.partition("-")
         spec = ExternalSpec(arch=args.arch, encoder=args.encoder, classes=args.classes, image_size=args.image_size,
                             input_range=(float(low), float(high)))
-        cfg = import_checkpoint(settings, args.run, Path(checkpoint), spec)
+        cfg = import_checkpoint(settings, args.run, Path(checkpoint), spec, actor=_actor(args))
         print(f"{checkpoint} imported as run {args.run}: {cfg.describe()}"
               + (" (1-class: evaluated as pet vs background)" if cfg.binary else ""), file=sys.stderr)
         checkpoint = "best"
@@ -219,7 +219,7 @@ def cmd_predictions_import(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     report = import_predictions(settings, args.run, Path(args.source), args.encoding, resize=args.resize,
-                                split=args.split)
+                                split=args.split, actor=_actor(args))
     if args.json:
         print(json.dumps({"run": report.run, "split": report.split, "imported": report.imported,
                           "per_image_iou": report.per_image_iou, "refused": report.refused,

@@ -216,9 +216,10 @@ def import_masks(
     """Import masks read from another tool's format (:class:`core.interop.MaskFile` items: name, image id and a
     loader), with the same checks and per-file report as :func:`import_folder`, then rescore them all."""
     ds = ds if ds is not None else open_dataset(settings.data, settings.workspace)
-    author = store.clean_author(author)
+    author = _actor(settings, author, "annotate")
     note = _clean_note(note)
-    results = [_import_mask(settings, ds, m.name, m.stem, m.load, author, note) for m in masks]
+    state = _new_state(settings)
+    results = [_import_mask(settings, ds, m.name, m.stem, m.load, author, note, state) for m in masks]
     if not results:
         raise PetSegError("no mask was found in the import; check the format and the path")
     imported = [r.image_id for r in results if r.new_version and r.image_id]
@@ -318,7 +319,7 @@ def _import_one(settings: Settings, ds: Dataset, entry: os.DirEntry, author: str
         return ImportResult(name, False, "is not a regular file")
     if not dot or suffix.lower() != "png":
         return ImportResult(name, False, "is not a .png file; masks are named <image_id>.png")
-    return _import_mask(settings, ds, name, stem, lambda size: _decode(entry.path, size), author, note)
+    return _import_mask(settings, ds, name, stem, lambda size: _decode(entry.path, size), author, note, state)
 
 
 def _decode(path: str, size: tuple[int, int]) -> tuple[np.ndarray, str]:
@@ -327,7 +328,8 @@ def _decode(path: str, size: tuple[int, int]) -> tuple[np.ndarray, str]:
 
 
 def _import_mask(settings: Settings, ds: Dataset, name: str, stem: str,
-                 load: Callable[[tuple[int, int]], tuple[np.ndarray, str]], author: str, note: str) -> ImportResult:
+                 load: Callable[[tuple[int, int]], tuple[np.ndarray, str]], author: str, note: str, state: str
+                 ) -> ImportResult:
     try:
         image_id = ds.require(stem)
     except PetSegError as exc:

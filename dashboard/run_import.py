@@ -18,7 +18,7 @@ import streamlit as st
 from core.config import Settings
 from core.errors import PetSegError
 from core.interop import PREDICTION_ENCODINGS
-from dashboard import jobs_view
+from dashboard import auth, jobs_view
 from dashboard.markdown import escape
 
 ENCODING_HELP = {
@@ -57,7 +57,8 @@ def _predictions_form(settings: Settings) -> None:
 
     try:
         with _saved(settings, upload) as path, st.spinner("Reading and scoring the predictions…"):
-            report = import_predictions(settings, run.strip(), path, encoding, resize=resize)
+            report = import_predictions(settings, run.strip(), path, encoding, resize=resize,
+                                        actor=auth.current_user())
     except PetSegError as exc:
         st.error(escape(exc, 1000))
         return
@@ -88,7 +89,7 @@ def _checkpoint_form(settings: Settings) -> None:
                             image_size=int(size), input_range=(float(low), float(high)))
         try:
             with _saved(settings, upload) as path, st.spinner("Loading the checkpoint…"):
-                cfg = import_checkpoint(settings, run.strip(), path, spec)
+                cfg = import_checkpoint(settings, run.strip(), path, spec, actor=auth.current_user())
         except PetSegError as exc:
             st.error(escape(exc, 1000))
         else:

@@ -154,7 +154,7 @@ def test_the_admin_page_adds_users_changes_roles_and_switches_review(monkeypatch
 
 # Core actions whose actor defaults to the OS user: the UI must always name who acts.
 ACTED = {"soft_delete", "accept", "reject", "set_review_mode", "export_archive", "add_user", "set_role", "start",
-         "restart"}
+         "restart", "import_predictions", "import_checkpoint"}
 
 
 def test_every_role_checked_action_in_the_ui_passes_the_actor():

@@ -99,6 +99,13 @@ def test_an_annotator_is_refused_train_evaluate_export_and_review_in_core(team: 
         evaluate(team, run="nope", actor=ANNOTATOR)
     with pytest.raises(PermissionDenied, match="to export masks you must be an admin"):
         export_archive(team, actor=ANNOTATOR)
+    from core.interop.runs import import_checkpoint, import_predictions
+
+    with pytest.raises(PermissionDenied, match="to evaluate a model you must be an admin"):
+        import_predictions(team, "outside", team.workspace, actor=ANNOTATOR)
+    with pytest.raises(PermissionDenied, match="to train a model you must be an admin"):
+        import_checkpoint(team, "outside", team.workspace / "x.pt", actor=ANNOTATOR)
+    assert not team.run_dir("outside").exists()
     assert not team.exports_dir.exists()
     saved = corrections.save(team, ds, ID, _mask(ds), base_version=None, source="gt", author=ANNOTATOR)
     with pytest.raises(PermissionDenied, match="to delete correction versions you must be a reviewer"):

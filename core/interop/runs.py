@@ -50,7 +50,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from core import groundtruth
+from core import groundtruth, users
 from core.atomic import atomic_write_bytes, atomic_write_text
 from core.config import Settings, check_run_name
 from core.dataset import Dataset, open_dataset
@@ -101,8 +101,11 @@ def import_predictions(
     resize: bool = False,
     split: str | None = None,
     ds: Dataset | None = None,
+    actor: str | None = None,
 ) -> PredictionImport:
-    """Register the predicted masks of ``folder`` as run ``run`` (see the module docstring)."""
+    """Register the predicted masks of ``folder`` as run ``run`` (see the module docstring); an admin's action, like
+    an evaluation (``actor``, None = the OS user)."""
+    users.require(settings, actor, "evaluate")
     if encoding not in ENCODINGS:
         raise PetSegError(f"encoding {encoding!r} is not one of {', '.join(ENCODINGS)}")
     check_run_name(run)
@@ -203,8 +206,11 @@ def _import(settings: Settings, ds: Dataset, run_dir: Path, source: Source, file
     return report
 
 
-def import_checkpoint(settings: Settings, run: str, path: Path, spec: ExternalSpec | None = None) -> ModelConfig:
-    """Load an outside checkpoint (:func:`core.model.load_external`) and save it as run ``run``'s best.pt."""
+def import_checkpoint(settings: Settings, run: str, path: Path, spec: ExternalSpec | None = None,
+                      actor: str | None = None) -> ModelConfig:
+    """Load an outside checkpoint (:func:`core.model.load_external`) and save it as run ``run``'s best.pt (an
+    admin's action, like training: ``actor``, None = the OS user)."""
+    users.require(settings, actor, "train")
     check_run_name(run)
     run_dir = settings.run_dir(run)
     _check_replaceable(run_dir, run, EXTERNAL_CHECKPOINT)

@@ -1,4 +1,5 @@
-"""Export: the effective masks (latest correction, else the official trimap), or a run's predictions, as a zip."""
+"""Export: the effective masks (the accepted or latest correction, else the official trimap), or a run's predictions,
+as a zip (an admin's action)."""
 
 import datetime as dt
 from pathlib import Path

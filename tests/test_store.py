@@ -121,7 +121,7 @@ def test_db_copy_moves_a_workspace_into_postgresql_verified_idempotent_and_resum
     out = capsys.readouterr().out
     assert "copied 0 masks, 3 corrections, 2 reviews" in out and "verified: 3 corrections, 2 reviews, 3 masks" in out
     again = copy_store(settings.workspace, settings.db_url, target)  # idempotent
-    assert again.copied == {"masks": 0, "corrections": 0, "reviews": 0}
+    assert again.copied == {"masks": 0, "corrections": 0, "reviews": 0, "users": 0, "store_settings": 0}
 
     team = Settings.resolve(data=settings.data, workspace=settings.workspace, db=target)
     assert digest(team) == digest(settings)

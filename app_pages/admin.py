@@ -57,7 +57,7 @@ if listed:
                                 "at": u.updated_at} for u in listed]), hide_index=True)
 else:
     st.info(f"No users yet: this store is single-user and whoever runs PetSeg is its admin. Add yourself as the "
-            f"first admin, or set {users.ADMIN_ENV} for the server.")
+            f"first admin, or set {escape(users.ADMIN_ENV)} for the server.")
 
 add_email, add_role, add_button = st.columns([3, 2, 1], vertical_alignment="bottom")
 add_email.text_input("Email", key="admin_add_email", max_chars=100)

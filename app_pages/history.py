@@ -40,8 +40,8 @@ latest = ledger.latest(current, image_id)
 in_force = groundtruth.snapshot(current, ds, [image_id]).versions[image_id]  # the default policy: accepted
 left, right = st.columns([3, 1])
 left.caption(f"{len(versions)} version{'s' if len(versions) != 1 else ''} of **{escape(image_id)}** · effective "
-             f"ground truth (accepted): {f'v{in_force}' if in_force else 'the official trimap'} · review "
-             f"{corrections.review_mode(current)}")
+             f"ground truth (accepted): {escape(f'v{in_force}' if in_force else 'the official trimap')} · review "
+             f"{escape(corrections.review_mode(current))}")
 right.page_link("app_pages/annotate.py", label="Edit in Annotate", icon=":material/edit:",
                 query_params={"image": image_id})
 
@@ -81,16 +81,15 @@ def _delete(version: int) -> None:
              deleted.rescored)
 
 
-def _review_line(item: ledger.Correction) -> str:
+def _review(item: ledger.Correction) -> tuple[str, str]:
+    """The colour of a version's review state and what to say about it (plain text: escaped where drawn)."""
     if item.state == "submitted":
-        return ":orange[**submitted**] · waiting for a reviewer"
+        return "orange", "waiting for a reviewer"
     if item.state == "rejected":
-        return (f":red[**rejected**] by {escape(item.reviewer or '?')} · {escape(item.reviewed_at or '')} · "
-                f"reason: {escape(item.reason, 500)}")
+        return "red", f"by {item.reviewer or '?'} · {item.reviewed_at or ''} · reason: {item.reason}"
     if item.reviewer is None:
-        return ":green[**accepted**] · saved while review was off"
-    return (f":green[**accepted**] by {escape(item.reviewer)} · {escape(item.reviewed_at or '')}"
-            + (f" · {escape(item.reason, 500)}" if item.reason else ""))
+        return "green", "saved while review was off"
+    return "green", f"by {item.reviewer} · {item.reviewed_at or ''}" + (f" · {item.reason}" if item.reason else "")
 
 
 can_delete = auth.may(current, "delete")  # a reviewer's action; core refuses it to others anyway
@@ -115,7 +114,8 @@ for item in reversed(versions):
         iou = "n/a (no original GT)" if item.iou_gt is None else f"{item.iou_gt:.3f}"
         details.caption(f"IoU vs original GT: {iou} · by {escape(item.author)} · {escape(item.created_at)} · "
                         f"sha256 {item.sha256[:12]}")
-        details.markdown(_review_line(item))
+        colour, detail = _review(item)
+        details.markdown(f":{escape(colour)}[**{escape(item.state)}**] · {escape(detail, 800)}")
         if item.note:
             details.text(item.note)
         if not (latest and item.version == latest.version):

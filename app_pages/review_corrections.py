@@ -28,8 +28,8 @@ if others and not queue:  # everything skipped: go round again
     skipped.clear()
     queue = others
 mode = corrections.review_mode(current)
-st.caption(f"Review is **{mode}** · {len(others)} version{'s' if len(others) != 1 else ''} waiting for you, oldest "
-           f"first" + (f" · {len(own)} of your own wait for another reviewer" if own else "")
+st.caption(f"Review is **{escape(mode)}** · {len(others)} version{'s' if len(others) != 1 else ''} waiting for "
+           f"you, oldest first" + (f" · {len(own)} of your own wait for another reviewer" if own else "")
            + " · keys: **a** accept, **x** reject, **n** skip")
 if not queue:
     st.info("Nothing waits for your review." + ("" if mode == "required" else
@@ -74,7 +74,7 @@ else:
         left.image(before)
     middle.caption(f"After: v{row.version}")
     middle.image(after)
-    right.caption(f"Difference · {review_views.DIFF_LEGEND}")
+    right.caption(f"Difference · {escape(review_views.DIFF_LEGEND)}")
     if diff is not None:
         right.image(diff)
     iou = "n/a" if change.iou is None else f"{change.iou:.3f}"

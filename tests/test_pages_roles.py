@@ -127,7 +127,7 @@ def test_a_reviewer_accepts_and_rejects_from_the_queue_oldest_first(monkeypatch,
 
     at = _app(monkeypatch, sample_root, workspace, "history", email=REVIEWER, image=IMAGE)
     lines = " ".join(plain(m.value) for m in at.markdown)
-    assert f"rejected**] by {REVIEWER}" in lines and "reason: the ear is missing" in lines
+    assert f"rejected**] · by {REVIEWER}" in lines and "reason: the ear is missing" in lines
     assert "submitted**] · waiting for a reviewer" in lines
 
 

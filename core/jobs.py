@@ -49,7 +49,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core import locks, users
+from core import locks
 from core.atomic import atomic_write_text
 from core.config import Settings, check_run_name
 from core.errors import PetSegError
@@ -249,7 +249,9 @@ def start(settings: Settings, kind: str, config: dict[str, Any], actor: str | No
 
     ``config["processes"]`` (train and evaluate; default 1): more than one runs the job through torchrun.
     """
-    from core.distributed import launch_command  # torch: only for the process that starts a job
+    # torch and the store (SQLAlchemy): only for the process that starts a job, never for its runner's start-up
+    from core import users
+    from core.distributed import launch_command
 
     spec = _kind(kind)
     users.require(settings, actor, kind)

@@ -329,6 +329,7 @@ def _train(settings: Settings, cfg: TrainConfig, run_dir: Path, progress: run_fo
         bar.close()
         train_seconds = time.perf_counter() - started
         total, seen = dist.sum([total, seen])
+        dist.share_buffers(net)  # validate (and save) the one model: rank 0's BatchNorm statistics everywhere
 
         progress.update(force=True, status="validating")
         val = validate(net, model_cfg, runtime, cache, val_rows, int(cfg.batch_size), loss_fn, dist)

@@ -389,6 +389,8 @@ def validate(model: torch.nn.Module, model_cfg: ModelConfig, runtime: Runtime, c
     """Loss and per-image metrics (mean over images) on the cached validation arrays at the input size.
 
     Under torchrun each rank validates its own part of ``rows`` (each image once) and the sums are all-reduced.
+    The metrics are per image, so they do not depend on the world size; the loss's Dice term is per batch, so
+    ``val_loss`` does a little.
     """
     if len(rows) == 0:
         return {"val_loss": None, "val_iou_pet": None, "val_miou_3class": None, "val_pixel_accuracy": None}

@@ -6,6 +6,7 @@ training and evaluation need. One process (no torchrun, or ``--nproc_per_node=1`
     ...     dist.rank, dist.world_size, dist.is_main     # (0, 1, True) in one process
     ...     saved = dist.from_main(lambda: read_on_rank0())  # rank 0 computes, every rank gets it (or its error)
     ...     total, count = dist.sum([loss_sum, n])     # all-reduced in fp32 (gloo refuses bf16)
+    ...     dist.share_buffers(model)                    # rank 0's BatchNorm statistics on every rank
     ...     dist.barrier()
     >>> launch_command(2, ["core", "train", "--run", "r1"])
     ['torchrun', '--standalone', '--nproc_per_node=2', '-m', '--', 'core', 'train', '--run', 'r1']
@@ -95,6 +96,15 @@ class Context:
         if status == "error":
             raise PetSegError(value)
         return value
+
+    def share_buffers(self, module: torch.nn.Module) -> None:
+        """Give every rank rank 0's buffers (BatchNorm running statistics). DDP broadcasts them only at the start
+        of each forward, so after an epoch's last step each rank holds statistics updated by its own part of the
+        batch; validating with those would score a mix of models, none of them the one rank 0 saves."""
+        if not self.active:
+            return
+        for buffer in module.buffers():
+            torch_dist.broadcast(buffer.data, src=0)
 
     def gather(self, value: T) -> list[T]:
         """Every rank's (picklable) ``value``, in rank order, on every rank."""

@@ -334,6 +334,7 @@ def _train(settings: Settings, cfg: TrainConfig, run_dir: Path, progress: run_fo
         bar.close()
         train_seconds = time.perf_counter() - started
         total, seen = dist.sum([total, seen])
+        dist.share_buffers(net)  # validate (and save) the one model: rank 0's BatchNorm statistics everywhere
 
         progress.update(force=True, status="validating")
         val = validate(net, model_cfg, runtime, cache, val_rows, int(cfg.batch_size), loss_fn, dist)
@@ -393,6 +394,8 @@ def validate(model: torch.nn.Module, model_cfg: ModelConfig, runtime: Runtime, c
     """Loss and per-image metrics (mean over images) on the cached validation arrays at the input size.
 
     Under torchrun each rank validates its own part of ``rows`` (each image once) and the sums are all-reduced.
+    The metrics are per image, so they do not depend on the world size; the loss's Dice term is per batch, so
+    ``val_loss`` does a little.
     """
     if len(rows) == 0:
         return {"val_loss": None, "val_iou_pet": None, "val_miou_3class": None, "val_pixel_accuracy": None}

@@ -69,7 +69,7 @@ def _revert_to_official() -> None:
 
 
 def _delete(version: int) -> None:
-    deleted = corrections.soft_delete(current, ds, image_id, version)
+    deleted = corrections.soft_delete(current, ds, image_id, version, author=auth.current_user())
     _changed(f"Deleted v{version} (soft: it stays in the ledger; show deleted versions to restore it).",
              deleted.rescored)
 

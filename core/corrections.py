@@ -109,10 +109,10 @@ def revert(
     return _rescored(settings, ds, saved)
 
 
-def soft_delete(settings: Settings, ds: Dataset, image_id: str, version: int) -> Correction:
+def soft_delete(settings: Settings, ds: Dataset, image_id: str, version: int, author: str | None = None) -> Correction:
     """Hide one version from history and from the ground truth (its row and file stay), then rescore."""
     image_id = ds.require(image_id)
-    return _rescored(settings, ds, ledger.mark_deleted(settings, image_id, version))
+    return _rescored(settings, ds, ledger.mark_deleted(settings, image_id, version, author=author))
 
 
 def import_folder(

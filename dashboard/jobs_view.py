@@ -28,7 +28,7 @@ from core import jobs
 from core.config import Settings
 from core.errors import PetSegError
 from core.runs import CONFIG_FILE, METRICS_CSV, eval_dir, load_eval, read_metrics_csv, read_progress, run_info
-from dashboard import plots, state
+from dashboard import auth, plots, state
 from dashboard.markdown import escape
 
 POLL_ACTIVE_S = 1.5  # while a job runs
@@ -63,12 +63,12 @@ def suggest_run_name(settings: Settings, prefix: str) -> str:
 
 def start_job(settings: Settings, kind: str, config: dict[str, Any]) -> jobs.Job | None:
     """Start a job from its config; on a busy lock or another user error show it and return None."""
-    return _started(lambda: jobs.start(settings, kind, config))
+    return _started(lambda: jobs.start(settings, kind, config, actor=auth.current_user()))
 
 
 def restart_job(settings: Settings, job_id: str) -> jobs.Job | None:
     """Start a stopped job again from its stored config (a train job resumes); errors shown as with start_job."""
-    return _started(lambda: jobs.restart(settings, job_id))
+    return _started(lambda: jobs.restart(settings, job_id, actor=auth.current_user()))
 
 
 def _started(launch: Callable[[], jobs.Job]) -> jobs.Job | None:

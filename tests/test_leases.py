@@ -118,3 +118,77 @@ def test_assignment_refuses_unknown_images_and_empty_sets(settings, ds):
     with pytest.raises(PetSegError, match="nothing to assign"):
         assignments.assign(settings, ds, "ana", [], actor="lead")
     assert assignments.table(settings).empty and audit.rows(settings).empty
+
+
+# --- Annotate: leases and assignment in the page (AppTest; the app's user is the OS user, no sign-in) ----------
+
+
+@pytest.fixture
+def team(trained_copy, engine, monkeypatch):
+    """The trained workspace on this test's engine, the Annotate app on it, the app's user and the test ids."""
+    from core.config import Settings
+    from core.dataset import open_dataset
+    from core.views import Filters
+    from dashboard import state
+    from tests.conftest import open_app
+
+    settings = Settings.resolve(data=trained_copy.data, workspace=trained_copy.workspace)  # PETSEG_DB of engine
+    ds = open_dataset(settings.data, settings.workspace)
+    app = open_app(monkeypatch, trained_copy.data, trained_copy.workspace)
+    app.session_state[state.BROWSE_FILTERS] = Filters(split="test", sort="id").to_dict()
+    return settings, ds, app, store.clean_author(None), ds.ids("test")
+
+
+def test_next_passes_over_an_image_someone_else_is_editing(team):
+    from dashboard import state
+    from tests.conftest import plain
+    from tests.test_pages_annotate import _event, _open
+
+    settings, _ds, app, me, ids = team
+    leases.claim(settings, ids[1], "ben@example.org")
+    _open(app, "app_pages/annotate.py", ids[0])
+    assert leases.holders(settings)[ids[0]].holder == me  # opening it claimed it
+    _event(app, "next")
+    assert app.session_state[state.ANNOTATE_SESSION].image_id == ids[2]  # ids[1] is Ben's
+    assert set(leases.holders(settings)) == {ids[1], ids[2]}  # moving on released ids[0]
+    assert leases.holders(settings)[ids[2]].holder == me
+    _event(app, "prev")
+    assert app.session_state[state.ANNOTATE_SESSION].image_id == ids[0]
+    assert not any("Being edited" in w.value for w in app.warning)
+
+    _open(app, "app_pages/annotate.py", ids[1])  # opened anyway (a link): warned, still editable, not taken
+    assert any("Being edited by" in w.value and "ben@example.org" in plain(w.value) for w in app.warning)
+    assert leases.holders(settings)[ids[1]].holder == "ben@example.org"
+    leases.release(settings, ids[1], "ben@example.org")
+    _event(app, "apply", app.session_state[state.ANNOTATE_SESSION].work)  # the next event takes it
+    assert leases.holders(settings)[ids[1]].holder == me and not any("Being edited" in w.value for w in app.warning)
+
+
+def test_a_save_releases_the_lease_and_the_next_event_takes_it_again(team):
+    from dashboard import state
+    from tests.test_pages_annotate import _event, _open, _painted
+
+    settings, _ds, app, me, ids = team
+    _open(app, "app_pages/annotate.py", ids[0])
+    _event(app, "save", _painted(app.session_state[state.ANNOTATE_SESSION].work))
+    assert "Saved v1" in app.session_state[state.ANNOTATE_SESSION].status
+    assert leases.holders(settings) == {}
+    assert audit.trail(settings, ids[0])["actor"].tolist() == [me]
+    _event(app, "apply", app.session_state[state.ANNOTATE_SESSION].work)
+    assert leases.holders(settings)[ids[0]].holder == me
+
+
+def test_annotate_walks_the_users_assignment_first(team):
+    from dashboard import state
+    from tests.test_pages_annotate import _event, _open
+
+    settings, ds, app, me, ids = team
+    assignments.assign(settings, ds, me, [ids[3], ids[1]], actor="lead@example.org")
+    _open(app, "app_pages/annotate.py")  # no image in the URL: the first open assigned item
+    assert app.session_state[state.ANNOTATE_SESSION].image_id == ids[3]
+    _event(app, "next")
+    assert app.session_state[state.ANNOTATE_SESSION].image_id == ids[1]
+    _event(app, "next")  # the assignment done, the usual order follows (without the assigned ones)
+    assert app.session_state[state.ANNOTATE_SESSION].image_id == ids[0]
+    _event(app, "next")
+    assert app.session_state[state.ANNOTATE_SESSION].image_id == ids[2]

@@ -32,6 +32,7 @@ _SECTIONS = {
         ("annotate", "Annotate", ":material/edit:"),
         ("history", "History", ":material/history:"),
         ("export", "Export", ":material/archive:"),
+        ("activity", "Activity", ":material/groups:"),
     ],
     "Train": [("train", "Train", ":material/model_training:"), ("runs", "Runs", ":material/compare_arrows:")],
 }

@@ -70,6 +70,9 @@ HISTORY_MESSAGE = "history_message"  # History: outcome of the last revert/delet
 EXPORT_LAST = "export_last"  # Export: path of the zip written in this session (offered for download)
 EXPORT_FORMAT = "export_format"  # Export: mask format of the archive
 EXPORT_ONLY_CORRECTED = "export_only_corrected"  # Export: leave out images without a correction
+ACTIVITY_PERSON = "activity_person"  # Activity: the person whose days are listed ("" = everyone)
+ASSIGN_TO = "assign_to"  # Browse/Activity: the annotator the "assign to" box hands the selection to
+ASSIGN_LIMIT = "assign_limit"  # Browse/Activity: how many of the selection (from the top) to assign
 MODEL_IMAGE = "model_image"  # Model page: image passed through the network
 MODEL_SKIPS = "model_skips"  # Model page: decoder blocks whose skip input the ablation zeroes
 OVERVIEW_EVAL_SPLIT = "overview_eval_split"  # Overview: split chosen for "Evaluate now"

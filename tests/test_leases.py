@@ -192,3 +192,27 @@ def test_annotate_walks_the_users_assignment_first(team):
     assert app.session_state[state.ANNOTATE_SESSION].image_id == ids[0]
     _event(app, "next")
     assert app.session_state[state.ANNOTATE_SESSION].image_id == ids[2]
+
+
+def test_cli_assigns_the_worst_images_of_a_species_and_records_it(trained_copy, engine, capsys):
+    from core import cli
+    from core.config import Settings
+    from core.dataset import open_dataset
+    from core.views import Filters, load_view, review_queue
+
+    settings = Settings.resolve(data=trained_copy.data, workspace=trained_copy.workspace)
+    ds = open_dataset(settings.data, settings.workspace)
+    species = ds.table.loc[ds.ids("test"), "species"].mode()[0]
+    worst = list(review_queue(load_view(settings, trained_copy.run, "test"), Filters(species=(species,)),
+                              "iou_pet").index[:3])
+    args = ["--data", str(trained_copy.data), "--workspace", str(trained_copy.workspace)]
+    assert cli.main(["assign", "dana@example.org", *args, "--run", trained_copy.run, "--species", species,
+                     "--limit", "3"]) == 0
+    assert "assigned 3 images" in capsys.readouterr().out
+    assert assignments.open_items(settings, "dana@example.org") == worst
+    assert audit.rows(settings, actions=("assign",))["image_id"].tolist() == worst
+    assert cli.main(["assign", "dana@example.org", *args, "--run", trained_copy.run, "--breed", "no such"]) == 2
+    assert "nothing to assign" in capsys.readouterr().err
+    assert cli.main(["export", *args, "--out", str(trained_copy.workspace / "x.zip")]) == 0
+    exported = audit.rows(settings, actions=("export",))
+    assert len(exported) == 1 and exported["detail"][0]["format"] == "trimap"

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from benchmarks.pg_cluster import free_port
-from core import cli, corrections, groundtruth, ledger, review, store
+from core import audit, cli, corrections, groundtruth, ledger, review, store
 from core.config import Settings
 from core.dataset import load_trimap, open_dataset
 from core.store import migrate
@@ -118,7 +118,7 @@ def test_db_copy_moves_a_workspace_into_postgresql_verified_idempotent_and_resum
     out = capsys.readouterr().out
     assert "copied 0 masks, 3 corrections, 2 reviews" in out and "verified: 3 corrections, 2 reviews, 3 masks" in out
     again = copy_store(settings.workspace, settings.db_url, target)  # idempotent
-    assert again.copied == {"masks": 0, "corrections": 0, "reviews": 0}
+    assert again.copied == {"masks": 0, "corrections": 0, "reviews": 0, "audit rows": 0, "assignments": 0}
 
     team = Settings.resolve(data=settings.data, workspace=settings.workspace, db=target)
     assert digest(team) == digest(settings)
@@ -127,6 +127,9 @@ def test_db_copy_moves_a_workspace_into_postgresql_verified_idempotent_and_resum
     assert np.array_equal(groundtruth.current(team, ds, ID)[0], _mask(ds, shift=2))
     assert groundtruth.current(team, ds, "beagle_1")[1] is None  # deleted stays deleted
     assert review.get_review(team, ID).note == "ear"
+    trail = audit.rows(team).drop(columns="id")  # the trail travels, in its order
+    assert trail.to_dict("records") == audit.rows(settings).drop(columns="id").to_dict("records")
+    assert list(trail["action"]) == ["save", "save", "delete", "note"]
 
     # a later delete in the source travels on the next copy; another ledger in the target is refused
     corrections.soft_delete(settings, ds, ID, 2)

@@ -5,10 +5,11 @@
     >>> print(report.text())       # counts and SHA-256 digests of both sides; PetSegError if they differ
 
 Idempotent and resumable: rows are keyed by content (a mask by its SHA-256, a correction by image and version,
-a review by image) and copied in batches of one transaction each, so a run that was interrupted, or a second
-run, copies only what is missing. A destination that holds another correction under the same image and version
-is refused (two ledgers cannot be merged silently). At the end both sides are read again and compared: row
-counts, and a SHA-256 over every correction row, every review and every mask's bytes.
+a review and an assignment by image, an audit row by all of its columns but its number) and copied in batches of
+one transaction each, so a run that was interrupted, or a second run, copies only what is missing. A destination
+that holds another correction under the same image and version is refused (two ledgers cannot be merged
+silently). At the end both sides are read again and compared: row counts, and a SHA-256 over every correction
+row, every review and every mask's bytes.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from core import store
 from core.config import Settings
 from core.errors import PetSegError
 from core.masks import sha256_hex
-from core.store.schema import corrections, masks, reviews
+from core.store.schema import assignments, audit, corrections, masks, reviews
 
 BATCH = 200
 
@@ -61,7 +62,8 @@ def copy_store(workspace: Path, source: str, target: str) -> CopyReport:
     if store.parse_url(source) == store.parse_url(target):
         raise PetSegError("--from and --to are the same database; name another target")
     copied = {"masks": _copy_masks(src, dst), "corrections": _copy_corrections(src, dst),
-              "reviews": _copy_reviews(src, dst)}
+              "reviews": _copy_reviews(src, dst), "audit rows": _copy_audit(src, dst),
+              "assignments": _copy_assignments(src, dst)}
     before, after = digest(src), digest(dst)
     if before != after:
         raise PetSegError(f"the copy does not match its source (source {before}, target {after}): the target held "
@@ -151,3 +153,31 @@ def _copy_reviews(src: Settings, dst: Settings) -> int:
         with store.writing(dst) as conn:
             conn.execute(reviews.update().where(reviews.c.image_id == values["image_id"]).values(**values))
     return len(todo) + len(newer)
+
+
+_AUDIT = [c for c in audit.c if c.name != "id"]
+
+
+def _copy_audit(src: Settings, dst: Settings) -> int:
+    """The trail in its order (the target numbers the rows anew); rows the target has already are skipped."""
+    with store.reading(src) as conn:
+        rows = [tuple(r) for r in conn.execute(sa.select(*_AUDIT).order_by(audit.c.id))]
+    with store.reading(dst) as conn:
+        have = {tuple(r) for r in conn.execute(sa.select(*_AUDIT))}
+    todo = [dict(zip([c.name for c in _AUDIT], row, strict=True)) for row in rows if row not in have]
+    for start in range(0, len(todo), BATCH):
+        with store.writing(dst) as conn:
+            conn.execute(audit.insert(), todo[start:start + BATCH])
+    return len(todo)
+
+
+def _copy_assignments(src: Settings, dst: Settings) -> int:
+    with store.reading(src) as conn:
+        rows = [r._asdict() for r in conn.execute(sa.select(assignments))]
+    with store.reading(dst) as conn:
+        have = {image_id for (image_id,) in conn.execute(sa.select(assignments.c.image_id))}
+    todo = [r for r in rows if r["image_id"] not in have]
+    for start in range(0, len(todo), BATCH):
+        with store.writing(dst) as conn:
+            conn.execute(assignments.insert(), todo[start:start + BATCH])
+    return len(todo)

@@ -34,7 +34,8 @@ TABLE_COLUMNS = ["image_id", "assignee", "assigned_by", "assigned_at", "position
 
 def assign(settings: Settings, ds: Dataset, assignee: str, image_ids: Sequence[str], *, actor: str | None) -> int:
     """Assign ``image_ids`` (in this order) to ``assignee``; returns how many. Refused without ``assign`` rights."""
-    actor = users.require(settings, actor, "assign")
+    actor = store.clean_author(actor)  # None: the OS user, as on the CLI
+    users.require(settings, actor, "assign")  # PermissionDenied when the actor's role may not assign
     assignee = store.clean_author(assignee)
     ids = list(dict.fromkeys(ds.require(i) for i in image_ids))
     if not ids:

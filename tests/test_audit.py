@@ -108,3 +108,21 @@ def test_activity_cli_prints_people_and_an_image_trail(settings, ds, capsys):
     out = capsys.readouterr().out
     assert "ana@example.org" in out and "ben@example.org" not in out
 
+
+
+def test_a_job_start_is_recorded_as_its_actor_and_a_refused_one_is_not(settings):
+    from core import jobs
+    from core.train import TrainConfig
+
+    config = TrainConfig(run="audited", preset="quick", epochs=1, image_size=64, encoder_weights=None).to_dict()
+    with pytest.raises(PetSegError):
+        jobs.start(settings, "train", {**config, "preset": "huge"}, actor="lead@example.org")
+    job = jobs.start(settings, "train", config, actor="lead@example.org")
+    try:
+        again = jobs.restart(settings, jobs.cancel(settings, job.id).job.id, actor="ana@example.org")
+        jobs.cancel(settings, again.id)
+    finally:
+        jobs.cancel(settings, job.id)
+    started = audit.rows(settings, actions=("train",))
+    assert started["actor"].tolist() == ["lead@example.org", "ana@example.org"]
+    assert [(d["run"], d["job"]) for d in started["detail"]] == [("audited", job.id), ("audited", again.id)]

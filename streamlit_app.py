@@ -44,7 +44,8 @@ PAGES = {
     for section, entries in _SECTIONS.items()
 }
 
-current_page = st.navigation(PAGES)
+# Expanded: collapsed, Streamlit hides every page after the tenth behind "View more" once there are over twelve.
+current_page = st.navigation(PAGES, expanded=True)
 sidebar.sidebar(state.settings())
 current_page.run()
 heap.freeze_new_imports()

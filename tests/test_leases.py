@@ -188,10 +188,14 @@ def test_annotate_walks_the_users_assignment_first(team):
     assert app.session_state[state.ANNOTATE_SESSION].image_id == ids[3]
     _event(app, "next")
     assert app.session_state[state.ANNOTATE_SESSION].image_id == ids[1]
+    from core.views import Filters, load_view, order
+
+    usual = [i for i in order(load_view(settings, "tiny", "test"), Filters(split="test", sort="id"), "iou_pet")
+             if i not in (ids[3], ids[1])]
     _event(app, "next")  # the assignment done, the usual order follows (without the assigned ones)
-    assert app.session_state[state.ANNOTATE_SESSION].image_id == ids[0]
+    assert app.session_state[state.ANNOTATE_SESSION].image_id == usual[0]
     _event(app, "next")
-    assert app.session_state[state.ANNOTATE_SESSION].image_id == ids[2]
+    assert app.session_state[state.ANNOTATE_SESSION].image_id == usual[1]
 
 
 def test_cli_assigns_the_worst_images_of_a_species_and_records_it(trained_copy, engine, capsys):

@@ -136,7 +136,10 @@ def team(trained_copy, engine, monkeypatch):
     ds = open_dataset(settings.data, settings.workspace)
     app = open_app(monkeypatch, trained_copy.data, trained_copy.workspace)
     app.session_state[state.BROWSE_FILTERS] = Filters(split="test", sort="id").to_dict()
-    return settings, ds, app, store.clean_author(None), ds.ids("test")
+    from core.views import load_view, order
+
+    walked = order(load_view(settings, trained_copy.run, "test"), Filters(split="test", sort="id"), "iou_pet")
+    return settings, ds, app, store.clean_author(None), walked  # the order Annotate walks without assignments
 
 
 def test_next_passes_over_an_image_someone_else_is_editing(team):

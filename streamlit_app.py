@@ -34,6 +34,7 @@ _SECTIONS = {
         ("annotate", "Annotate", ":material/edit:"),
         ("history", "History", ":material/history:"),
         ("export", "Export", ":material/archive:"),
+        ("activity", "Activity", ":material/groups:"),
     ],
     "Train": [("train", "Train", ":material/model_training:"), ("runs", "Runs", ":material/compare_arrows:")],
 }
@@ -55,7 +56,8 @@ PAGES = {
     for section, entries in _SECTIONS.items()
 }
 
-current_page = st.navigation(PAGES)
+# Expanded: collapsed, Streamlit hides every page after the tenth behind "View more" once there are over twelve.
+current_page = st.navigation(PAGES, expanded=True)
 sidebar.sidebar(state.settings())
 current_page.run()
 heap.freeze_new_imports()

@@ -13,9 +13,10 @@ ds = loaders.dataset_or_stop(current)
 run, split = sidebar.selected_run(), sidebar.selected_split()
 st.title("Annotate")
 st.session_state.setdefault(state.ANNOTATE_NOTE, "")
+user = auth.current_user()
 # Taken once per page run: saves (which rerun only the workbench) do not reshuffle the queue being walked.
 try:
-    ids = edit.queue(current, ds)
+    ids = edit.queue(current, ds, user)  # the user's open assignment first
 except store.StoreUnavailable:  # the Browse order needs the database; walk the dataset's order meanwhile
     ids = ds.ids()
 if filters.current_filters().sort != "tension" and st.button(
@@ -29,15 +30,15 @@ if filters.current_filters().sort != "tension" and st.button(
 editor.forget_sent()  # a run of the whole page may mount a new editor
 
 
-def _image_id(session: edit.EditSession | None) -> str | None:
-    """The image of the URL, else the one being edited or looked at, else the first of the queue."""
+def _image_id(session: edit.EditSession | None, others: dict[str, str]) -> str | None:
+    """The image of the URL, else the one being edited or looked at, else the first of the queue nobody edits."""
     if st.query_params.get("image"):
         image_id = state.url_image(ds)
         if image_id is None:
             st.page_link("app_pages/annotate.py", label="Open the first image of the queue instead")
         return image_id
     fallback = session.image_id if session else st.session_state.get(state.COMPARE_IMAGE)
-    image_id = fallback if isinstance(fallback, str) and fallback in ds else (ids[0] if ids else None)
+    image_id = fallback if isinstance(fallback, str) and fallback in ds else edit.neighbours(ids, "", others)[1]
     if image_id is None:
         st.info("This dataset has no images to annotate.")
         return None
@@ -52,9 +53,12 @@ def _open(image_id: str, start: str) -> edit.EditSession | None:
         st.error(escape(exc, 1000))
         return None
     old = st.session_state.get(state.ANNOTATE_SESSION)
+    if old is not None and old.image_id != image_id:
+        edit.release_lease(current, old, user)  # moving on frees the image for the others
     if old is not None and old.image_id == image_id:
         # The browser swaps its mask only on a new revision, and marks edits clean on a new save count.
         fresh.revision, fresh.saved, fresh.sequence = old.revision + 1, old.saved, old.sequence + 1
+        fresh.lease_holder, fresh.lease_left, fresh.lease_at = old.lease_holder, old.lease_left, old.lease_at
     st.session_state[state.ANNOTATE_SESSION] = fresh
     return fresh
 
@@ -69,7 +73,7 @@ def _reload_theirs(image_id: str, starts: list[str]) -> None:
 
 def _save_on_top() -> None:
     session = st.session_state[state.ANNOTATE_SESSION]
-    edit.save_on_top(current, ds, session, author=auth.current_user(),
+    edit.save_on_top(current, ds, session, author=user,
                      note=st.session_state[state.ANNOTATE_NOTE])
     if session.conflict is None:
         st.session_state[state.ANNOTATE_NOTE] = ""
@@ -83,7 +87,7 @@ def _handle(session: edit.EditSession, payload: dict) -> None:
         return
     if event is not None and event.mask is not None:
         before = session.saved
-        edit.handle(current, ds, session, event, author=auth.current_user(),
+        edit.handle(current, ds, session, event, author=user,
                     note=st.session_state[state.ANNOTATE_NOTE])
         if session.saved != before:
             st.session_state[state.ANNOTATE_NOTE] = ""  # a note belongs to one save
@@ -104,15 +108,16 @@ def workbench() -> None:
     if isinstance(payload, dict) and payload.get("action") == editor.RESEND_REQUEST:
         editor.forget_sent()
         payload = None
+    others = edit.others_editing(current, user)  # one read per run: whom Next passes over, and who has this one
     if session is not None and isinstance(payload, dict) and payload.get("action") in ("prev", "next"):
         if payload.get("image") == session.image_id:
-            previous_id, next_id = edit.neighbours(ids, session.image_id)
+            previous_id, next_id = edit.neighbours(ids, session.image_id, others)
             target = previous_id if payload["action"] == "prev" else next_id
             if target:
                 st.query_params["image"] = target
         payload = None
 
-    image_id = _image_id(session)
+    image_id = _image_id(session, others)
     if image_id is None:
         return
     try:
@@ -128,6 +133,7 @@ def workbench() -> None:
         session = _open(image_id, st.session_state[state.ANNOTATE_START])
         if session is None:
             return
+    edit.hold_lease(current, session, user)  # on opening and on each event: renewed while the editor is used
     if payload is not None:
         _handle(session, payload)
 
@@ -146,13 +152,17 @@ def workbench() -> None:
     left.radio("Start from", starts, key=state.ANNOTATE_START, format_func=edit.START_LABELS.get, horizontal=True,
                help="Switching discards unsaved edits (undo in the editor brings them back).")
     # Display only: the author is who is signed in (or the OS user without sign-in), never typed.
-    middle.caption(f"Saving as **{escape(auth.current_user())}**")
+    middle.caption(f"Saving as **{escape(user)}**")
     right.text_input("Note for the next save", key=state.ANNOTATE_NOTE, max_chars=corrections.MAX_NOTE,
                      placeholder="e.g. left ear was background")
     if st.session_state[state.ANNOTATE_START] != session.start:
         session = _open(image_id, st.session_state[state.ANNOTATE_START]) or session
 
-    previous_id, next_id = edit.neighbours(ids, image_id)
+    if session.lease_holder and session.lease_holder != user:
+        st.warning(f"Being edited by **{escape(session.lease_holder)}** (for {session.lease_left:.0f} s more unless "
+                   "they keep editing): Next passes over it; a save of yours is checked against theirs.",
+                   icon=":material/edit_note:")
+    previous_id, next_id = edit.neighbours(ids, image_id, others)
     position = f"{ids.index(image_id) + 1} / {len(ids)}" if image_id in ids else f"not in the queue ({len(ids)})"
     if session.preview is not None:  # above the editor: below a tall canvas they were out of sight
         accept, reject, _ = st.columns([1, 1, 4])

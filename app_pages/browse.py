@@ -9,7 +9,7 @@ import streamlit as st
 from core import views
 from core.errors import PetSegError
 from core.review import TAG_LABELS, TAGS, set_tags
-from dashboard import auth, filters, gallery, loaders, sidebar, state
+from dashboard import assign_box, auth, filters, gallery, loaders, sidebar, state
 from dashboard.markdown import escape
 
 current = state.settings()
@@ -22,6 +22,7 @@ if not view["evaluated"].any():
     st.info("No evaluation to show metrics from yet: the grid shows the dataset. See **Overview** to evaluate.")
 chosen = filters.panel(view, metric, url=True)
 rows = views.sort_table(views.apply_filters(view, chosen, metric), chosen.sort, metric)
+assign_box.assign_box(current, ds, list(rows.index))
 
 overlay_labels = {"none": "photo only", "gt": "ground truth", "pred": "prediction", "errors": "error map"}
 st.session_state.setdefault(state.BROWSE_OVERLAY, "none")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import ledger
+from core import audit, ledger
 from core.errors import PetSegError
 from core.export import FORMATS, export_archive
 from core.runs import list_runs
@@ -62,6 +62,8 @@ def _download(path: Path, key: str, primary: bool = False) -> None:
 if st.button("Export", type="primary", key="export_run"):
     try:
         with st.spinner("Writing the zip…"):
+            audit.record_now(current, auth.current_user(), "export", format=fmt, only_corrected=only_corrected,
+                             run=run, via="app")
             report = export_archive(current, fmt=fmt, only_corrected=only_corrected and corrected > 0 and run is None,
                                     ds=ds, run=run, split=split or "test", corrections=policy,
                                     actor=auth.current_user())

@@ -117,10 +117,23 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recorded(settings: Settings, actor: str | None, action: str, **detail: object) -> None:
+    """Audit a job-like command as it starts, once its role is checked (under torchrun only rank 0 records)."""
+    import os
+
+    from core import audit, users
+
+    users.require(settings, actor, action)
+    if os.environ.get("RANK", "0") == "0":
+        audit.record_now(settings, actor, action, **detail)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from core.train import config_from_args, train
 
-    train(_settings(args), config_from_args(args), actor=_actor(args))
+    settings, config = _settings(args), config_from_args(args)
+    _recorded(settings, _actor(args), "train", run=config.run, via="cli")
+    train(settings, config, actor=_actor(args))
     return 0
 
 
@@ -160,6 +173,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"{checkpoint} imported as run {args.run}: {cfg.describe()}"
               + (" (1-class: evaluated as pet vs background)" if cfg.binary else ""), file=sys.stderr)
         checkpoint = "best"
+    _recorded(settings, _actor(args), "evaluate", run=args.run, split=args.split, checkpoint=args.checkpoint,
+              via="cli")
     summary = evaluate(settings, run=args.run, split=args.split, checkpoint=checkpoint,
                        corrections=args.corrections, actor=_actor(args))
     if not current().is_main:
@@ -207,6 +222,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     out = Path(args.out) if args.out else None
+    _recorded(settings, _actor(args), "export", format=args.format, only_corrected=args.only_corrected, run=args.run,
+              via="cli")
     report = export_archive(settings, fmt=args.format, out=out, only_corrected=args.only_corrected, run=args.run,
                             split=args.split, corrections=args.corrections, actor=_actor(args))
     print(report.path)
@@ -277,6 +294,69 @@ def cmd_workflow(args: argparse.Namespace) -> int:
                                  "--corrections accepted) once a reviewer accepts it" if mode == "required" else
                                  "every saved correction is accepted at once"))
     return 0
+
+
+# --- team: assignment and activity (core.assignments, core.audit) ------------
+
+
+def cmd_assign(args: argparse.Namespace) -> int:
+    from core import assignments
+    from core.dataset import open_dataset
+    from core.views import Filters, load_view, review_queue
+
+    settings = _settings(args)
+    filters = Filters.from_dict({"species": args.species or [], "breeds": args.breed or [],
+                                 "corrected": {"yes": "corrected", "no": "not corrected"}.get(args.corrected, "any"),
+                                 "tags": args.tag or []})
+    picked = list(review_queue(load_view(settings, args.run, args.split), filters, args.metric, args.order)
+                  .index[: args.limit])
+    ds = open_dataset(settings.data, settings.workspace)
+    count = assignments.assign(settings, ds, args.assignee, picked, actor=_actor(args))
+    what = "suspected label errors first" if args.order == "tension" else f"worst {args.metric} first"
+    print(f"assigned {count} images of {args.run} / {args.split} to {args.assignee} ({what})")
+    return 0
+
+
+def cmd_activity(args: argparse.Namespace) -> int:
+    from core import audit
+
+    settings = _settings(args)
+    if args.image:
+        trail = audit.rows(settings, image_id=args.image, person=args.person)
+        if args.json:
+            print(json.dumps({"image_id": args.image, "trail": _records(trail)}))
+            return 0
+        print(f"{args.image}: {len(trail)} recorded actions" + (f" by {args.person}" if args.person else ""))
+        for row in trail.itertuples(index=False):
+            print(f"{row.at}  {_clean(row.actor):<32} {row.action:<9} {_clean(_detail_text(row.detail))}")
+        return 0
+    per_day = audit.daily(settings, args.person)
+    if args.json:
+        print(json.dumps({"person": args.person, "days": _records(per_day)}))
+        return 0
+    if per_day.empty:
+        print("no corrections recorded yet" + (f" for {args.person}" if args.person else ""))
+        return 0
+    print(f"{'day':<10}  {'person':<32} {'submitted':>9} {'accepted':>8} {'rejected':>8} {'accept rate':>11}")
+    for row in per_day.itertuples(index=False):
+        print(f"{row.day:<10}  {_clean(row.person):<32} {row.submitted:>9} {row.accepted:>8} {row.rejected:>8} "
+              f"{_fmt(row.acceptance_rate):>11}")
+    return 0
+
+
+def _records(frame) -> list[dict]:
+    return [{k: (_json_number(v) if isinstance(v, float) else v) for k, v in row.items()}
+            for row in frame.to_dict(orient="records")]
+
+
+def _detail_text(detail: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in detail.items())
+
+
+def _clean(text: object, limit: int = 200) -> str:
+    # Stored free text: one printable line, never terminal control characters.
+    value = "".join(ch if ch.isprintable() else "?" for ch in str(text))
+    return value if len(value) <= limit else value[: limit - 3] + "..."
 
 
 # --- views: the review queue and run against run (core.views) ----------------
@@ -531,7 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     # views (core.views): the review queue and run against run
-    from core.views import COMPARABLE_METRICS, REVIEW_ORDERS
+    from core.views import COMPARABLE_METRICS, REVIEW_ORDERS, TAG_CHOICES
 
     p = sub.add_parser("review", help="list the images to review: worst first, or suspected label errors first")
     _add_paths(p)
@@ -553,6 +633,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=_positive_int, default=10, help="list this many most improved / worsened images")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("assign", help="assign images to an annotator: a run's review queue, filtered, first N")
+    _add_paths(p)
+    p.add_argument("assignee", metavar="EMAIL", help="who gets the work (their Annotate Next walks it first)")
+    p.add_argument("--run", required=True, help="an evaluated run (its metrics order the images)")
+    p.add_argument("--split", choices=EVAL_SPLITS, default="test")
+    p.add_argument("--order", choices=list(REVIEW_ORDERS), default="worst",
+                   help="worst: lowest metric first; tension: suspected label errors first")
+    p.add_argument("--metric", choices=COMPARABLE_METRICS, default="iou_pet")
+    p.add_argument("--species", action="append", choices=["cat", "dog"], help="only this species (repeatable)")
+    p.add_argument("--breed", action="append", help="only this breed (repeatable)")
+    p.add_argument("--corrected", choices=["any", "yes", "no"], default="any",
+                   help="only images with (yes) or without (no) a correction")
+    p.add_argument("--tag", action="append", choices=TAG_CHOICES, help="only images with this review tag (repeatable)")
+    p.add_argument("--limit", type=_positive_int, default=200, help="assign at most this many (default 200)")
+    p.set_defaults(func=cmd_assign)
+
+    p = sub.add_parser("activity", help="who did what: corrections per person and day, or one image's full trail")
+    _add_paths(p)
+    p.add_argument("--person", metavar="EMAIL", help="only this person")
+    p.add_argument("--image", metavar="ID", help="the full trail of this image instead of the per-day table")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_activity)
 
     p = sub.add_parser(
         "gc", help="remove leftovers of crashes: stale temporaries, mask files the database holds since the upgrade"

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import sqlalchemy as sa
 
-from core import ledger, store, users
+from core import audit, ledger, store, users
 from core.config import Settings
 from core.dataset import Dataset, load_trimap, open_dataset
 from core.errors import ImageUnreadable, PetSegError
@@ -127,7 +127,7 @@ def soft_delete(settings: Settings, ds: Dataset, image_id: str, version: int, ac
     """Hide one version from history and from the ground truth (its row and file stay), then rescore."""
     _actor(settings, actor, "delete")
     image_id = ds.require(image_id)
-    return _rescored(settings, ds, ledger.mark_deleted(settings, image_id, version))
+    return _rescored(settings, ds, ledger.mark_deleted(settings, image_id, version, author=actor))
 
 
 def accept(settings: Settings, ds: Dataset, image_id: str, version: int | None = None, *, actor: str | None = None,
@@ -188,6 +188,7 @@ def set_review_mode(settings: Settings, mode: str, actor: str | None = None) -> 
         store.insert_ignore(conn, store_settings, {"key": "review", "value": mode, "updated_by": actor,
                                                    "updated_at": store.utc_now()},
                             overwrite=("value", "updated_by", "updated_at"))
+        audit.record(conn, actor, "workflow", review=mode)
     return mode
 
 

@@ -243,11 +243,12 @@ def jobs_dir(settings: Settings) -> Path:
     return settings.workspace / "jobs"
 
 
-def start(settings: Settings, kind: str, config: dict[str, Any], actor: str | None = None) -> Job:
+def start(settings: Settings, kind: str, config: dict[str, Any], *, actor: str | None = None) -> Job:
     """Start a ``kind`` job from its structured config (checked first) as ``actor`` (its role is checked now and
     again when the job runs); raise JobBusy if one is running.
 
     ``config["processes"]`` (train and evaluate; default 1): more than one runs the job through torchrun.
+    The start is recorded in the audit trail as ``actor`` (default: the OS user) doing ``kind``.
     """
     # torch and the store (SQLAlchemy): only for the process that starts a job, never for its runner's start-up
     from core import users
@@ -268,7 +269,12 @@ def start(settings: Settings, kind: str, config: dict[str, Any], actor: str | No
         argv_for = lambda folder: launch_command(processes, ["core.jobs", "work", str(folder)],  # noqa: E731
                                                  python=sys.executable)
         config = {**config, PROCESSES: processes}
-    return _launch(settings, kind, argv_for, run=config.get("run"), config=config, command=command, actor=actor)
+    job = _launch(settings, kind, argv_for, run=config.get("run"), config=config, command=command, actor=actor)
+    # Imported here: the runner and worker processes import this module and must start fast (no pandas/SQL).
+    from core import audit
+
+    audit.record_now(settings, actor, kind, run=config.get("run"), job=job.id, via="job")
+    return job
 
 
 PROCESSES = "processes"  # in a job's config: how many torchrun ranks run it (absent: one process)
@@ -294,7 +300,7 @@ def spawn(settings: Settings, kind: str, argv: list[str], run: str | None = None
     return _launch(settings, kind, lambda _folder: list(argv), run=run, config={}, command=list(argv))
 
 
-def restart(settings: Settings, job_id: str, actor: str | None = None) -> Job:
+def restart(settings: Settings, job_id: str, *, actor: str | None = None) -> Job:
     """Start a stopped job again from its stored config (a train job resumes from its last finished epoch)."""
     job = status(settings, job_id).job
     if not job.config:

@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 from sqlalchemy.engine import Connection
 
-from core import store
+from core import audit, store
 from core.config import Settings
 from core.errors import ImageUnreadable, PetSegError
 from core.masks import decode_label_png, encode_png, sha256_hex
@@ -42,6 +42,7 @@ _RETRIES = 5  # a write on top of ANY retries when a concurrent writer took its 
 _MAX_IN = 20_000  # above this many ids, read every row and filter here (bound-parameter limits of the engines)
 
 _COLUMNS = [c for c in corrections.c if c.name != "id"]
+_ACTION = {"revert": "revert", "import": "import"}  # audit action of a new version by its source; else "save"
 
 
 class ConflictError(PetSegError):
@@ -291,6 +292,9 @@ def add_version(
                                  state=state)
                 values = {k: v for k, v in vars(row).items() if k not in ("rescored", "deleted")}
                 conn.execute(corrections.insert().values(**values, deleted=0))
+                # In the same transaction: the trail has the version exactly when the ledger has it.
+                audit.record(conn, author, _ACTION.get(source, "save"), image_id, version=version, source=source,
+                             parent=parent, note=note)
             return row
         except exc.IntegrityError:
             if base_version is not ANY:
@@ -298,15 +302,18 @@ def add_version(
     raise PetSegError(f"{image_id} is being saved by others right now; try again")
 
 
-def mark_deleted(settings: Settings, image_id: str, version: int) -> Correction:
+def mark_deleted(settings: Settings, image_id: str, version: int, author: str | None = None) -> Correction:
     """Hide one version from history and from the ground truth; its row and mask stay."""
     with store.writing(settings) as conn:
         # "deleted = 0" keeps the first deletion time; deleting twice is not an error.
-        conn.execute(corrections.update()
-                     .where(corrections.c.image_id == image_id, corrections.c.version == int(version),
-                            corrections.c.deleted == 0)
-                     .values(deleted=1, deleted_at=store.utc_now()))
-        return _version(conn, image_id, version)
+        changed = conn.execute(corrections.update()
+                               .where(corrections.c.image_id == image_id, corrections.c.version == int(version),
+                                      corrections.c.deleted == 0)
+                               .values(deleted=1, deleted_at=store.utc_now())).rowcount
+        row = _version(conn, image_id, version)
+        if changed:
+            audit.record(conn, author, "delete", image_id, version=int(version))
+        return row
 
 
 def set_state(settings: Settings, image_id: str, version: int, state: str, *, reviewer: str, reason: str
@@ -321,6 +328,9 @@ def set_state(settings: Settings, image_id: str, version: int, state: str, *, re
                                    corrections.c.state == "submitted", corrections.c.deleted == 0)
                             .values(state=state, reviewer=reviewer, reviewed_at=store.utc_now(), reason=reason))
         row = _version(conn, image_id, version)
+        if done.rowcount == 1:
+            audit.record(conn, reviewer, "accept" if state == "accepted" else "reject", image_id,
+                         version=int(version), author=row.author, reason=reason)
     if done.rowcount != 1:
         raise ReviewConflict(row)
     return row

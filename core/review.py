@@ -27,7 +27,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy import exc
 
-from core import store, users
+from core import audit, store, users
 from core.config import Settings
 from core.dataset import Dataset
 from core.errors import PetSegError
@@ -143,10 +143,13 @@ def _write(settings: Settings, image_id: str, values: dict, author: str | None, 
     if base_revision is not None and (not isinstance(base_revision, int) or isinstance(base_revision, bool)
                                       or base_revision < 0):
         raise PetSegError(f"base revision must be a number >= 0 or None, got {base_revision!r}")
+    action = "tag" if "tag" in values else "note"
     values = {**values, "author": store.clean_author(author), "updated_at": store.utc_now()}
     for _attempt in range(3):
         try:
             with store.writing(settings) as conn:
+                # Recorded first, in the same transaction: a refused or failed write rolls its row back too.
+                audit.record(conn, values["author"], action, image_id, **{action: values[action]})
                 if base_revision != 0:
                     update = reviews.update().where(reviews.c.image_id == image_id)
                     if base_revision is not None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy import exc
 
-from core import store
+from core import audit, store
 from core.config import Settings
 from core.errors import PetSegError
 from core.store.schema import ROLES, users
@@ -157,6 +157,7 @@ def add_user(settings: Settings, actor: str | None, email: str, role: str) -> Us
         except exc.IntegrityError:
             raise PetSegError(f"{who} has a role already; change it with `python -m core users set-role {who} "
                               f"{role}`") from None
+        audit.record(conn, actor, "role", user=who, role=role, before=None)
     return row
 
 
@@ -179,6 +180,7 @@ def set_role(settings: Settings, actor: str | None, email: str, role: str) -> Us
         row = User(who, role, normalize(actor), store.utc_now())
         conn.execute(users.update().where(users.c.email == who)
                      .values(role=role, updated_by=row.updated_by, updated_at=row.updated_at))
+        audit.record(conn, actor, "role", user=who, role=role, before=old)
     return row
 
 

@@ -13,11 +13,14 @@ was opened, whatever it started from, so a save lands as a conflict if someone e
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
 
-from core import corrections, ledger, masks, store
+from core import assignments, corrections, leases, ledger, masks, store
 from core.config import Settings
 from core.dataset import Dataset, load_image, load_trimap
 from core.errors import PetSegError
@@ -37,6 +40,10 @@ _SOURCE = {"correction": "correction", "gt": "gt", "prediction": "prediction", "
 TOOLS = ("grabcut", "fill_holes", "remove_specks", "regenerate_border")
 TOOL_LABELS = {"grabcut": "GrabCut", "fill_holes": "Fill holes", "remove_specks": "Remove specks",
                "regenerate_border": "Regenerate border"}
+
+# The lease is renewed on the page runs (editor events) of the one editing, at most this often; it lasts
+# leases.LEASE_SECONDS, so an editor who stops for two minutes (or closes the tab) frees the image.
+RENEW_EVERY_S = 30.0
 
 UNREACHABLE = ("Not saved: the database cannot be reached right now; your edit stays in the editor, "
                "save again once it is back.")
@@ -68,6 +75,9 @@ class EditSession:
     sequence: int = 0  # handled events
     status: str = ""
     status_kind: str = ""
+    lease_holder: str = ""  # who held the image's lease at the last claim ("" = unknown / released)
+    lease_left: float = 0.0  # seconds that lease had left then
+    lease_at: float = -math.inf  # time.monotonic() of that claim
 
     @property
     def dirty(self) -> bool:
@@ -212,6 +222,7 @@ def save(settings: Settings, ds: Dataset, session: EditSession, *, base_version:
         _say(session, UNREACHABLE, "error")  # session.work keeps the edit: the next save retries it
         return None
     session.conflict = None
+    release_lease(settings, session, author)  # saved: the image is free until this editor's next event
     session.base_version = saved.version
     session.source = "correction"
     session.clean = mask.copy()
@@ -236,14 +247,53 @@ def _say(session: EditSession, text: str, kind: str) -> None:
     session.status, session.status_kind = text, kind
 
 
-def neighbours(ids: list[str], image_id: str) -> tuple[str | None, str | None]:
-    """``(previous, next)`` of ``image_id`` in ``ids``; an image outside the queue has its first id as next."""
-    if image_id not in ids:
-        return None, (ids[0] if ids else None)
-    at = ids.index(image_id)
-    return (ids[at - 1] if at > 0 else None), (ids[at + 1] if at + 1 < len(ids) else None)
+def neighbours(ids: list[str], image_id: str, skip: Collection[str] = ()) -> tuple[str | None, str | None]:
+    """``(previous, next)`` of ``image_id`` in ``ids``, passing over the ids in ``skip`` (images others are editing);
+    an image outside the queue has the first id as next."""
+    walkable = [i for i in ids if i not in skip or i == image_id]
+    if image_id not in walkable:
+        return None, (walkable[0] if walkable else None)
+    at = walkable.index(image_id)
+    return (walkable[at - 1] if at > 0 else None), (walkable[at + 1] if at + 1 < len(walkable) else None)
 
 
-def queue(settings: Settings, ds: Dataset) -> list[str]:
-    """The ids prev/next walk through: Browse's current filter and sort, else the dataset's id order."""
-    return current_order(settings, ds) or ds.ids()
+def queue(settings: Settings, ds: Dataset, user: str | None = None) -> list[str]:
+    """The ids prev/next walk through: ``user``'s open assignment first, then Browse's current filter and sort,
+    else the dataset's id order."""
+    usual = current_order(settings, ds) or ds.ids()
+    if user is None:
+        return usual
+    return assignments.walk([i for i in assignments.open_items(settings, user) if i in ds], usual)
+
+
+def hold_lease(settings: Settings, session: EditSession, user: str) -> None:
+    """Claim or renew ``user``'s lease on the session's image (throttled); records who holds it on the session.
+
+    Leases are advice: with the database unreachable the edit goes on and the version check guards the save.
+    """
+    now = time.monotonic()
+    if session.lease_holder == user and now - session.lease_at < RENEW_EVERY_S:
+        return
+    try:
+        lease = leases.claim(settings, session.image_id, user)
+    except store.StoreUnavailable:
+        return
+    session.lease_holder, session.lease_left, session.lease_at = lease.holder, lease.seconds_left, now
+
+
+def release_lease(settings: Settings, session: EditSession, user: str) -> None:
+    """Give the session's image back (saved, or moving on); the next event of this editor claims it again."""
+    if session.lease_holder == user:
+        try:
+            leases.release(settings, session.image_id, user)
+        except store.StoreUnavailable:
+            pass  # it lapses by itself
+    session.lease_holder, session.lease_at = "", -math.inf
+
+
+def others_editing(settings: Settings, user: str) -> dict[str, str]:
+    """``{image_id: holder}`` of the images other people are editing now (Next passes over them)."""
+    try:
+        return leases.held_by_others(settings, user)
+    except store.StoreUnavailable:
+        return {}

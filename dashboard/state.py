@@ -76,6 +76,9 @@ REVIEW_QUEUE_MESSAGE = "review_queue_message"  # Review corrections: outcome of 
 REVIEW_QUEUE_REASON = "review_queue_reason"  # Review corrections: the reason typed for a rejection
 REVIEW_QUEUE_SKIPPED = "review_queue_skipped"  # Review corrections: versions skipped this session (shown last)
 ADMIN_MESSAGE = "admin_message"  # Admin: outcome of the last role or workflow change, shown once
+ACTIVITY_PERSON = "activity_person"  # Activity: the person whose days are listed ("" = everyone)
+ASSIGN_TO = "assign_to"  # Browse/Activity: the annotator the "assign to" box hands the selection to
+ASSIGN_LIMIT = "assign_limit"  # Browse/Activity: how many of the selection (from the top) to assign
 MODEL_IMAGE = "model_image"  # Model page: image passed through the network
 MODEL_SKIPS = "model_skips"  # Model page: decoder blocks whose skip input the ablation zeroes
 OVERVIEW_EVAL_SPLIT = "overview_eval_split"  # Overview: split chosen for "Evaluate now"

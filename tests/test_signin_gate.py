@@ -196,7 +196,7 @@ def test_the_signed_in_email_authors_saves_reverts_and_tags_and_cannot_be_typed(
 # --- every write from the UI names its author -----------------------------------------------------------------------
 
 # Core writes whose author defaults to the OS user.
-AUTHORED = {"save", "revert", "import_folder", "import_masks", "set_tag", "set_note"}
+AUTHORED = {"save", "revert", "import_folder", "import_masks", "set_tag", "set_note", "soft_delete"}
 
 
 def test_every_authored_write_in_the_ui_passes_the_author():

@@ -8,9 +8,10 @@ import pytest
 import sqlalchemy as sa
 
 from benchmarks.pg_cluster import free_port
-from core import cli, corrections, groundtruth, ledger, review, store
+from core import audit, cli, corrections, groundtruth, ledger, review, store
 from core.config import Settings
 from core.dataset import load_trimap, open_dataset
+from core.store import migrate
 from core.store.copy import copy_store, digest
 from core.store.schema import corrections as corrections_table
 from dashboard import annotate_session, state
@@ -91,10 +92,8 @@ def test_annotate_says_so_in_one_sentence_and_keeps_the_edit_until_the_database_
 def test_db_migrate_upgrades_an_old_workspace_in_place(settings, ds, capsys):
     _legacy_workspace(settings, [(ID, 1, _mask(ds))])
     assert cli.main(["db", "migrate", "--workspace", str(settings.workspace)]) == 0
-    from core.store.migrate import head
-
-    assert head() >= "0003"
-    assert f"is at schema revision {head()}" in capsys.readouterr().out
+    assert migrate.head() >= "0004"
+    assert f"is at schema revision {migrate.head()}" in capsys.readouterr().out
     # A version from before review existed was the ground truth: it is accepted, with nobody named as reviewer.
     assert [(c.version, c.state, c.reviewer) for c in ledger.history(settings, ID)] == [(1, "accepted", None)]
 
@@ -121,7 +120,8 @@ def test_db_copy_moves_a_workspace_into_postgresql_verified_idempotent_and_resum
     out = capsys.readouterr().out
     assert "copied 0 masks, 3 corrections, 2 reviews" in out and "verified: 3 corrections, 2 reviews, 3 masks" in out
     again = copy_store(settings.workspace, settings.db_url, target)  # idempotent
-    assert again.copied == {"masks": 0, "corrections": 0, "reviews": 0, "users": 0, "store_settings": 0}
+    assert again.copied == {"masks": 0, "corrections": 0, "reviews": 0, "audit rows": 0, "users": 0,
+                            "store_settings": 0, "assignments": 0}
 
     team = Settings.resolve(data=settings.data, workspace=settings.workspace, db=target)
     assert digest(team) == digest(settings)
@@ -130,6 +130,9 @@ def test_db_copy_moves_a_workspace_into_postgresql_verified_idempotent_and_resum
     assert np.array_equal(groundtruth.current(team, ds, ID)[0], _mask(ds, shift=2))
     assert groundtruth.current(team, ds, "beagle_1")[1] is None  # deleted stays deleted
     assert review.get_review(team, ID).note == "ear"
+    trail = audit.rows(team).drop(columns="id")  # the trail travels, in its order
+    assert trail.to_dict("records") == audit.rows(settings).drop(columns="id").to_dict("records")
+    assert list(trail["action"]) == ["save", "save", "delete", "note"]
 
     # a later delete in the source travels on the next copy; another ledger in the target is refused
     corrections.soft_delete(settings, ds, ID, 2)

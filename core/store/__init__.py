@@ -30,6 +30,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import FunctionElement
 
 from core.config import Settings
 from core.errors import PetSegError
@@ -174,6 +176,44 @@ def clean_text(text: str | None, what: str, limit: int) -> str:
 def utc_now() -> str:
     """Row timestamps: ISO 8601 in UTC with milliseconds (sorts as text)."""
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+class db_seconds(FunctionElement):  # noqa: N801 (reads as a SQL function)
+    """The database server's clock as seconds since 1970 (float), evaluated by the database at each statement.
+
+    Leases compare against it so that several app servers (with their own clocks) agree on what has expired.
+    """
+
+    type = sa.Float()
+    inherit_cache = True
+
+
+class db_utc_text(FunctionElement):  # noqa: N801
+    """The database server's clock as ISO 8601 UTC text with milliseconds, the format of :func:`utc_now`."""
+
+    type = sa.Text()
+    inherit_cache = True
+
+
+@compiles(db_seconds, "sqlite")
+def _sqlite_seconds(_element, _compiler, **_kw) -> str:
+    return "((julianday('now') - 2440587.5) * 86400.0)"
+
+
+@compiles(db_seconds, "postgresql")
+def _pg_seconds(_element, _compiler, **_kw) -> str:
+    # clock_timestamp(), not now(): now() is frozen at the start of the transaction.
+    return "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
+
+
+@compiles(db_utc_text, "sqlite")
+def _sqlite_utc_text(_element, _compiler, **_kw) -> str:
+    return "strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now')"
+
+
+@compiles(db_utc_text, "postgresql")
+def _pg_utc_text(_element, _compiler, **_kw) -> str:
+    return "to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"+00:00\"')"
 
 
 # --- internals -------------------------------------------------------------------------------------------

@@ -5,12 +5,13 @@
     >>> print(report.text())       # counts and SHA-256 digests of both sides; PetSegError if they differ
 
 Idempotent and resumable: rows are keyed by content (a mask by its SHA-256, a correction by image and version,
-a review by image) and copied in batches of one transaction each, so a run that was interrupted, or a second
-run, copies only what is missing, plus what changed on a version since (deleted, accepted or rejected). Users
-with their roles and the store settings (the review workflow) are copied whole, the source winning. A
-destination that holds another correction under the same image and version is refused (two ledgers cannot be
-merged silently). At the end both sides are read again and compared: row counts, and a SHA-256 over every
-correction row, every review, user and setting, and every mask's bytes.
+a review and an assignment by image, an audit row by all of its columns but its number) and copied in batches of
+one transaction each, so a run that was interrupted, or a second run, copies only what is missing, plus what changed
+on a version since (deleted, accepted or rejected). Users with their roles, the store settings (the review
+workflow) and assignments are copied whole, the source winning. A destination that holds another correction under
+the same image and version is refused (two ledgers cannot be merged silently). At the end both sides are read again
+and compared: row counts, and a SHA-256 over every correction row, every review, user, setting and assignment, and
+every mask's bytes.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from core import store
 from core.config import Settings
 from core.errors import PetSegError
 from core.masks import sha256_hex
-from core.store.schema import corrections, masks, reviews, store_settings, users
+from core.store.schema import assignments, audit, corrections, masks, reviews, store_settings, users
 
 BATCH = 200
 
@@ -33,7 +34,7 @@ _LEDGER = [c for c in corrections.c if c.name != "id"]  # ids are each database'
 _REVIEW = list(reviews.c)
 # What may change on a version after it is saved: its deletion and its review.
 _MUTABLE = ("deleted", "deleted_at", "state", "reviewer", "reviewed_at", "reason")
-_SMALL = (users, store_settings)  # copied whole, keyed by their primary key; the source wins
+_SMALL = (users, store_settings, assignments)  # copied whole, keyed by their primary key; the source wins
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,8 @@ def copy_store(workspace: Path, source: str, target: str) -> CopyReport:
     if store.parse_url(source) == store.parse_url(target):
         raise PetSegError("--from and --to are the same database; name another target")
     copied = {"masks": _copy_masks(src, dst), "corrections": _copy_corrections(src, dst),
-              "reviews": _copy_reviews(src, dst), **{table.name: _copy_small(src, dst, table) for table in _SMALL}}
+              "reviews": _copy_reviews(src, dst), "audit rows": _copy_audit(src, dst),
+              **{table.name: _copy_small(src, dst, table) for table in _SMALL}}
     before, after = digest(src), digest(dst)
     if before != after:
         raise PetSegError(f"the copy does not match its source (source {before}, target {after}): the target held "
@@ -172,4 +174,20 @@ def _copy_small(src: Settings, dst: Settings, table: sa.Table) -> int:
     with store.writing(dst) as conn:
         for values in todo:
             store.insert_ignore(conn, table, values, overwrite=tuple(k for k in values if k not in keys))
+    return len(todo)
+
+
+_AUDIT = [c for c in audit.c if c.name != "id"]
+
+
+def _copy_audit(src: Settings, dst: Settings) -> int:
+    """The trail in its order (the target numbers the rows anew); rows the target has already are skipped."""
+    with store.reading(src) as conn:
+        rows = [tuple(r) for r in conn.execute(sa.select(*_AUDIT).order_by(audit.c.id))]
+    with store.reading(dst) as conn:
+        have = {tuple(r) for r in conn.execute(sa.select(*_AUDIT))}
+    todo = [dict(zip([c.name for c in _AUDIT], row, strict=True)) for row in rows if row not in have]
+    for start in range(0, len(todo), BATCH):
+        with store.writing(dst) as conn:
+            conn.execute(audit.insert(), todo[start:start + BATCH])
     return len(todo)

@@ -94,3 +94,40 @@ store_settings = sa.Table(
     sa.Column("updated_by", sa.Text, nullable=False),
     sa.Column("updated_at", sa.Text, nullable=False),
 )
+
+# Who is editing which image right now. ``expires_at`` is the database's clock in seconds (store.db_seconds):
+# a lease nobody renews lapses by itself, and every app server compares against the same clock.
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("image_id", sa.Text, primary_key=True),
+    sa.Column("holder", sa.Text, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Index("leases_holder", "holder"),
+)
+
+# Work handed to an annotator: one assignee per image (assigning again moves it); ``position`` orders a batch.
+assignments = sa.Table(
+    "assignments",
+    metadata,
+    sa.Column("image_id", sa.Text, primary_key=True),
+    sa.Column("assignee", sa.Text, nullable=False),
+    sa.Column("assigned_by", sa.Text, nullable=False),
+    sa.Column("assigned_at", sa.Text, nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Index("assignments_assignee", "assignee", "assigned_at", "position"),
+)
+
+# Append-only trail of every action: who, when (the database's clock), what. Nothing updates or deletes rows.
+audit = sa.Table(
+    "audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Text, nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("image_id", sa.Text),
+    sa.Column("detail", sa.Text, nullable=False, server_default="{}"),
+    sa.Index("audit_image", "image_id", "id"),
+    sa.Index("audit_actor", "actor", "at"),
+)

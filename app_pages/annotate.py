@@ -93,15 +93,18 @@ def _handle(session: edit.EditSession, payload: dict) -> None:
             st.session_state[state.ANNOTATE_NOTE] = ""  # a note belongs to one save
 
 
-# The editor's events (save, tools, prev/next) rerun only this fragment, not the sidebar and the page around it:
-# a save is confirmed and the next image drawn without the whole app being rebuilt in the browser.
-@st.fragment
 def _suspicion(image_id: str) -> str:
     """Why the label-quality order suspects this mask (Review, Compare say the same), "" when it does not."""
-    view = loaders.view(current, ds, run, split)
+    try:
+        view = loaders.view(current, ds, run, split)
+    except store.StoreUnavailable:  # the view joins the ledger; the edit goes on without the sentence
+        return ""
     return viewer.suspicion_sentence(view.loc[image_id]) if image_id in view.index else ""
 
 
+# The editor's events (save, tools, prev/next) rerun only this fragment, not the sidebar and the page around it:
+# a save is confirmed and the next image drawn without the whole app being rebuilt in the browser.
+@st.fragment
 def workbench() -> None:
     session: edit.EditSession | None = st.session_state.get(state.ANNOTATE_SESSION)
     payload = editor.pop_event()

@@ -195,8 +195,8 @@ def test_the_signed_in_email_authors_saves_reverts_and_tags_and_cannot_be_typed(
 
 # --- every write from the UI names its author -----------------------------------------------------------------------
 
-# Core writes whose author defaults to the OS user.
-AUTHORED = {"save", "revert", "import_folder", "import_masks", "set_tag", "set_note", "soft_delete"}
+# Core writes whose author (``author=``, or ``actor=`` for a reviewer's action) defaults to the OS user.
+AUTHORED = {"save", "revert", "import_folder", "import_masks", "set_tag", "set_tags", "set_note", "soft_delete"}
 
 
 def test_every_authored_write_in_the_ui_passes_the_author():
@@ -219,7 +219,7 @@ def test_every_authored_write_in_the_ui_passes_the_author():
                 else:
                     continue
                 if name in AUTHORED:
-                    calls.append((path.name, node.lineno, any(k.arg == "author" for k in node.keywords)))
+                    calls.append((path.name, node.lineno, any(k.arg in ("author", "actor") for k in node.keywords)))
     assert {(name, has) for name, _line, has in calls} >= {("annotate_session.py", True), ("history.py", True),
                                                           ("viewer.py", True), ("corrections_import.py", True)}
     assert [c for c in calls if not c[2]] == []

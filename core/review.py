@@ -80,6 +80,7 @@ def set_tags(settings: Settings, ds: Dataset, image_ids: Iterable[str], tag: str
     ids = [ds.require(i) for i in dict.fromkeys(image_ids)]
     if tag is not None and tag not in TAGS:
         raise PetSegError(f"review tag {tag!r} is not one of {', '.join(TAGS)}")
+    users.require(settings, author, "tag")
     for image_id in ids:
         _write(settings, image_id, {"tag": tag}, author, None)
     return len(ids)

@@ -116,6 +116,8 @@ def test_an_annotator_is_refused_train_evaluate_export_and_review_in_core(team: 
         users.add_user(team, REVIEWER, "new@example.org", "admin")
     with pytest.raises(PermissionDenied, match="no role in this store, so may not tag images"):
         review.set_tag(team, ds, ID, "fine", author="stranger@example.org")
+    with pytest.raises(PermissionDenied, match="no role in this store, so may not tag images"):
+        review.set_tags(team, ds, [ID], "fine", author="stranger@example.org")  # a bulk tag is checked the same
     assert review.set_tag(team, ds, ID, "fine", author=ANNOTATOR).tag == "fine"
 
 

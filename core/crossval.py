@@ -27,7 +27,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,7 +43,7 @@ from core.data import trainable_ids
 from core.dataset import Dataset, load_image, open_dataset
 from core.device import inference
 from core.errors import ImageUnreadable, PetSegError
-from core.evaluate import at_original_size, load_predictor
+from core.evaluate import at_original_size, image_identity, image_stat, load_predictor
 from core.masks import encode_png_fast, resize_image
 from core.metrics import prediction_metrics
 from core.model import file_sha256, to_input
@@ -192,10 +191,10 @@ def _predict_fold(settings: Settings, ds: Dataset, name: str, ids: list[str], st
             mask = mask.numpy()
             atomic_write_bytes(folder / PRED_DIR / f"{image_id}.png", encode_png_fast(mask))
             # Scored from the stored (quantised) probabilities: the numbers a later rescore will give.
-            rows[image_id] = {**_identity(ds, image_id), **prediction_metrics(mask, confidence),
+            rows[image_id] = {**image_identity(ds, image_id), **prediction_metrics(mask, confidence),
                               **score(truth, image_id, mask, store.probabilities(image_id)),
                               "checkpoint": f"{name}/last", "checkpoint_sha": sha,
-                              "dataset_fingerprint": ds.fingerprint, "image_stat": _image_stat(ds, image_id),
+                              "dataset_fingerprint": ds.fingerprint, "image_stat": image_stat(ds, image_id),
                               "evaluated_at": time.time()}
     store.flush()
     with table_lock(folder):
@@ -207,20 +206,6 @@ def _predict_fold(settings: Settings, ds: Dataset, name: str, ids: list[str], st
         merged = new if old is None else pd.concat([old.drop(index=[i for i in rows if i in old.index]), new],
                                                    ignore_index=True)
         write_eval_table(folder, merged)
-
-
-def _identity(ds: Dataset, image_id: str) -> dict[str, Any]:
-    info = ds.table.loc[image_id]
-    return {"image_id": image_id, "split": info["split"], "breed": info["breed"], "species": info["species"],
-            "width": int(info["width"]), "height": int(info["height"])}
-
-
-def _image_stat(ds: Dataset, image_id: str) -> str:
-    try:
-        st = os.stat(ds.image_path(image_id))
-    except OSError:
-        return ""
-    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def _read_state(parent: Path) -> dict[str, Any] | None:

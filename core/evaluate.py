@@ -203,7 +203,7 @@ def load_predictor(
 # --- evaluation folder ----------------------------------------------------------
 
 
-def _image_stat(ds: Dataset, image_id: str) -> str:
+def image_stat(ds: Dataset, image_id: str) -> str:
     """Size and mtime of the image file: a replaced image invalidates its prediction."""
     try:
         st = os.stat(ds.image_path(image_id))
@@ -312,7 +312,7 @@ def _plan(settings: Settings, ds: Dataset, folder: Path, table: pd.DataFrame, sh
     rescored = 0
     for image_id in readable.index:
         row = old_rows.get(image_id)
-        if row is None or row["checkpoint_sha"] != sha or row["image_stat"] != _image_stat(ds, image_id):
+        if row is None or row["checkpoint_sha"] != sha or row["image_stat"] != image_stat(ds, image_id):
             todo.append(image_id)
             continue
         gt_version = _gt_version(row)
@@ -432,9 +432,9 @@ def _rows(predictor: Predictor | None, ds: Dataset, batches: list[list[str]], fo
         if prediction_row is None:
             yield image_id, None
             continue
-        row = {**_identity(ds, image_id), **prediction_row}
+        row = {**image_identity(ds, image_id), **prediction_row}
         row.update(checkpoint=checkpoint, checkpoint_sha=sha, dataset_fingerprint=ds.fingerprint,
-                   image_stat=_image_stat(ds, image_id), evaluated_at=time.time())
+                   image_stat=image_stat(ds, image_id), evaluated_at=time.time())
         yield image_id, row
 
 
@@ -489,7 +489,8 @@ def _number(value: float) -> float | None:
     return None if value is None or math.isnan(float(value)) else float(value)
 
 
-def _identity(ds: Dataset, image_id: str) -> dict[str, Any]:
+def image_identity(ds: Dataset, image_id: str) -> dict[str, Any]:
+    """The identity columns of an evaluation row (core.runs.ID_COLUMNS but has_gt)."""
     info = ds.table.loc[image_id]
     return {
         "image_id": image_id,

@@ -116,6 +116,17 @@ def wait_for_app(page, timeout_ms: int = 30_000) -> None:
     page.wait_for_timeout(300)
 
 
+def draw_stroke(page, editor: str, start: tuple[float, float] = (0.08, 0.10),
+                end: tuple[float, float] = (0.30, 0.14)) -> None:
+    """Drag the mouse across the mask editor ``editor`` (a CSS selector) from ``start`` to ``end``, given as
+    fractions of the canvas: one brush stroke, as a user paints it."""
+    box = page.locator(f"{editor} [data-role=canvas]").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * start[0], box["y"] + box["height"] * start[1])
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * end[0], box["y"] + box["height"] * end[1], steps=12)
+    page.mouse.up()
+
+
 def assert_no_exception(page) -> None:
     exceptions = page.locator('[data-testid="stException"]')
     assert exceptions.count() == 0, exceptions.first.inner_text()

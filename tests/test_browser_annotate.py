@@ -11,7 +11,7 @@ import pytest
 from core import groundtruth, ledger
 from core.config import Settings
 from core.dataset import load_trimap, open_dataset
-from tests.browser import assert_no_exception, chromium_page, streamlit_server, wait_for_app
+from tests.browser import assert_no_exception, chromium_page, draw_stroke, streamlit_server, wait_for_app
 
 IMAGE = "Abyssinian_1"
 EDITOR = ".petseg-editor"
@@ -94,12 +94,7 @@ def test_unsaved_edits_warn_before_leaving_survive_a_reload_and_ctrl_s_saves_fro
         page.goto(f"{url}/annotate?image={IMAGE}")
         page.wait_for_selector(f'{EDITOR}[data-ready^="{IMAGE}@"]', timeout=30_000)
         wait_for_app(page)
-        canvas = page.locator(f"{EDITOR} [data-role=canvas]")
-        box = canvas.bounding_box()
-        page.mouse.move(box["x"] + box["width"] * 0.08, box["y"] + box["height"] * 0.10)
-        page.mouse.down()
-        page.mouse.move(box["x"] + box["width"] * 0.30, box["y"] + box["height"] * 0.14, steps=12)
-        page.mouse.up()
+        draw_stroke(page, EDITOR)
         readout = page.locator(f"{EDITOR} [data-role=readout]")
         changed = readout.inner_text().split(" · ")[1]
         assert changed != "0 px changed from the start"

@@ -12,7 +12,7 @@ import pytest
 from core import corrections, groundtruth, ledger, users
 from core.config import Settings
 from core.dataset import open_dataset
-from tests.browser import assert_no_exception, chromium_page, free_port, streamlit_server, wait_for_app
+from tests.browser import assert_no_exception, chromium_page, draw_stroke, free_port, streamlit_server, wait_for_app
 from tests.oidc_provider import OIDCProvider
 from tests.test_browser_signin import write_secrets
 
@@ -54,11 +54,7 @@ def test_an_annotators_save_counts_for_training_only_once_a_reviewer_accepts_it(
             ana.goto(f"{url}/annotate?image={IMAGE}")
             ana.wait_for_selector(f'{EDITOR}[data-ready^="{IMAGE}@"]', timeout=30_000)
             wait_for_app(ana)
-            box = ana.locator(f"{EDITOR} [data-role=canvas]").bounding_box()
-            ana.mouse.move(box["x"] + box["width"] * 0.08, box["y"] + box["height"] * 0.10)
-            ana.mouse.down()
-            ana.mouse.move(box["x"] + box["width"] * 0.40, box["y"] + box["height"] * 0.20, steps=12)
-            ana.mouse.up()
+            draw_stroke(ana, EDITOR, end=(0.40, 0.20))
             ana.locator(f"{EDITOR} button[data-action=save]").click()
             ana.wait_for_selector(f'{EDITOR}[data-saved-version="1"]', timeout=30_000)
             wait_for_app(ana)

@@ -15,7 +15,7 @@ import pytest
 
 from core import ledger
 from core.config import Settings
-from tests.browser import assert_no_exception, chromium_page, free_port, streamlit_server, wait_for_app
+from tests.browser import assert_no_exception, chromium_page, draw_stroke, free_port, streamlit_server, wait_for_app
 from tests.oidc_provider import OIDCProvider
 
 IMAGE = "Abyssinian_1"
@@ -68,12 +68,7 @@ def test_sign_in_then_a_saved_correction_carries_the_email(sample_root, workspac
             page.wait_for_selector(f'{EDITOR}[data-ready^="{IMAGE}@"]', timeout=30_000)
             wait_for_app(page)
             page.get_by_text(f"Saving as {ANA}").wait_for(timeout=30_000)
-            canvas = page.locator(f"{EDITOR} [data-role=canvas]")
-            box = canvas.bounding_box()
-            page.mouse.move(box["x"] + box["width"] * 0.08, box["y"] + box["height"] * 0.10)
-            page.mouse.down()
-            page.mouse.move(box["x"] + box["width"] * 0.30, box["y"] + box["height"] * 0.14, steps=12)
-            page.mouse.up()
+            draw_stroke(page, EDITOR)
             page.locator(f"{EDITOR} button[data-action=save]").click()
             page.wait_for_selector(f'{EDITOR}[data-saved-version="1"]', timeout=30_000)
             wait_for_app(page)

@@ -149,7 +149,7 @@ def test_db_copy_moves_a_workspace_into_postgresql_verified_idempotent_and_resum
 
 @pytest.mark.browser
 def test_two_app_servers_on_one_postgresql_see_each_others_saves(sample_root, tmp_path, postgres, monkeypatch):
-    from tests.browser import assert_no_exception, chromium_page, streamlit_server, wait_for_app
+    from tests.browser import assert_no_exception, chromium_page, draw_stroke, streamlit_server, wait_for_app
 
     monkeypatch.setenv("PETSEG_DB", new_pg_database(postgres))
     settings = Settings.resolve(data=sample_root, workspace=tmp_path / "ws-a")
@@ -167,12 +167,7 @@ def test_two_app_servers_on_one_postgresql_see_each_others_saves(sample_root, tm
         page.goto(f"{url_a}/annotate?image={ID}")
         page.wait_for_selector(f'{editor}[data-ready^="{ID}@"]', timeout=30_000)
         wait_for_app(page)
-        canvas = page.locator(f"{editor} [data-role=canvas]")
-        box = canvas.bounding_box()
-        page.mouse.move(box["x"] + box["width"] * 0.1, box["y"] + box["height"] * 0.1)
-        page.mouse.down()
-        page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.15, steps=10)
-        page.mouse.up()
+        draw_stroke(page, editor)
         page.locator(f"{editor} button[data-action=save]").click()
         page.wait_for_selector(f'{editor}[data-saved-version="1"]', timeout=20_000)
         assert_no_exception(page)

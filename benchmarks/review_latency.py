@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `core` and `tests` importable from the project root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.annotate_latency import latency_summary  # noqa: E402
 from core import corrections, groundtruth  # noqa: E402
 from core.config import Settings  # noqa: E402
 from core.dataset import open_dataset  # noqa: E402
@@ -68,12 +68,6 @@ def _seed(data: Path, workspace: Path, count: int) -> list[str]:
     return ids
 
 
-def _summary(seconds: list[float]) -> dict[str, float]:
-    ordered = sorted(seconds)
-    p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
-    return {"n": len(seconds), "median_s": round(statistics.median(seconds), 3), "p90_s": round(p90, 3)}
-
-
 def run(data: Path, workspace: Path, count: int) -> dict[str, dict[str, float]]:
     ids = _seed(data, workspace, count)
     times: dict[str, list[float]] = {"accept": [], "skip": []}
@@ -86,7 +80,7 @@ def run(data: Path, workspace: Path, count: int) -> dict[str, dict[str, float]]:
             kind = "accept" if number % 2 == 0 else "skip"
             times[kind].append(page.evaluate(_TIMED_CLICK, ["Accept" if kind == "accept" else "Skip", before]) / 1000)
             wait_for_app(page)
-    return {name: _summary(values) for name, values in times.items() if values}
+    return {name: latency_summary(values) for name, values in times.items() if values}
 
 
 def main() -> None:

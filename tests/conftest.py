@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -223,3 +225,23 @@ def _no_developer_secrets(tmp_path_factory) -> None:
     from streamlit import config
 
     config.set_option("secrets.files", [str(tmp_path_factory.mktemp("secrets") / "none.toml")])
+
+
+def ui_calls(names: set[str], modules: tuple[str, ...]) -> Iterator[tuple[str, int, str, ast.Call]]:
+    """Every call in dashboard/ and app_pages/ to one of ``names``, made by bare name (imported from core) or as
+    ``<module>.<name>`` for a module in ``modules``: ``(file name, line, name, call node)``. The static guards that
+    every UI write names who acts walk the code with this."""
+    for folder in ("dashboard", "app_pages"):
+        for path in sorted((PROJECT_ROOT / folder).glob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if not isinstance(node, ast.Call):
+                    continue
+                func = node.func
+                if isinstance(func, ast.Name):
+                    name = func.id
+                elif isinstance(func, ast.Attribute) and getattr(func.value, "id", None) in modules:
+                    name = func.attr
+                else:
+                    continue
+                if name in names:
+                    yield path.name, node.lineno, name, node

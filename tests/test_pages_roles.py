@@ -3,8 +3,6 @@ accepts and rejects, the Admin page manages users and the workflow, History show
 
 from __future__ import annotations
 
-import ast
-
 import numpy as np
 import pytest
 from _tiny_dataset import ellipse_pet
@@ -14,7 +12,7 @@ from core.config import Settings
 from core.dataset import open_dataset
 from core.masks import binary_to_trimap
 from dashboard import state
-from tests.conftest import PROJECT_ROOT, open_app, plain
+from tests.conftest import PROJECT_ROOT, open_app, plain, ui_calls
 from tests.test_signin_gate import AUTH
 
 IMAGE = "Abyssinian_1"
@@ -159,19 +157,9 @@ ACTED = {"soft_delete", "accept", "reject", "set_review_mode", "export_archive",
 
 def test_every_role_checked_action_in_the_ui_passes_the_actor():
     calls = []
-    for folder in ("dashboard", "app_pages"):
-        for path in sorted((PROJECT_ROOT / folder).glob("*.py")):
-            for node in ast.walk(ast.parse(path.read_text(), str(path))):
-                if not isinstance(node, ast.Call):
-                    continue
-                func = node.func
-                name = func.id if isinstance(func, ast.Name) else (
-                    func.attr if isinstance(func, ast.Attribute)
-                    and getattr(func.value, "id", None) in ("corrections", "users", "jobs") else None)
-                if name not in ACTED:
-                    continue
-                positional_actor = name in ("add_user", "set_role") and len(node.args) >= 2
-                calls.append((path.name, name, positional_actor or any(k.arg == "actor" for k in node.keywords)))
+    for file, _line, name, node in ui_calls(ACTED, ("corrections", "users", "jobs")):
+        positional_actor = name in ("add_user", "set_role") and len(node.args) >= 2
+        calls.append((file, name, positional_actor or any(k.arg == "actor" for k in node.keywords)))
     assert {(p, n) for p, n, _ in calls} >= {("history.py", "soft_delete"), ("export.py", "export_archive"),
                                              ("jobs_view.py", "start"), ("review_corrections.py", "accept"),
                                              ("admin.py", "add_user")}

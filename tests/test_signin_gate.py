@@ -18,7 +18,7 @@ from core.dataset import open_dataset
 from core.review import get_review
 from dashboard import auth, state
 from dashboard.editor import rle_encode
-from tests.conftest import open_app, plain
+from tests.conftest import open_app, plain, ui_calls
 
 IMAGE = "Abyssinian_1"
 AUTH = {"redirect_uri": "http://127.0.0.1:8501/oauth2callback", "cookie_secret": "x" * 32,
@@ -201,25 +201,8 @@ AUTHORED = {"save", "revert", "import_folder", "import_masks", "set_tag", "set_t
 
 def test_every_authored_write_in_the_ui_passes_the_author():
     """Left out, ``author`` falls back to the server's OS user: wrong for everyone signed in."""
-    import ast
-
-    from tests.conftest import PROJECT_ROOT
-
-    calls = []
-    for folder in ("dashboard", "app_pages"):
-        for path in sorted((PROJECT_ROOT / folder).glob("*.py")):
-            for node in ast.walk(ast.parse(path.read_text(), str(path))):
-                if not isinstance(node, ast.Call):
-                    continue
-                func = node.func  # save(...) imported by name, or corrections.save(...) / review.set_tag(...)
-                if isinstance(func, ast.Name):
-                    name = func.id
-                elif isinstance(func, ast.Attribute) and getattr(func.value, "id", None) in ("corrections", "review"):
-                    name = func.attr
-                else:
-                    continue
-                if name in AUTHORED:
-                    calls.append((path.name, node.lineno, any(k.arg in ("author", "actor") for k in node.keywords)))
+    calls = [(file, line, any(k.arg in ("author", "actor") for k in node.keywords))
+             for file, line, _name, node in ui_calls(AUTHORED, ("corrections", "review"))]
     assert {(name, has) for name, _line, has in calls} >= {("annotate_session.py", True), ("history.py", True),
                                                           ("viewer.py", True), ("corrections_import.py", True)}
     assert [c for c in calls if not c[2]] == []

@@ -127,6 +127,18 @@ def draw_stroke(page, editor: str, start: tuple[float, float] = (0.08, 0.10),
     page.mouse.up()
 
 
+def sign_in(page, url: str, issuer: str, email: str) -> None:
+    """From the app's sign-in screen, through Streamlit's login route and the test provider's form (at ``issuer``)
+    back to the app at ``url``, signed in as ``email``."""
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{issuer}/authorize?*", timeout=30_000)
+    page.fill("input[name=email]", email)
+    page.get_by_role("button", name="Continue").click()
+    page.wait_for_url(f"{url}/**", timeout=30_000)
+    page.get_by_text(f"Signed in as {email}").wait_for(timeout=30_000)
+    wait_for_app(page)
+
+
 def assert_no_exception(page) -> None:
     exceptions = page.locator('[data-testid="stException"]')
     assert exceptions.count() == 0, exceptions.first.inner_text()

@@ -12,24 +12,21 @@ import pytest
 from core import corrections, groundtruth, ledger, users
 from core.config import Settings
 from core.dataset import open_dataset
-from tests.browser import assert_no_exception, chromium_page, draw_stroke, free_port, streamlit_server, wait_for_app
+from tests.browser import (
+    assert_no_exception,
+    chromium_page,
+    draw_stroke,
+    free_port,
+    sign_in,
+    streamlit_server,
+    wait_for_app,
+)
 from tests.oidc_provider import OIDCProvider
 from tests.test_browser_signin import write_secrets
 
 IMAGE = "Abyssinian_1"
 EDITOR = ".petseg-editor"
 LEAD, RITA, ANA = "lead@example.org", "rita@example.org", "ana@example.org"
-
-
-def sign_in(page, url: str, op: OIDCProvider, email: str) -> None:
-    page.goto(url)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{op.issuer}/authorize?*", timeout=30_000)
-    page.fill("input[name=email]", email)
-    page.get_by_role("button", name="Continue").click()
-    page.wait_for_url(f"{url}/**", timeout=30_000)
-    page.get_by_text(f"Signed in as {email}").wait_for(timeout=30_000)
-    wait_for_app(page)
 
 
 @pytest.mark.browser
@@ -48,7 +45,8 @@ def test_an_annotators_save_counts_for_training_only_once_a_reviewer_accepts_it(
         with streamlit_server(sample_root, workspace, tmp_path / "server.log", port=port, args=flags) as url, \
                 chromium_page() as ana:
             # Ana, an annotator: no review queue in her navigation; she saves a stroke.
-            sign_in(ana, url, op, ANA)
+            ana.goto(url)
+            sign_in(ana, url, op.issuer, ANA)
             nav = ana.locator('[data-testid="stSidebarNav"]')
             assert "Annotate" in nav.inner_text() and "Review corrections" not in nav.inner_text()
             ana.goto(f"{url}/annotate?image={IMAGE}")
@@ -67,7 +65,8 @@ def test_an_annotators_save_counts_for_training_only_once_a_reviewer_accepts_it(
 
             # Rita, a reviewer, in her own browser context: the queue shows Ana's version; "a" accepts it.
             rita = ana.context.browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-            sign_in(rita, url, op, RITA)
+            rita.goto(url)
+            sign_in(rita, url, op.issuer, RITA)
             rita.goto(f"{url}/review_corrections")
             wait_for_app(rita)
             assert_no_exception(rita)

@@ -15,7 +15,15 @@ import pytest
 
 from core import ledger
 from core.config import Settings
-from tests.browser import assert_no_exception, chromium_page, draw_stroke, free_port, streamlit_server, wait_for_app
+from tests.browser import (
+    assert_no_exception,
+    chromium_page,
+    draw_stroke,
+    free_port,
+    sign_in,
+    streamlit_server,
+    wait_for_app,
+)
 from tests.oidc_provider import OIDCProvider
 
 IMAGE = "Abyssinian_1"
@@ -53,13 +61,7 @@ def test_sign_in_then_a_saved_correction_carries_the_email(sample_root, workspac
             assert page.locator('[data-testid="stSidebarNav"]').count() == 0
 
             # Streamlit's login route -> the provider's form -> /oauth2callback -> the app, signed in.
-            page.get_by_role("button", name="Sign in").click()
-            page.wait_for_url(f"{op.issuer}/authorize?*", timeout=30_000)
-            page.fill("input[name=email]", ANA)
-            page.get_by_role("button", name="Continue").click()
-            page.wait_for_url(f"{url}/**", timeout=30_000)
-            page.get_by_text(f"Signed in as {ANA}").wait_for(timeout=30_000)
-            wait_for_app(page)
+            sign_in(page, url, op.issuer, ANA)
             assert_no_exception(page)
             assert len(op.issued) == 1 and op.issued[0]["email"] == ANA and op.issued[0]["nonce"]
 
